@@ -1,0 +1,276 @@
+//! Key providers. The file provider keeps the KEK in a root-only file; a TPM-sealed
+//! provider will implement the same trait on the appliance.
+//!
+//! The file holds one text line, `ringfence-kek-v1:<64 hex digits>`, so that a
+//! truncated or foreign file is recognised and refused rather than used as a key.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+const FILE_PREFIX: &str = "ringfence-kek-v1:";
+
+/// A 256-bit key-encryption key. Never printed.
+#[derive(Clone)]
+pub struct Kek(Zeroizing<[u8; 32]>);
+
+impl Kek {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Kek(Zeroizing::new(bytes))
+    }
+
+    pub fn random() -> Self {
+        let mut b = [0u8; 32];
+        rand::rng().fill_bytes(&mut b);
+        Kek(Zeroizing::new(b))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key file {path} does not exist")]
+    Missing { path: PathBuf },
+    #[error(
+        "key file {path} is not a Ringfence key file (expected one line `ringfence-kek-v1:` + 64 hex digits)"
+    )]
+    Malformed { path: PathBuf },
+    #[error("key file {path} is readable by group or others (mode {mode:o}); make it 0600")]
+    TooOpen { path: PathBuf, mode: u32 },
+    #[error("key file {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Where the KEK lives.
+pub trait KeyProvider: Send + Sync {
+    /// Loads the existing KEK; never creates one.
+    fn load(&self) -> Result<Kek, KeyError>;
+    /// Creates a fresh KEK if, and only if, none exists. Returns whether it created one.
+    fn create_if_absent(&self) -> Result<bool, KeyError>;
+    /// Where the key is, for messages (never the key itself).
+    fn describe(&self) -> String;
+}
+
+/// The KEK in a root-only file.
+#[derive(Debug, Clone)]
+pub struct FileKeyProvider {
+    path: PathBuf,
+}
+
+impl FileKeyProvider {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileKeyProvider { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, source: io::Error) -> KeyError {
+        KeyError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl KeyProvider for FileKeyProvider {
+    fn load(&self) -> Result<Kek, KeyError> {
+        let mut file = match fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(KeyError::Missing {
+                    path: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(self.io(e)),
+        };
+        let mode = file
+            .metadata()
+            .map_err(|e| self.io(e))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::TooOpen {
+                path: self.path.clone(),
+                mode,
+            });
+        }
+        let mut text = Zeroizing::new(String::new());
+        // A key file is tiny; anything larger is not ours.
+        Read::by_ref(&mut file)
+            .take(256)
+            .read_to_string(&mut text)
+            .map_err(|_| KeyError::Malformed {
+                path: self.path.clone(),
+            })?;
+        parse_key_text(text.trim_end()).ok_or_else(|| KeyError::Malformed {
+            path: self.path.clone(),
+        })
+    }
+
+    fn create_if_absent(&self) -> Result<bool, KeyError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let mut file = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(self.io(e)),
+        };
+        let kek = Kek::random();
+        let text = Zeroizing::new(format!(
+            "{FILE_PREFIX}{}\n",
+            hex_lower(kek.as_bytes()).as_str()
+        ));
+        file.write_all(text.as_bytes()).map_err(|e| self.io(e))?;
+        file.sync_all().map_err(|e| self.io(e))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| self.io(e))?;
+        }
+        Ok(true)
+    }
+
+    fn describe(&self) -> String {
+        format!("key file {}", self.path.display())
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> Zeroizing<String> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = Zeroizing::new(String::with_capacity(bytes.len() * 2));
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn parse_key_text(text: &str) -> Option<Kek> {
+    let hex = text.strip_prefix(FILE_PREFIX)?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(Kek::from_bytes(out))
+}
+
+/// A KEK held in memory, for tests and simulations.
+#[derive(Debug, Default)]
+pub struct MemoryKeyProvider {
+    key: Mutex<Option<Kek>>,
+}
+
+impl MemoryKeyProvider {
+    pub fn with_key(kek: Kek) -> Self {
+        MemoryKeyProvider {
+            key: Mutex::new(Some(kek)),
+        }
+    }
+}
+
+impl KeyProvider for MemoryKeyProvider {
+    fn load(&self) -> Result<Kek, KeyError> {
+        self.key
+            .lock()
+            .expect("key mutex")
+            .clone()
+            .ok_or_else(|| KeyError::Missing {
+                path: PathBuf::from("<memory>"),
+            })
+    }
+
+    fn create_if_absent(&self) -> Result<bool, KeyError> {
+        let mut k = self.key.lock().expect("key mutex");
+        if k.is_some() {
+            return Ok(false);
+        }
+        *k = Some(Kek::random());
+        Ok(true)
+    }
+
+    fn describe(&self) -> String {
+        "in-memory key".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_then_load_round_trips_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = FileKeyProvider::new(dir.path().join("etc/kek"));
+        assert!(matches!(p.load(), Err(KeyError::Missing { .. })));
+        assert!(p.create_if_absent().unwrap());
+        let first = p.load().unwrap();
+        let mode = fs::metadata(p.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!p.create_if_absent().unwrap());
+        assert_eq!(p.load().unwrap().as_bytes(), first.as_bytes());
+    }
+
+    #[test]
+    fn refuses_malformed_and_open_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek");
+        fs::write(&path, "not a key\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let p = FileKeyProvider::new(&path);
+        assert!(matches!(p.load(), Err(KeyError::Malformed { .. })));
+        fs::write(&path, format!("{FILE_PREFIX}{}\n", "ab".repeat(31))).unwrap();
+        assert!(matches!(p.load(), Err(KeyError::Malformed { .. })));
+        fs::write(&path, format!("{FILE_PREFIX}{}\n", "zz".repeat(32))).unwrap();
+        assert!(matches!(p.load(), Err(KeyError::Malformed { .. })));
+        fs::write(&path, format!("{FILE_PREFIX}{}\n", "ab".repeat(32))).unwrap();
+        assert_eq!(p.load().unwrap().as_bytes(), &[0xab; 32]);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(p.load(), Err(KeyError::TooOpen { .. })));
+        // Refusing never rewrites the file.
+        assert!(!p.create_if_absent().unwrap());
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .contains(&"ab".repeat(32))
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_key() {
+        let k = Kek::from_bytes([0x5a; 32]);
+        let s = format!("{k:?}");
+        assert!(!s.contains("5a") && !s.contains("90"));
+        let e = KeyError::Malformed {
+            path: PathBuf::from("/x"),
+        };
+        assert!(!e.to_string().contains("5a5a"));
+    }
+}

@@ -1,0 +1,470 @@
+//! The catalog: what is on disk, in SQLite (WAL).
+//!
+//! A segment's row is inserted, state `open` with its wrapped key, *before* its file is
+//! created, and marked `closed` only after the file and its directory are synced. So
+//! after any crash every file either has a row (open: recover it; closed: complete) or
+//! is garbage, and a closed row never claims bytes that are not on disk. Wrapped keys
+//! live only here, with `secure_delete` on, so deleting a row erases the footage.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::segment::{Codec, SegmentId};
+
+pub const CATALOG_FILE: &str = "catalog.sqlite";
+pub const SEGMENTS_DIR: &str = "segments";
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("catalog {path} has schema version {found}; this recorder knows {SCHEMA_VERSION}")]
+    Version { path: PathBuf, found: i64 },
+    #[error("catalog {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, CatalogError>;
+
+/// A segment's row.
+#[derive(Debug, Clone)]
+pub struct SegmentRow {
+    pub rowid: i64,
+    pub id: SegmentId,
+    pub camera: String,
+    pub open: bool,
+    pub codec: Codec,
+    pub start_unix_ms: i64,
+    pub end_unix_ms: i64,
+    pub start_90k: i64,
+    pub end_90k: i64,
+    pub bytes: u64,
+    pub frames: u64,
+    pub key_frames: u64,
+    pub wrapped_key: Vec<u8>,
+    pub sha256: Option<String>,
+    pub recovered: bool,
+}
+
+/// What a closed segment holds, set when it closes or is recovered.
+#[derive(Debug, Clone)]
+pub struct ClosedSegment {
+    pub end_unix_ms: i64,
+    pub start_90k: i64,
+    pub end_90k: i64,
+    pub bytes: u64,
+    pub frames: u64,
+    pub key_frames: u64,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapRow {
+    pub rowid: i64,
+    pub camera: String,
+    pub from_unix_ms: i64,
+    /// `None` while the interruption lasts.
+    pub to_unix_ms: Option<i64>,
+    pub reason: String,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Where a segment's file lives in the store.
+pub fn segment_path(store: &Path, camera: &str, id: SegmentId) -> PathBuf {
+    store
+        .join(SEGMENTS_DIR)
+        .join(camera)
+        .join(format!("{id}.seg"))
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog of the store at `store`.
+    pub fn open(store: &Path) -> Result<Catalog> {
+        let path = store.join(CATALOG_FILE);
+        let conn = Connection::open(&path).map_err(|source| CatalogError::Sql {
+            path: path.clone(),
+            source,
+        })?;
+        let c = Catalog { conn, path };
+        c.setup(true)?;
+        Ok(c)
+    }
+
+    /// Opens an existing catalog for reading only (for `check` beside a running recorder).
+    pub fn open_read_only(store: &Path) -> Result<Catalog> {
+        let path = store.join(CATALOG_FILE);
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| CatalogError::Sql {
+            path: path.clone(),
+            source,
+        })?;
+        let c = Catalog { conn, path };
+        c.setup(false)?;
+        Ok(c)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|source| CatalogError::Sql {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn setup(&self, writable: bool) -> Result<()> {
+        self.sql(self.conn.busy_timeout(Duration::from_secs(10)))?;
+        if writable {
+            self.sql(self.conn.execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 PRAGMA synchronous=FULL;
+                 PRAGMA secure_delete=ON;
+                 PRAGMA foreign_keys=ON;",
+            ))?;
+            self.sql(self.conn.execute_batch(SCHEMA))?;
+            let found: Option<i64> = self
+                .sql(
+                    self.conn
+                        .query_row(
+                            "SELECT value FROM meta WHERE key='schema_version'",
+                            [],
+                            |r| r.get::<_, String>(0),
+                        )
+                        .optional(),
+                )?
+                .map(|v| v.parse().unwrap_or(-1));
+            match found {
+                None => {
+                    self.sql(self.conn.execute(
+                        "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)",
+                        [SCHEMA_VERSION.to_string()],
+                    ))?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(v) => {
+                    return Err(CatalogError::Version {
+                        path: self.path.clone(),
+                        found: v,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.sql(
+            self.conn
+                .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+                .optional(),
+        )
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.sql(self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![key, value],
+        ))
+        .map(drop)
+    }
+
+    /// Records a camera's identity and live state (read by the viewer-api).
+    pub fn upsert_camera(&self, id: &str, name: &str) -> Result<()> {
+        self.sql(self.conn.execute(
+            "INSERT INTO cameras(id, name) VALUES (?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET name=excluded.name",
+            params![id, name],
+        ))
+        .map(drop)
+    }
+
+    pub fn set_camera_state(
+        &self,
+        id: &str,
+        state: &str,
+        reason: Option<&str>,
+        since_unix_ms: i64,
+    ) -> Result<()> {
+        self.sql(self.conn.execute(
+            "UPDATE cameras SET state=?2, state_reason=?3, state_since_unix_ms=?4 WHERE id=?1",
+            params![id, state, reason, since_unix_ms],
+        ))
+        .map(drop)
+    }
+
+    /// Inserts the row of a segment about to be created.
+    pub fn insert_open_segment(
+        &self,
+        id: SegmentId,
+        camera: &str,
+        codec: Codec,
+        start_unix_ms: i64,
+        start_90k: i64,
+        wrapped_key: &[u8],
+    ) -> Result<i64> {
+        self.sql(self.conn.execute(
+            "INSERT INTO segments(uuid, camera_id, state, codec, start_unix_ms, end_unix_ms,
+                                  start_90k, end_90k, wrapped_key)
+             VALUES (?1, ?2, 'open', ?3, ?4, ?4, ?5, ?5, ?6)",
+            params![
+                id.to_string(),
+                camera,
+                codec.as_str(),
+                start_unix_ms,
+                start_90k,
+                wrapped_key
+            ],
+        ))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks a segment closed once its file is complete and synced.
+    pub fn close_segment(&self, id: SegmentId, c: &ClosedSegment, recovered: bool) -> Result<()> {
+        let n = self.sql(self.conn.execute(
+            "UPDATE segments SET state='closed', end_unix_ms=?2, start_90k=?3, end_90k=?4,
+                    bytes=?5, frames=?6, key_frames=?7, sha256=?8, recovered=?9
+             WHERE uuid=?1",
+            params![
+                id.to_string(),
+                c.end_unix_ms,
+                c.start_90k,
+                c.end_90k,
+                c.bytes as i64,
+                c.frames as i64,
+                c.key_frames as i64,
+                hex::encode(c.sha256),
+                recovered as i64
+            ],
+        ))?;
+        if n != 1 {
+            return Err(CatalogError::Corrupt {
+                path: self.path.clone(),
+                message: format!("segment {id} has no row to close"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes a segment's row (its wrapped key is overwritten by `secure_delete`).
+    pub fn delete_segment_row(&self, id: SegmentId) -> Result<()> {
+        self.sql(
+            self.conn
+                .execute("DELETE FROM segments WHERE uuid=?1", [id.to_string()]),
+        )
+        .map(drop)
+    }
+
+    pub fn segments(&self, camera: Option<&str>) -> Result<Vec<SegmentRow>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(
+            "SELECT rowid, uuid, camera_id, state, codec, start_unix_ms, end_unix_ms, start_90k,
+                    end_90k, bytes, frames, key_frames, wrapped_key, sha256, recovered
+             FROM segments WHERE (?1 IS NULL OR camera_id = ?1)
+             ORDER BY camera_id, start_unix_ms, rowid",
+        ))?;
+        let rows = stmt.query_map([camera], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, Option<i64>>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, i64>(10)?,
+                r.get::<_, i64>(11)?,
+                r.get::<_, Vec<u8>>(12)?,
+                r.get::<_, Option<String>>(13)?,
+                r.get::<_, i64>(14)?,
+            ))
+        });
+        let rows = self.sql(rows)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                rowid,
+                uuid,
+                camera,
+                state,
+                codec,
+                s,
+                e,
+                s90,
+                e90,
+                bytes,
+                frames,
+                kf,
+                wk,
+                sha,
+                rec,
+            ) = self.sql(row)?;
+            let corrupt = |m: String| CatalogError::Corrupt {
+                path: self.path.clone(),
+                message: m,
+            };
+            out.push(SegmentRow {
+                rowid,
+                id: uuid
+                    .parse()
+                    .map_err(|_| corrupt(format!("segment row {rowid} has a bad id")))?,
+                camera,
+                open: state == "open",
+                codec: codec
+                    .parse()
+                    .map_err(|_| corrupt(format!("segment row {rowid} has a bad codec")))?,
+                start_unix_ms: s,
+                end_unix_ms: e,
+                start_90k: s90.unwrap_or(0),
+                end_90k: e90.unwrap_or(0),
+                bytes: bytes as u64,
+                frames: frames as u64,
+                key_frames: kf as u64,
+                wrapped_key: wk,
+                sha256: sha,
+                recovered: rec != 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The latest end of anything recorded for a camera, if any.
+    pub fn last_recorded_unix_ms(&self, camera: &str) -> Result<Option<i64>> {
+        self.sql(self.conn.query_row(
+            "SELECT MAX(end_unix_ms) FROM segments WHERE camera_id=?1",
+            [camera],
+            |r| r.get(0),
+        ))
+    }
+
+    pub fn open_gap(&self, camera: &str, from_unix_ms: i64, reason: &str) -> Result<i64> {
+        self.sql(self.conn.execute(
+            "INSERT INTO gaps(camera_id, from_unix_ms, to_unix_ms, reason) VALUES (?1, ?2, NULL, ?3)",
+            params![camera, from_unix_ms, reason],
+        ))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn close_gap(&self, rowid: i64, to_unix_ms: i64) -> Result<()> {
+        self.sql(self.conn.execute(
+            "UPDATE gaps SET to_unix_ms = MAX(from_unix_ms, ?2) WHERE rowid=?1",
+            params![rowid, to_unix_ms],
+        ))
+        .map(drop)
+    }
+
+    /// Closes gaps left open by a recorder that stopped without closing them.
+    pub fn close_dangling_gaps(&self, camera: &str, to_unix_ms: i64) -> Result<()> {
+        self.sql(self.conn.execute(
+            "UPDATE gaps SET to_unix_ms = MAX(from_unix_ms, ?2) WHERE camera_id=?1 AND to_unix_ms IS NULL",
+            params![camera, to_unix_ms],
+        ))
+        .map(drop)
+    }
+
+    pub fn last_gap_end_unix_ms(&self, camera: &str) -> Result<Option<i64>> {
+        self.sql(self.conn.query_row(
+            "SELECT MAX(to_unix_ms) FROM gaps WHERE camera_id=?1",
+            [camera],
+            |r| r.get(0),
+        ))
+    }
+
+    pub fn gaps(&self, camera: &str) -> Result<Vec<GapRow>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(
+            "SELECT rowid, camera_id, from_unix_ms, to_unix_ms, reason FROM gaps
+             WHERE camera_id=?1 ORDER BY from_unix_ms, rowid",
+        ))?;
+        let rows = self.sql(stmt.query_map([camera], |r| {
+            Ok(GapRow {
+                rowid: r.get(0)?,
+                camera: r.get(1)?,
+                from_unix_ms: r.get(2)?,
+                to_unix_ms: r.get(3)?,
+                reason: r.get(4)?,
+            })
+        }))?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+
+    /// Camera ids known to the catalog (configured now or in the past).
+    pub fn camera_ids(&self) -> Result<Vec<String>> {
+        let mut stmt = self.sql(self.conn.prepare(
+            "SELECT id FROM cameras UNION SELECT DISTINCT camera_id FROM segments ORDER BY 1",
+        ))?;
+        let rows = self.sql(stmt.query_map([], |r| r.get(0)))?;
+        rows.map(|r| self.sql(r)).collect()
+    }
+
+    pub fn total_bytes(&self) -> Result<u64> {
+        self.sql(
+            self.conn
+                .query_row("SELECT COALESCE(SUM(bytes), 0) FROM segments", [], |r| {
+                    r.get::<_, i64>(0)
+                }),
+        )
+        .map(|b| b as u64)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cameras (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'unknown',
+    state_reason TEXT,
+    state_since_unix_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS segments (
+    rowid INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    camera_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+    codec TEXT NOT NULL,
+    start_unix_ms INTEGER NOT NULL,
+    end_unix_ms INTEGER NOT NULL,
+    start_90k INTEGER,
+    end_90k INTEGER,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    frames INTEGER NOT NULL DEFAULT 0,
+    key_frames INTEGER NOT NULL DEFAULT 0,
+    wrapped_key BLOB NOT NULL,
+    sha256 TEXT,
+    recovered INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS segments_by_camera_time ON segments (camera_id, start_unix_ms);
+CREATE INDEX IF NOT EXISTS segments_by_end ON segments (end_unix_ms);
+CREATE TABLE IF NOT EXISTS gaps (
+    rowid INTEGER PRIMARY KEY,
+    camera_id TEXT NOT NULL,
+    from_unix_ms INTEGER NOT NULL,
+    to_unix_ms INTEGER,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gaps_by_camera_time ON gaps (camera_id, from_unix_ms);
+";

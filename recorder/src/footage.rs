@@ -1,0 +1,1 @@
+//! Reading footage back out of the store, for the viewer-api and exports.

@@ -1,0 +1,265 @@
+//! RTSP ingest: one task per camera, from retina's depacketised frames to GOPs for
+//! the camera's writer. Nothing is decoded. A camera that fails is retried forever
+//! with capped, jittered backoff (so a site full of cameras that come back together
+//! after a power cut do not all retry in step), and every interruption reaches the
+//! writer as a gap with its reason.
+
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use retina::client::{
+    Credentials, PlayOptions, Session, SessionGroup, SessionOptions, SetupOptions,
+    TcpTransportOptions, Transport, UdpTransportOptions,
+};
+use retina::codec::{CodecItem, ParametersRef};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::{self, CameraConfig};
+use crate::metrics::Metrics;
+use crate::segment::{Codec, CodecParams, Frame, Gop};
+use crate::writer::WriterMsg;
+
+/// No frame for this long: the camera is treated as offline.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Exponential backoff with jitter, capped at 30 s. `attempt` counts failures in a row
+/// from 0; `jitter` in [0, 1) spreads the delay over ±25%.
+pub fn backoff(attempt: u32, jitter: f64) -> Duration {
+    const BASE_MS: f64 = 500.0;
+    const CAP_MS: f64 = 30_000.0;
+    let exp = BASE_MS * 2f64.powi(attempt.min(16) as i32);
+    let ms = exp.min(CAP_MS) * (0.75 + 0.5 * jitter.clamp(0.0, 0.999_999));
+    Duration::from_millis(ms.min(CAP_MS) as u64)
+}
+
+pub struct CameraTask {
+    pub camera: CameraConfig,
+    pub tx: SyncSender<WriterMsg>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub session_group: Arc<SessionGroup>,
+    pub state: Arc<dyn Fn(&str, &str, Option<&str>) + Send + Sync>,
+}
+
+impl CameraTask {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let id = self.camera.id.clone();
+        let mut attempt = 0u32;
+        loop {
+            (self.state)(&id, "connecting", None);
+            let mut recorded_frames = 0u64;
+            let result = tokio::select! {
+                r = self.session(&mut recorded_frames) => r,
+                _ = shutdown.changed() => Ok(()),
+            };
+            if *shutdown.borrow() {
+                break;
+            }
+            let reason = match result {
+                Ok(()) => "camera ended the stream".to_string(),
+                Err(e) => e,
+            };
+            self.metrics
+                .reconnects
+                .get_or_create(&Metrics::cam(&id))
+                .inc();
+            if recorded_frames > 0 {
+                attempt = 0;
+            }
+            let delay = backoff(attempt, rand::rng().random());
+            attempt = attempt.saturating_add(1);
+            warn!(camera = %id, reason = %reason, retry_in_ms = delay.as_millis() as u64, "camera offline");
+            (self.state)(&id, "offline", Some(&reason));
+            let _ = self.tx.try_send(WriterMsg::Offline {
+                at_unix_ms: self.clock.now_unix_ms(),
+                reason: reason.clone(),
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+
+    /// One RTSP session, until it fails. Errors are already redacted (the URL never
+    /// carries credentials: config refuses them).
+    async fn session(&self, recorded_frames: &mut u64) -> Result<(), String> {
+        let cam = &self.camera;
+        let url = config::camera_url(cam);
+        let creds = match &cam.username {
+            Some(u) => Some(Credentials {
+                username: u.clone(),
+                password: cam.resolve_password()?.unwrap_or_default(),
+            }),
+            None => None,
+        };
+        let opts = SessionOptions::default()
+            .creds(creds)
+            .user_agent(format!("ringfence/{}", env!("CARGO_PKG_VERSION")))
+            .session_group(self.session_group.clone());
+        let mut session = tokio::time::timeout(CONNECT_TIMEOUT, Session::describe(url, opts))
+            .await
+            .map_err(|_| "no answer to DESCRIBE within 10 s".to_string())?
+            .map_err(|e| describe_error(&e.to_string()))?;
+        let stream_i = session
+            .streams()
+            .iter()
+            .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"))
+            .ok_or_else(|| "the camera offers no H.264 or H.265 video stream".to_string())?;
+        let transport = match cam.transport {
+            config::Transport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
+            config::Transport::Udp => Transport::Udp(UdpTransportOptions::default()),
+        };
+        tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            session.setup(stream_i, SetupOptions::default().transport(transport)),
+        )
+        .await
+        .map_err(|_| "no answer to SETUP within 10 s".to_string())?
+        .map_err(|e| format!("SETUP failed: {e}"))?;
+        let playing = tokio::time::timeout(CONNECT_TIMEOUT, session.play(PlayOptions::default()))
+            .await
+            .map_err(|_| "no answer to PLAY within 10 s".to_string())?
+            .map_err(|e| format!("PLAY failed: {e}"))?;
+        let mut demuxed = playing.demuxed().map_err(|e| e.to_string())?;
+        info!(camera = %cam.id, "camera connected");
+
+        let label = Metrics::cam(&cam.id);
+        let frames_c = self.metrics.frames.get_or_create(&label).clone();
+        let key_c = self.metrics.key_frames.get_or_create(&label).clone();
+        let bytes_c = self.metrics.bytes_received.get_or_create(&label).clone();
+        let dropped_c = self.metrics.frames_dropped.get_or_create(&label).clone();
+        let mut params: Option<Arc<CodecParams>> = None;
+        let mut gop: Option<Gop> = None;
+        let mut announced = false;
+        let result = loop {
+            let item = match tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()).await {
+                Err(_) => break Err("no video received for 10 s".to_string()),
+                Ok(None) => break Err("the camera closed the session".to_string()),
+                Ok(Some(Err(e))) => break Err(format!("stream error: {e}")),
+                Ok(Some(Ok(item))) => item,
+            };
+            let CodecItem::VideoFrame(frame) = item else {
+                continue;
+            };
+            if frame.stream_id() != stream_i {
+                continue;
+            }
+            frames_c.inc();
+            bytes_c.inc_by(frame.data().len() as u64);
+            let key = frame.is_random_access_point();
+            if key {
+                key_c.inc();
+            }
+            if frame.has_new_parameters() || params.is_none() {
+                let new = stream_params(&demuxed.streams()[stream_i])?;
+                if params.as_deref() != Some(&new) {
+                    // Parameters changed: what was collected belongs to the old ones.
+                    if let (Some(p), Some(g)) = (params.take(), gop.take()) {
+                        self.send(p, g, &dropped_c);
+                    }
+                    params = Some(Arc::new(new));
+                }
+            }
+            if key && let (Some(p), Some(g)) = (&params, gop.take()) {
+                self.send(p.clone(), g, &dropped_c);
+            }
+            if gop.is_none() {
+                if !key {
+                    continue; // before the first key frame: nothing to decode from
+                }
+                gop = Some(Gop {
+                    start_unix_ms: self.clock.now_unix_ms(),
+                    frames: Vec::with_capacity(64),
+                });
+            }
+            let pts_90k = frame.timestamp().timestamp();
+            gop.as_mut().expect("set above").frames.push(Frame {
+                pts_90k,
+                key,
+                data: frame.into_data(),
+            });
+            *recorded_frames += 1;
+            if !announced {
+                announced = true;
+                (self.state)(&cam.id, "recording", None);
+            }
+        };
+        if let (Some(p), Some(g)) = (params, gop) {
+            self.send(p, g, &dropped_c);
+        }
+        result
+    }
+
+    fn send(
+        &self,
+        params: Arc<CodecParams>,
+        gop: Gop,
+        dropped: &prometheus_client::metrics::counter::Counter,
+    ) {
+        let n = gop.frames.len() as u64;
+        match self.tx.try_send(WriterMsg::Gop { params, gop }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                dropped.inc_by(n);
+                warn!(camera = %self.camera.id, frames = n, "writer is behind; GOP dropped");
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                dropped.inc_by(n);
+            }
+        }
+    }
+}
+
+fn describe_error(e: &str) -> String {
+    if e.contains("401") {
+        format!("camera refused the credentials (401 Unauthorized): {e}")
+    } else {
+        format!("cannot reach camera: {e}")
+    }
+}
+
+fn stream_params(stream: &retina::client::Stream) -> Result<CodecParams, String> {
+    let Some(ParametersRef::Video(v)) = stream.parameters() else {
+        return Err("the video stream has no usable parameters".into());
+    };
+    let codec = match stream.encoding_name() {
+        "h264" => Codec::H264,
+        "h265" => Codec::H265,
+        other => return Err(format!("unsupported codec {other}")),
+    };
+    let (width, height) = v.pixel_dimensions();
+    Ok(CodecParams {
+        codec,
+        extra_data: v.extra_data().to_vec(),
+        width,
+        height,
+        rfc6381: v.rfc6381_codec().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        assert_eq!(backoff(0, 0.5), Duration::from_millis(500));
+        assert_eq!(backoff(1, 0.5), Duration::from_millis(1000));
+        assert_eq!(backoff(3, 0.5), Duration::from_millis(4000));
+        for attempt in [6, 7, 20, u32::MAX] {
+            for j in [0.0, 0.5, 0.999] {
+                assert!(backoff(attempt, j) <= Duration::from_secs(30));
+            }
+        }
+        assert_eq!(backoff(10, 0.999), Duration::from_secs(30));
+        assert!(backoff(10, 0.0) >= Duration::from_millis(22_500));
+        assert!(backoff(2, 0.0) < backoff(2, 0.99));
+    }
+}

@@ -1,0 +1,15 @@
+//! Ringfence recorder: records RTSP cameras into encrypted, crash-safe segments and
+//! owns the store's format; the viewer-api reads footage through this crate.
+
+pub mod catalog;
+pub mod check;
+pub mod clock;
+pub mod config;
+pub mod footage;
+pub mod ingest;
+pub mod metrics;
+pub mod recovery;
+pub mod run;
+pub mod segment;
+pub mod store;
+pub mod writer;

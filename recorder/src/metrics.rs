@@ -1,0 +1,168 @@
+//! Prometheus metrics: how the site is watched from afar. A camera that stops, a disk
+//! that fills or a writer that falls behind must show here before anyone asks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CameraLabel {
+    pub camera: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub camera: String,
+    pub state: String,
+}
+
+/// The camera states, as exported and stored in the catalog.
+pub const STATES: [&str; 3] = ["connecting", "recording", "offline"];
+
+pub struct Metrics {
+    registry: Registry,
+    pub frames: Family<CameraLabel, Counter>,
+    pub key_frames: Family<CameraLabel, Counter>,
+    pub bytes_received: Family<CameraLabel, Counter>,
+    pub bytes_written: Family<CameraLabel, Counter>,
+    pub frames_dropped: Family<CameraLabel, Counter>,
+    pub reconnects: Family<CameraLabel, Counter>,
+    pub write_errors: Family<CameraLabel, Counter>,
+    pub segments_closed: Family<CameraLabel, Counter>,
+    pub camera_state: Family<StateLabel, Gauge>,
+    pub store_bytes: Gauge,
+    pub write_seconds: Histogram,
+    pub sync_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ringfence");
+        let m = Metrics {
+            frames: Family::default(),
+            key_frames: Family::default(),
+            bytes_received: Family::default(),
+            bytes_written: Family::default(),
+            frames_dropped: Family::default(),
+            reconnects: Family::default(),
+            write_errors: Family::default(),
+            segments_closed: Family::default(),
+            camera_state: Family::default(),
+            store_bytes: Gauge::default(),
+            write_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            sync_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            registry: Registry::default(),
+        };
+        registry.register("frames", "Video frames received", m.frames.clone());
+        registry.register("key_frames", "Key frames received", m.key_frames.clone());
+        registry.register(
+            "bytes_received",
+            "Video bytes received from cameras",
+            m.bytes_received.clone(),
+        );
+        registry.register(
+            "bytes_written",
+            "Segment bytes written to the store",
+            m.bytes_written.clone(),
+        );
+        registry.register(
+            "frames_dropped",
+            "Frames received but not stored (writer behind or write failed)",
+            m.frames_dropped.clone(),
+        );
+        registry.register(
+            "reconnects",
+            "Camera sessions that ended and were retried",
+            m.reconnects.clone(),
+        );
+        registry.register(
+            "write_errors",
+            "Failed segment writes (e.g. disk full)",
+            m.write_errors.clone(),
+        );
+        registry.register(
+            "segments_closed",
+            "Segments completed",
+            m.segments_closed.clone(),
+        );
+        registry.register(
+            "camera_state",
+            "1 for the camera's current state",
+            m.camera_state.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Bytes of segments in the store",
+            m.store_bytes.clone(),
+        );
+        registry.register(
+            "write_seconds",
+            "Latency of one chunk write",
+            m.write_seconds.clone(),
+        );
+        registry.register(
+            "sync_seconds",
+            "Latency of one fdatasync",
+            m.sync_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn set_state(&self, camera: &str, state: &str) {
+        for s in STATES {
+            self.camera_state
+                .get_or_create(&StateLabel {
+                    camera: camera.to_string(),
+                    state: s.to_string(),
+                })
+                .set(i64::from(s == state));
+        }
+    }
+
+    pub fn cam(camera: &str) -> CameraLabel {
+        CameraLabel {
+            camera: camera.to_string(),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `/metrics` until the task is dropped.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    use axum::{Router, http::header, routing::get};
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    m.encode(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}

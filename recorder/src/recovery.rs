@@ -1,0 +1,89 @@
+//! Start-up recovery: after a power cut or `kill -9`, bring files and catalog back
+//! into agreement before recording resumes. Every file is either catalogued and
+//! closed, an open segment to repair, or garbage to remove; nothing else survives.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use hardware::Kek;
+use tracing::{info, warn};
+
+use crate::catalog::{self, Catalog};
+use crate::segment::SegmentId;
+use crate::writer::{Recovered, recover_one};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub repaired: u64,
+    pub removed_open: u64,
+    pub orphans_removed: u64,
+    pub cameras_recovered: Vec<String>,
+}
+
+pub fn recover_store(store: &Path, cat: &Catalog, kek: &Kek) -> Result<RecoveryReport, String> {
+    let mut report = RecoveryReport::default();
+    let rows = cat.segments(None).map_err(|e| e.to_string())?;
+    for row in rows.iter().filter(|r| r.open) {
+        let path = catalog::segment_path(store, &row.camera, row.id);
+        match recover_one(cat, kek, &row.camera, row.id, &path)? {
+            Recovered::Repaired { frames } => {
+                info!(camera = %row.camera, segment = %row.id, frames, "recovered cut segment");
+                report.repaired += 1;
+                if !report.cameras_recovered.contains(&row.camera) {
+                    report.cameras_recovered.push(row.camera.clone());
+                }
+            }
+            Recovered::Removed => {
+                warn!(camera = %row.camera, segment = %row.id, "open segment held nothing authentic; removed");
+                report.removed_open += 1;
+            }
+        }
+    }
+    let known: HashSet<(String, SegmentId)> = cat
+        .segments(None)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|r| (r.camera, r.id))
+        .collect();
+    for (camera, id, path) in list_segment_files(store).map_err(|e| e.to_string())? {
+        let orphan = match id {
+            Some(id) => !known.contains(&(camera.clone(), id)),
+            None => true,
+        };
+        if orphan {
+            warn!(file = %path.display(), "removing file that no catalog row claims");
+            fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            report.orphans_removed += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Every file under `segments/`: (camera folder, segment id if the name is one, path).
+pub fn list_segment_files(
+    store: &Path,
+) -> std::io::Result<Vec<(String, Option<SegmentId>, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    let root = store.join(catalog::SEGMENTS_DIR);
+    let cams = match fs::read_dir(&root) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for cam in cams {
+        let cam = cam?;
+        if !cam.file_type()?.is_dir() {
+            continue;
+        }
+        let camera = cam.file_name().to_string_lossy().into_owned();
+        for f in fs::read_dir(cam.path())? {
+            let f = f?;
+            let name = f.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".seg").and_then(|s| s.parse().ok());
+            out.push((camera.clone(), id, f.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

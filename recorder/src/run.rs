@@ -1,0 +1,160 @@
+//! `recorder run`: recover, then record every camera until SIGINT/SIGTERM, then close
+//! every open segment before exiting.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use retina::client::SessionGroup;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::catalog::Catalog;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::ingest::CameraTask;
+use crate::metrics::Metrics;
+use crate::writer::{CameraWriter, WriterConfig};
+use crate::{recovery, store};
+
+/// GOPs queued per camera between the RTSP task and its writer (a few seconds).
+const WRITER_QUEUE_GOPS: usize = 16;
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let keys = store::key_provider(&config);
+    let kek = store::load_kek(&config, &keys)?;
+    let store_path = config.storage.path.clone();
+    let _lock = store::lock(&store_path)?;
+    let cat = Catalog::open(&store_path)?;
+    let recovered = recovery::recover_store(&store_path, &cat, &kek)
+        .map_err(|e| anyhow::anyhow!("recovery failed: {e}"))?;
+    if recovered != recovery::RecoveryReport::default() {
+        info!(
+            repaired = recovered.repaired,
+            removed = recovered.removed_open,
+            orphans = recovered.orphans_removed,
+            "store recovered after an unclean stop"
+        );
+    }
+    let metrics = Arc::new(Metrics::new());
+    metrics.store_bytes.set(cat.total_bytes()? as i64);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    for c in &config.cameras {
+        cat.upsert_camera(&c.id, c.display_name())?;
+    }
+    let cat = Arc::new(Mutex::new(cat));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("recorder-rt")
+        .build()
+        .context("cannot start the async runtime")?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let session_group = Arc::new(SessionGroup::default());
+    let mut writers = Vec::new();
+    let mut tasks = Vec::new();
+    let state_cat = cat.clone();
+    let state_metrics = metrics.clone();
+    let state_clock = clock.clone();
+    let state: Arc<dyn Fn(&str, &str, Option<&str>) + Send + Sync> =
+        Arc::new(move |camera: &str, state: &str, reason: Option<&str>| {
+            state_metrics.set_state(camera, state);
+            let now = state_clock.now_unix_ms();
+            if let Ok(c) = state_cat.lock()
+                && let Err(e) = c.set_camera_state(camera, state, reason, now)
+            {
+                warn!(camera, error = %e, "cannot record camera state");
+            }
+        });
+
+    for cam in &config.cameras {
+        let startup_gap = {
+            let c = cat.lock().expect("catalog mutex");
+            let last = c.last_recorded_unix_ms(&cam.id)?;
+            let last_gap = c.last_gap_end_unix_ms(&cam.id)?;
+            last.map(|l| {
+                let from = l.max(last_gap.unwrap_or(i64::MIN));
+                let why = if recovered.cameras_recovered.contains(&cam.id) {
+                    "recorder stopped unexpectedly (crash or power loss)"
+                } else {
+                    "recorder not running"
+                };
+                (from, why.to_string())
+            })
+        };
+        let writer = CameraWriter::new(
+            WriterConfig {
+                store: store_path.clone(),
+                camera: cam.id.clone(),
+                segment_secs: config.storage.segment_secs,
+                sync_interval: Duration::from_millis(config.storage.sync_interval_ms),
+            },
+            kek.clone(),
+            metrics.clone(),
+            startup_gap,
+        )?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE_GOPS);
+        writers.push(
+            std::thread::Builder::new()
+                .name(format!("writer-{}", cam.id))
+                .spawn(move || writer.run(rx))
+                .context("cannot start writer thread")?,
+        );
+        let task = CameraTask {
+            camera: cam.clone(),
+            tx,
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            session_group: session_group.clone(),
+            state: state.clone(),
+        };
+        tasks.push(rt.spawn(task.run(shutdown_rx.clone())));
+    }
+
+    rt.block_on(async {
+        let metrics_task = config.metrics.as_ref().map(|m| {
+            let addr = m.addr;
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve(addr, metrics).await {
+                    error!(%addr, error = %e, "metrics endpoint failed");
+                }
+            })
+        });
+        info!(
+            cameras = config.cameras.len(),
+            store = %store_path.display(),
+            "recording"
+        );
+        wait_for_signal().await;
+        info!("stopping: closing open segments");
+        let _ = shutdown_tx.send(true);
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), session_group.await_teardown()).await;
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
+    });
+    for w in writers {
+        if w.join().is_err() {
+            error!("a writer thread panicked");
+        }
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

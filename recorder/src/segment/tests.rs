@@ -1,0 +1,873 @@
+use super::codec::{self, Cur, FrameMeta};
+use super::*;
+use proptest::prelude::*;
+use std::os::unix::fs::PermissionsExt;
+
+const CAM: &str = "cam-01";
+const MARKER: &[u8] = b"<<FRAME-BYTES-IN-CLEAR>>";
+const EXTRA_MARKER: &[u8] = b"<<AVCC-IN-CLEAR>>";
+
+fn params(codec: Codec) -> CodecParams {
+    let mut extra_data = vec![1, 0x64, 0, 0x28];
+    extra_data.extend_from_slice(EXTRA_MARKER);
+    CodecParams {
+        codec,
+        extra_data,
+        width: 1920,
+        height: 1080,
+        rfc6381: match codec {
+            Codec::H264 => "avc1.640028".into(),
+            Codec::H265 => "hvc1.1.6.L120.90".into(),
+        },
+    }
+}
+
+/// GOPs whose frames are made of MARKER repeated (plus a counter), with awkward pts.
+fn gops(n: usize, frames_per_gop: usize, frame_len: usize) -> Vec<Gop> {
+    let mut pts = 1_000_000i64;
+    let mut counter = 0u32;
+    (0..n)
+        .map(|g| Gop {
+            start_unix_ms: 1_700_000_000_000 + g as i64 * 2000,
+            frames: (0..frames_per_gop)
+                .map(|i| {
+                    counter += 1;
+                    pts += if i == 2 { -1234 } else { 3000 }; // one backwards step per GOP
+                    let mut data = Vec::with_capacity(frame_len);
+                    data.extend_from_slice(&counter.to_be_bytes());
+                    while data.len() < frame_len {
+                        data.extend_from_slice(MARKER);
+                    }
+                    data.truncate(frame_len.max(4));
+                    Frame {
+                        pts_90k: pts,
+                        key: i == 0,
+                        data,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+struct Seg {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    id: SegmentId,
+    key: DataKey,
+    gops: Vec<Gop>,
+    finished: Finished,
+}
+
+fn write_seg(codec: Codec, gops: Vec<Gop>) -> Seg {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    let id = SegmentId::random();
+    let key = DataKey::random();
+    let mut w =
+        SegmentWriter::create(&path, id, CAM, &key, &params(codec), 1_700_000_000_000).unwrap();
+    for g in &gops {
+        w.append_gop(g).unwrap();
+    }
+    let finished = w.finish().unwrap();
+    Seg {
+        _dir: dir,
+        path,
+        id,
+        key,
+        gops,
+        finished,
+    }
+}
+
+fn small_seg() -> Seg {
+    write_seg(Codec::H264, gops(3, 4, 30))
+}
+
+/// (start, end) of every chunk in the file bytes.
+fn chunk_spans(b: &[u8]) -> Vec<(usize, usize)> {
+    let mut pos = usize::from(u16::from_be_bytes([b[10], b[11]]));
+    let mut v = Vec::new();
+    while pos < b.len() {
+        let len = u32::from_be_bytes(b[pos + 13..pos + 17].try_into().unwrap()) as usize;
+        let end = pos + CHUNK_HDR_LEN + len + TAG_LEN;
+        v.push((pos, end));
+        pos = end;
+    }
+    assert_eq!(pos, b.len());
+    v
+}
+
+fn rebuild(b: &[u8], order: &[usize]) -> Vec<u8> {
+    let spans = chunk_spans(b);
+    let mut out = b[..spans[0].0].to_vec();
+    for &i in order {
+        out.extend_from_slice(&b[spans[i].0..spans[i].1]);
+    }
+    out
+}
+
+fn read_all(path: &Path, id: SegmentId, key: &DataKey) -> Result<Vec<Gop>, SegmentError> {
+    let mut r = SegmentReader::open(path, id, CAM, key)?;
+    let mut v = Vec::new();
+    while let Some(g) = r.next_gop()? {
+        v.push(g);
+    }
+    Ok(v)
+}
+
+/// A file is "accepted" only if verify says intact and the reader reads it to the end.
+fn accepted(path: &Path, id: SegmentId, key: &DataKey) -> bool {
+    let verified = matches!(verify(path, id, CAM, key), Ok(r) if r.is_intact());
+    let read = read_all(path, id, key).is_ok();
+    assert_eq!(verified, read, "verify and reader disagree");
+    verified
+}
+
+fn sha(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+#[test]
+fn round_trip_both_codecs() {
+    for codec in [Codec::H264, Codec::H265] {
+        let s = write_seg(codec, gops(5, 30, 700));
+        let bytes = std::fs::read(&s.path).unwrap();
+        assert_eq!(s.finished.bytes, bytes.len() as u64);
+        assert_eq!(s.finished.sha256, sha(&bytes));
+        assert_eq!(s.finished.chunks, 7);
+        let mode = std::fs::metadata(&s.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let mut r = SegmentReader::open(&s.path, s.id, CAM, &s.key).unwrap();
+        assert_eq!(r.params(), &params(codec));
+        assert_eq!(r.start_unix_ms(), 1_700_000_000_000);
+        let mut got = Vec::new();
+        while let Some(g) = r.next_gop().unwrap() {
+            got.push(g);
+        }
+        assert_eq!(got, s.gops);
+        assert_eq!(r.next_gop().unwrap(), None);
+        let t = *r.trailer().unwrap();
+        assert_eq!(t, s.finished.trailer);
+        assert_eq!(t.frames, 150);
+        assert_eq!(t.key_frames, 5);
+        assert_eq!(t.first_pts_90k, s.gops[0].frames[0].pts_90k);
+        assert_eq!(t.last_pts_90k, s.gops[4].frames[29].pts_90k);
+        assert_eq!(t.first_unix_ms, s.gops[0].start_unix_ms);
+        let last = &s.gops[4];
+        let span = (last.frames[29].pts_90k - last.frames[0].pts_90k) / 90;
+        assert_eq!(t.last_unix_ms, last.start_unix_ms + span);
+
+        let rep = verify(&s.path, s.id, CAM, &s.key).unwrap();
+        assert!(rep.is_intact(), "{rep:?}");
+        assert_eq!(rep.sha256, s.finished.sha256);
+        assert_eq!(rep.file_bytes, s.finished.bytes);
+        assert_eq!(rep.valid_len, s.finished.bytes);
+        assert_eq!((rep.chunks, rep.gops), (7, 5));
+        assert_eq!(rep.trailer(), t);
+        assert_eq!(rep.params.as_ref(), Some(&params(codec)));
+    }
+}
+
+#[test]
+fn create_refuses_existing_file_and_bad_input() {
+    let s = small_seg();
+    let before = std::fs::read(&s.path).unwrap();
+    let e = SegmentWriter::create(&s.path, s.id, CAM, &s.key, &params(Codec::H264), 0);
+    assert!(
+        matches!(e, Err(SegmentError::Io(ref io)) if io.kind() == io::ErrorKind::AlreadyExists)
+    );
+    assert_eq!(
+        std::fs::read(&s.path).unwrap(),
+        before,
+        "existing file untouched"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x");
+    for cam in ["", &"c".repeat(33), "a\nb"] {
+        let e = SegmentWriter::create(&p, s.id, cam, &s.key, &params(Codec::H264), 0);
+        assert!(matches!(e, Err(SegmentError::InvalidInput(_))));
+    }
+    assert!(!p.exists());
+    let mut w = SegmentWriter::create(&p, s.id, CAM, &s.key, &params(Codec::H264), 0).unwrap();
+    let empty = Gop {
+        start_unix_ms: 0,
+        frames: vec![],
+    };
+    assert!(matches!(
+        w.append_gop(&empty),
+        Err(SegmentError::InvalidInput(_))
+    ));
+    w.finish().unwrap();
+    assert!(accepted(&p, s.id, &s.key));
+}
+
+#[test]
+fn empty_segment_is_valid() {
+    let s = write_seg(Codec::H265, vec![]);
+    let mut r = SegmentReader::open(&s.path, s.id, CAM, &s.key).unwrap();
+    assert_eq!(r.next_gop().unwrap(), None);
+    let t = *r.trailer().unwrap();
+    assert_eq!(t.frames, 0);
+    assert_eq!(t.first_unix_ms, 1_700_000_000_000);
+    assert!(verify(&s.path, s.id, CAM, &s.key).unwrap().is_intact());
+}
+
+#[test]
+fn writer_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s");
+    let key = DataKey::random();
+    let id = SegmentId::random();
+    let g = gops(2, 5, 50);
+    let mut w = SegmentWriter::create(&p, id, CAM, &key, &params(Codec::H264), 42).unwrap();
+    let b0 = w.bytes();
+    assert_eq!(w.chunks(), 1);
+    assert_eq!(w.trailer_so_far().first_unix_ms, 42);
+    let n = w.append_gop(&g[0]).unwrap();
+    assert_eq!(w.bytes(), b0 + n);
+    w.append_gop(&g[1]).unwrap();
+    w.sync_data().unwrap();
+    assert_eq!((w.chunks(), w.gops()), (3, 2));
+    assert_eq!(w.trailer_so_far().frames, 10);
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), w.bytes());
+    let f = w.finish().unwrap();
+    assert_eq!(f.trailer.frames, 10);
+}
+
+#[test]
+fn frame_bytes_and_codec_params_never_in_clear() {
+    let s = write_seg(Codec::H264, gops(4, 20, 400));
+    let b = std::fs::read(&s.path).unwrap();
+    for needle in [
+        &MARKER[..8],
+        &MARKER[8..16],
+        &EXTRA_MARKER[..8],
+        b"avc1.640",
+    ] {
+        assert!(
+            !b.windows(needle.len()).any(|w| w == needle),
+            "plaintext found in the file"
+        );
+    }
+    // the camera id is deliberately clear, so the search itself works
+    assert!(b.windows(CAM.len()).any(|w| w == CAM.as_bytes()));
+}
+
+#[test]
+fn every_flipped_byte_is_detected() {
+    let s = small_seg();
+    let orig = std::fs::read(&s.path).unwrap();
+    assert!(orig.len() < 2000);
+    for pos in 0..orig.len() {
+        for mask in [0x01u8, 0x80] {
+            let mut b = orig.clone();
+            b[pos] ^= mask;
+            std::fs::write(&s.path, &b).unwrap();
+            assert!(!accepted(&s.path, s.id, &s.key), "flip at {pos} undetected");
+        }
+    }
+}
+
+#[test]
+fn swapped_reordered_duplicated_or_dropped_chunks_are_detected() {
+    let s = write_seg(Codec::H264, gops(4, 3, 40));
+    let orig = std::fs::read(&s.path).unwrap();
+    assert_eq!(chunk_spans(&orig).len(), 6);
+    let cases: &[&[usize]] = &[
+        &[0, 2, 1, 3, 4, 5],    // swap
+        &[0, 2, 3, 1, 4, 5],    // rotate
+        &[0, 4, 3, 2, 1, 5],    // reverse
+        &[0, 1, 1, 2, 3, 4, 5], // duplicate
+        &[0, 1, 3, 4, 5],       // drop from the middle
+        &[0, 1, 2, 3, 5],       // drop the last GOP
+        &[0, 1, 2, 3, 4, 5, 5], // final twice
+        &[1, 2, 3, 4, 5],       // no params chunk
+        &[0, 5],                // params + final only
+    ];
+    for order in cases {
+        std::fs::write(&s.path, rebuild(&orig, order)).unwrap();
+        assert!(!accepted(&s.path, s.id, &s.key), "{order:?} accepted");
+        // and recovery must not turn it into a "valid" file with foreign content
+        if let Ok(rep) = recover(&s.path, s.id, CAM, &s.key) {
+            let got = read_all(&s.path, s.id, &s.key).unwrap();
+            assert_eq!(got, s.gops[..got.len()], "{order:?}");
+            assert!(rep.is_intact());
+        }
+    }
+    std::fs::write(&s.path, rebuild(&orig, &[0, 1, 2, 3, 4, 5])).unwrap();
+    assert!(accepted(&s.path, s.id, &s.key));
+}
+
+/// Writes two segments sharing key and nonce prefix (which never happens) so that only the
+/// associated data can tell their chunks apart.
+fn twin(id: SegmentId, camera: &str, key: &DataKey, g: &[Gop], dir: &Path, name: &str) -> Vec<u8> {
+    let p = dir.join(name);
+    let mut w = SegmentWriter::create_with_prefix(
+        &p,
+        id,
+        camera,
+        key,
+        &params(Codec::H264),
+        1_700_000_000_000,
+        [7, 7, 7, 7],
+    )
+    .unwrap();
+    for x in g {
+        w.append_gop(x).unwrap();
+    }
+    w.finish().unwrap();
+    std::fs::read(p).unwrap()
+}
+
+#[test]
+fn chunks_moved_between_segments_or_cameras_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DataKey::random();
+    let g = gops(3, 3, 40);
+    let other_g = gops(3, 3, 41);
+    let id = SegmentId::random();
+    let target = twin(id, CAM, &key, &g, dir.path(), "a");
+    let same_cam = twin(SegmentId::random(), CAM, &key, &other_g, dir.path(), "b");
+    let other_cam = twin(id, "cam-02", &key, &other_g, dir.path(), "c");
+    let ts = chunk_spans(&target);
+    let path = dir.path().join("target");
+    for donor in [&same_cam, &other_cam] {
+        let ds = chunk_spans(donor);
+        for i in 0..ts.len() {
+            let mut b = target[..ts[i].0].to_vec();
+            b.extend_from_slice(&donor[ds[i].0..ds[i].1]);
+            b.extend_from_slice(&target[ts[i].1..]);
+            std::fs::write(&path, &b).unwrap();
+            let rep = verify(&path, id, CAM, &key).unwrap();
+            assert!(
+                matches!(rep.error, Some(SegmentError::Auth { chunk }) if chunk == i as u64),
+                "chunk {i}: {rep:?}"
+            );
+            assert!(!accepted(&path, id, &key));
+        }
+    }
+    // sanity: the untouched twin verifies
+    std::fs::write(&path, &target).unwrap();
+    assert!(accepted(&path, id, &key));
+}
+
+#[test]
+fn final_flag_removed_or_added_is_detected() {
+    let s = small_seg();
+    let orig = std::fs::read(&s.path).unwrap();
+    let spans = chunk_spans(&orig);
+    let last = spans.len() - 1;
+    let mut b = orig.clone();
+    b[spans[last].0 + 12] &= !FLAG_FINAL;
+    std::fs::write(&s.path, &b).unwrap();
+    let rep = verify(&s.path, s.id, CAM, &s.key).unwrap();
+    assert!(
+        matches!(rep.error, Some(SegmentError::Auth { .. })),
+        "{rep:?}"
+    );
+    assert!(!rep.finalised);
+
+    // FINAL set on a GOP chunk (and on it as the last chunk after dropping the trailer)
+    let mut b = rebuild(&orig, &[0, 1, 2]);
+    let spans2 = chunk_spans(&b);
+    b[spans2[2].0 + 12] |= FLAG_FINAL;
+    std::fs::write(&s.path, &b).unwrap();
+    let rep = verify(&s.path, s.id, CAM, &s.key).unwrap();
+    assert!(
+        matches!(rep.error, Some(SegmentError::Auth { chunk: 2 })),
+        "{rep:?}"
+    );
+    assert!(!accepted(&s.path, s.id, &s.key));
+}
+
+#[test]
+fn bytes_after_final_are_reported() {
+    let s = small_seg();
+    let mut b = std::fs::read(&s.path).unwrap();
+    b.extend_from_slice(b"junk");
+    std::fs::write(&s.path, &b).unwrap();
+    let rep = verify(&s.path, s.id, CAM, &s.key).unwrap();
+    assert!(matches!(rep.error, Some(SegmentError::Malformed(_))));
+    assert_eq!(rep.valid_len, s.finished.bytes);
+    assert_eq!(rep.file_bytes, b.len() as u64);
+    assert!(!accepted(&s.path, s.id, &s.key));
+    assert!(
+        recover(&s.path, s.id, CAM, &s.key).is_err(),
+        "finalised files are not cut"
+    );
+}
+
+#[test]
+fn truncation_at_every_offset() {
+    let s = write_seg(Codec::H265, gops(4, 3, 40));
+    let orig = std::fs::read(&s.path).unwrap();
+    let spans = chunk_spans(&orig);
+    let header_len = spans[0].0;
+    let params_end = spans[0].1;
+    let ends: Vec<usize> = spans.iter().map(|s| s.1).collect();
+    for cut in 0..orig.len() {
+        std::fs::write(&s.path, &orig[..cut]).unwrap();
+        let res = verify(&s.path, s.id, CAM, &s.key);
+        if cut < header_len {
+            assert!(
+                matches!(res, Err(SegmentError::Cut { valid_len: 0 })),
+                "{cut}: {res:?}"
+            );
+            assert!(matches!(
+                SegmentReader::open(&s.path, s.id, CAM, &s.key),
+                Err(SegmentError::Cut { valid_len: 0 })
+            ));
+        } else {
+            let rep = res.unwrap();
+            let want_valid = ends
+                .iter()
+                .copied()
+                .filter(|&e| e <= cut)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                matches!(rep.error, Some(SegmentError::Cut { valid_len }) if valid_len == want_valid as u64),
+                "{cut}: {rep:?}"
+            );
+            assert_eq!(rep.valid_len, want_valid as u64);
+            assert!(!rep.finalised);
+            assert_eq!(rep.file_bytes, cut as u64);
+            assert_eq!(rep.sha256, sha(&orig[..cut]));
+            let n_gops = ends[1..].iter().filter(|&&e| e <= cut).count();
+            assert_eq!(rep.gops, n_gops as u64);
+            // the reader returns the authentic GOPs, then Cut
+            match SegmentReader::open(&s.path, s.id, CAM, &s.key) {
+                Ok(mut r) => {
+                    for g in &s.gops[..n_gops] {
+                        assert_eq!(&r.next_gop().unwrap().unwrap(), g);
+                    }
+                    assert!(
+                        matches!(r.next_gop(), Err(SegmentError::Cut { valid_len }) if valid_len == want_valid as u64)
+                    );
+                }
+                Err(e) => {
+                    assert!(cut < params_end);
+                    assert!(matches!(e, SegmentError::Cut { valid_len: 0 }));
+                }
+            }
+        }
+        // recover (on a subset of offsets: it fsyncs)
+        if cut % 7 == 0 || ends.iter().any(|&e| cut.abs_diff(e) <= 1) {
+            let res = recover(&s.path, s.id, CAM, &s.key);
+            if cut < params_end {
+                assert!(
+                    matches!(res, Err(SegmentError::Cut { valid_len: 0 })),
+                    "{cut}: {res:?}"
+                );
+                continue;
+            }
+            let rep = res.unwrap();
+            assert!(rep.is_intact());
+            let n_gops = ends[1..].iter().filter(|&&e| e <= cut).count();
+            let got = read_all(&s.path, s.id, &s.key).unwrap();
+            assert_eq!(got, s.gops[..n_gops], "{cut}");
+            assert_eq!(rep.gops, n_gops as u64);
+            let again = recover(&s.path, s.id, CAM, &s.key).unwrap();
+            assert_eq!(again.sha256, rep.sha256, "recover is idempotent");
+        }
+    }
+}
+
+#[test]
+fn recovered_trailer_matches_what_finish_would_write() {
+    let s = write_seg(Codec::H264, gops(3, 5, 60));
+    let orig = std::fs::read(&s.path).unwrap();
+    let spans = chunk_spans(&orig);
+    std::fs::write(&s.path, &orig[..spans[4].0]).unwrap(); // drop only the FINAL chunk
+    let rep = recover(&s.path, s.id, CAM, &s.key).unwrap();
+    assert_eq!(rep.trailer(), s.finished.trailer);
+    let mut r = SegmentReader::open(&s.path, s.id, CAM, &s.key).unwrap();
+    while r.next_gop().unwrap().is_some() {}
+    assert_eq!(r.trailer(), Some(&s.finished.trailer));
+}
+
+#[test]
+fn recover_survives_a_crash_in_its_own_middle() {
+    let s = write_seg(Codec::H264, gops(3, 5, 60));
+    let orig = std::fs::read(&s.path).unwrap();
+    let spans = chunk_spans(&orig);
+    let cut = spans[3].0 + 20; // inside the third GOP chunk
+    std::fs::write(&s.path, &orig[..cut]).unwrap();
+    let first = recover(&s.path, s.id, CAM, &s.key).unwrap();
+    let recovered = std::fs::read(&s.path).unwrap();
+    let valid = spans[3].0;
+    // crash states: truncated only; truncated + partial trailer; full trailer
+    for len in [
+        valid,
+        valid + 1,
+        valid + 17,
+        recovered.len() - 1,
+        recovered.len(),
+    ] {
+        std::fs::write(&s.path, &recovered[..len]).unwrap();
+        let rep = recover(&s.path, s.id, CAM, &s.key).unwrap();
+        assert_eq!(rep.sha256, first.sha256, "len {len}");
+        assert_eq!(std::fs::read(&s.path).unwrap(), recovered);
+    }
+    // a torn tail of zeros (blocks allocated, never written) is a crash too
+    let mut z = orig[..valid].to_vec();
+    z.resize(valid + 300, 0);
+    std::fs::write(&s.path, &z).unwrap();
+    assert_eq!(
+        recover(&s.path, s.id, CAM, &s.key).unwrap().sha256,
+        first.sha256
+    );
+    // a torn last chunk of full length (bad tag) too
+    let mut t = orig[..spans[3].1].to_vec();
+    let l = t.len();
+    t[l - 3] ^= 0xff;
+    std::fs::write(&s.path, &t).unwrap();
+    assert_eq!(
+        recover(&s.path, s.id, CAM, &s.key).unwrap().sha256,
+        first.sha256
+    );
+}
+
+#[test]
+fn recover_refuses_damage_in_the_middle() {
+    let s = write_seg(Codec::H264, gops(3, 5, 60));
+    let orig = std::fs::read(&s.path).unwrap();
+    let spans = chunk_spans(&orig);
+    let mut b = orig[..spans[3].1].to_vec(); // cut after GOP 2 ...
+    b[spans[1].0 + 30] ^= 1; // ... and GOP 0 altered
+    std::fs::write(&s.path, &b).unwrap();
+    assert!(matches!(
+        recover(&s.path, s.id, CAM, &s.key),
+        Err(SegmentError::Auth { chunk: 1 })
+    ));
+    assert_eq!(std::fs::read(&s.path).unwrap(), b, "file left untouched");
+}
+
+#[test]
+fn wrong_key_id_or_camera() {
+    let s = small_seg();
+    let orig = std::fs::read(&s.path).unwrap();
+    let bad = DataKey::random();
+    assert!(matches!(
+        SegmentReader::open(&s.path, s.id, CAM, &bad),
+        Err(SegmentError::Auth { chunk: 0 })
+    ));
+    let rep = verify(&s.path, s.id, CAM, &bad).unwrap();
+    assert!(matches!(rep.error, Some(SegmentError::Auth { chunk: 0 })));
+    assert_eq!((rep.valid_len, rep.chunks, rep.finalised), (0, 0, false));
+    assert_eq!(rep.sha256, s.finished.sha256);
+    assert!(matches!(
+        recover(&s.path, s.id, CAM, &bad),
+        Err(SegmentError::Auth { chunk: 0 })
+    ));
+
+    let other = SegmentId::random();
+    for (id, cam) in [(other, CAM), (s.id, "cam-02")] {
+        let e = SegmentReader::open(&s.path, id, cam, &s.key).unwrap_err();
+        assert!(matches!(e, SegmentError::WrongSegment { .. }));
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&s.id.to_string()) && msg.contains(CAM),
+            "{msg}"
+        );
+        assert!(matches!(
+            verify(&s.path, id, cam, &s.key),
+            Err(SegmentError::WrongSegment { .. })
+        ));
+        assert!(matches!(
+            recover(&s.path, id, cam, &s.key),
+            Err(SegmentError::WrongSegment { .. })
+        ));
+    }
+    assert_eq!(std::fs::read(&s.path).unwrap(), orig);
+
+    std::fs::write(&s.path, b"hello world, not a segment").unwrap();
+    assert!(matches!(
+        verify(&s.path, s.id, CAM, &s.key),
+        Err(SegmentError::NotASegment)
+    ));
+    let mut v2 = orig.clone();
+    v2[9] = 2;
+    std::fs::write(&s.path, &v2).unwrap();
+    assert!(matches!(
+        verify(&s.path, s.id, CAM, &s.key),
+        Err(SegmentError::UnsupportedVersion(2))
+    ));
+}
+
+#[test]
+fn enospc_leaves_a_valid_cut_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DataKey::random();
+    let id = SegmentId::random();
+    let g = gops(4, 4, 100);
+    let chunk_len = {
+        let mut b = vec![0; CHUNK_HDR_LEN];
+        codec::encode_gop(&mut b, &g[1]);
+        b.len() + TAG_LEN
+    };
+    for partial in [0, 1, 16, 17, 100, chunk_len - 1] {
+        let p = dir.path().join(format!("s{partial}"));
+        let mut w = SegmentWriter::create(&p, id, CAM, &key, &params(Codec::H264), 0).unwrap();
+        w.append_gop(&g[0]).unwrap();
+        let good = w.bytes();
+        w.faults.write_only = Some(partial);
+        let e = w.append_gop(&g[1]).unwrap_err();
+        assert!(matches!(&e, SegmentError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC)));
+        assert_eq!(w.bytes(), good);
+        assert_eq!(w.gops(), 1);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), good, "truncated back");
+        let rep = verify(&p, id, CAM, &key).unwrap();
+        assert!(matches!(rep.error, Some(SegmentError::Cut { valid_len }) if valid_len == good));
+
+        // space comes back: writing goes on (with the failed chunk's index burned)
+        w.append_gop(&g[2]).unwrap();
+        let f = w.finish().unwrap();
+        let rep = verify(&p, id, CAM, &key).unwrap();
+        assert!(rep.is_intact(), "{rep:?}");
+        assert_eq!(rep.sha256, f.sha256);
+        assert_eq!(
+            read_all(&p, id, &key).unwrap(),
+            vec![g[0].clone(), g[2].clone()]
+        );
+        let spans = chunk_spans(&std::fs::read(&p).unwrap());
+        assert_eq!(spans.len(), 4);
+    }
+
+    // the rollback fails too: the writer is poisoned, the file is recoverable
+    let p = dir.path().join("poisoned");
+    let mut w = SegmentWriter::create(&p, id, CAM, &key, &params(Codec::H264), 0).unwrap();
+    w.append_gop(&g[0]).unwrap();
+    w.faults = Faults {
+        write_only: Some(50),
+        truncate_fails: true,
+    };
+    assert!(w.append_gop(&g[1]).is_err());
+    assert!(matches!(w.append_gop(&g[2]), Err(SegmentError::Poisoned)));
+    assert!(matches!(w.finish(), Err(SegmentError::Poisoned)));
+    recover(&p, id, CAM, &key).unwrap();
+    assert_eq!(read_all(&p, id, &key).unwrap(), vec![g[0].clone()]);
+
+    // finish itself fails: the file stays a cut segment
+    let p = dir.path().join("finish");
+    let mut w = SegmentWriter::create(&p, id, CAM, &key, &params(Codec::H264), 0).unwrap();
+    w.append_gop(&g[0]).unwrap();
+    w.faults.write_only = Some(10);
+    assert!(w.finish().is_err());
+    let rep = verify(&p, id, CAM, &key).unwrap();
+    assert!(matches!(rep.error, Some(SegmentError::Cut { .. })));
+    let rep = recover(&p, id, CAM, &key).unwrap();
+    assert_eq!(rep.gops, 1);
+}
+
+#[test]
+fn reader_can_tail_a_growing_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("live");
+    let key = DataKey::random();
+    let id = SegmentId::random();
+    let g = gops(3, 3, 50);
+    let mut w = SegmentWriter::create(&p, id, CAM, &key, &params(Codec::H264), 0).unwrap();
+    w.append_gop(&g[0]).unwrap();
+    let mut r = SegmentReader::open(&p, id, CAM, &key).unwrap();
+    assert_eq!(r.next_gop().unwrap().as_ref(), Some(&g[0]));
+    assert!(matches!(r.next_gop(), Err(SegmentError::Cut { .. })));
+    w.append_gop(&g[1]).unwrap();
+    assert_eq!(r.next_gop().unwrap().as_ref(), Some(&g[1]));
+    w.append_gop(&g[2]).unwrap();
+    w.finish().unwrap();
+    assert_eq!(r.next_gop().unwrap().as_ref(), Some(&g[2]));
+    assert_eq!(r.next_gop().unwrap(), None);
+    assert_eq!(r.trailer().unwrap().frames, 9);
+}
+
+#[test]
+fn key_wrapping() {
+    let kek = [9u8; 32];
+    let id = SegmentId::random();
+    let key = DataKey::random();
+    let w = wrap_key(&kek, id, &key);
+    assert_eq!(w.len(), 60);
+    assert_ne!(w, wrap_key(&kek, id, &key), "fresh nonce each time");
+    assert_eq!(unwrap_key(&kek, id, &w).unwrap().as_bytes(), key.as_bytes());
+    assert!(matches!(
+        unwrap_key(&[8; 32], id, &w),
+        Err(SegmentError::KeyUnwrap)
+    ));
+    assert!(matches!(
+        unwrap_key(&kek, SegmentId::random(), &w),
+        Err(SegmentError::KeyUnwrap)
+    ));
+    for i in 0..w.len() {
+        let mut b = w.clone();
+        b[i] ^= 4;
+        assert!(matches!(
+            unwrap_key(&kek, id, &b),
+            Err(SegmentError::KeyUnwrap)
+        ));
+    }
+    assert!(matches!(
+        unwrap_key(&kek, id, &w[..59]),
+        Err(SegmentError::KeyUnwrap)
+    ));
+    assert!(!w.windows(8).any(|x| x == &key.as_bytes()[..8]));
+}
+
+#[test]
+fn no_key_material_in_debug_or_errors() {
+    let key = DataKey::from_bytes([0xab; 32]);
+    let dbg = format!("{key:?}");
+    assert!(
+        !dbg.to_lowercase().contains("abab") && !dbg.contains("171"),
+        "{dbg}"
+    );
+    let s = small_seg();
+    let w_dbg = format!(
+        "{:?}",
+        SegmentReader::open(&s.path, s.id, CAM, &s.key).unwrap()
+    );
+    let hex_key = hex::encode(s.key.as_bytes());
+    assert!(!w_dbg.contains(&hex_key[..16]));
+    let e = SegmentReader::open(&s.path, s.id, CAM, &key).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "chunk 0 failed authentication: wrong key, or the file was altered or corrupted"
+    );
+}
+
+#[test]
+fn ids_and_codecs_parse() {
+    let id = SegmentId::random();
+    let s = id.to_string();
+    assert_eq!(s.len(), 32);
+    assert_eq!(s, s.to_lowercase());
+    assert_eq!(s.parse::<SegmentId>().unwrap(), id);
+    assert_eq!(s.to_uppercase().parse::<SegmentId>().unwrap(), id);
+    assert!("xyz".parse::<SegmentId>().is_err());
+    assert!(s[..31].parse::<SegmentId>().is_err());
+    assert_eq!(format!("{id:?}"), format!("SegmentId({s})"));
+    assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{s}\""));
+    assert_eq!(
+        serde_json::from_str::<SegmentId>(&format!("\"{s}\"")).unwrap(),
+        id
+    );
+    for c in [Codec::H264, Codec::H265] {
+        assert_eq!(c.as_str().parse::<Codec>().unwrap(), c);
+    }
+    assert!("vp9".parse::<Codec>().is_err());
+    assert_ne!(DataKey::random().as_bytes(), DataKey::random().as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------
+// encoding properties
+
+fn arb_frame() -> impl Strategy<Value = Frame> {
+    (
+        any::<i64>(),
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(|(pts_90k, key, data)| Frame { pts_90k, key, data })
+}
+
+proptest! {
+    #[test]
+    fn varint_round_trips(v in any::<u64>()) {
+        let mut b = Vec::new();
+        codec::put_varint(&mut b, v);
+        prop_assert!(b.len() <= 10);
+        let mut c = Cur::new(&b);
+        prop_assert_eq!(c.varint().unwrap(), v);
+        prop_assert_eq!(c.remaining(), 0);
+    }
+
+    #[test]
+    fn zigzag_round_trips(v in any::<i64>()) {
+        prop_assert_eq!(codec::unzigzag(codec::zigzag(v)), v);
+    }
+
+    #[test]
+    fn index_round_trips(
+        start in any::<i64>(),
+        metas in proptest::collection::vec((any::<i64>(), any::<bool>(), any::<u64>()), 0..200),
+    ) {
+        let metas: Vec<FrameMeta> = metas
+            .into_iter()
+            .map(|(pts_90k, key, size)| FrameMeta { pts_90k, key, size })
+            .collect();
+        let mut b = Vec::new();
+        codec::encode_index(&mut b, start, metas.len(), metas.iter().copied());
+        let mut c = Cur::new(&b);
+        let (s2, m2) = codec::decode_index(&mut c).unwrap();
+        prop_assert_eq!(s2, start);
+        prop_assert_eq!(m2, metas);
+        prop_assert_eq!(c.remaining(), 0);
+    }
+
+    #[test]
+    fn gop_round_trips(start in any::<i64>(), frames in proptest::collection::vec(arb_frame(), 0..50)) {
+        let gop = Gop { start_unix_ms: start, frames };
+        let mut b = Vec::new();
+        codec::encode_gop(&mut b, &gop);
+        prop_assert_eq!(codec::decode_gop(&b).unwrap(), gop);
+    }
+
+    #[test]
+    fn params_round_trip(
+        h265 in any::<bool>(),
+        extra_data in proptest::collection::vec(any::<u8>(), 0..300),
+        width in any::<u32>(),
+        height in any::<u32>(),
+        rfc6381 in ".{0,40}",
+        start in any::<i64>(),
+    ) {
+        let p = CodecParams { codec: if h265 { Codec::H265 } else { Codec::H264 }, extra_data, width, height, rfc6381 };
+        let mut b = Vec::new();
+        codec::encode_params(&mut b, &p, start);
+        prop_assert_eq!(codec::decode_params(&b).unwrap(), (p, start));
+    }
+
+    #[test]
+    fn decoding_garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = codec::decode_gop(&b);
+        let _ = codec::decode_params(&b);
+        let _ = codec::decode_trailer(&b);
+        let _ = codec::decode_index(&mut Cur::new(&b));
+        let _ = Cur::new(&b).varint();
+    }
+
+    #[test]
+    fn mutated_gop_plaintext_never_panics(
+        start in any::<i64>(),
+        frames in proptest::collection::vec(arb_frame(), 1..10),
+        pos in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut b = Vec::new();
+        codec::encode_gop(&mut b, &Gop { start_unix_ms: start, frames });
+        let i = pos.index(b.len());
+        b[i] = byte;
+        let _ = codec::decode_gop(&b);
+        let _ = codec::decode_gop(&b[..cut.index(b.len())]);
+    }
+}
+
+#[test]
+fn varint_rejects_bad_encodings() {
+    let cases: &[&[u8]] = &[
+        &[],
+        &[0x80],
+        &[0x80, 0x00],                                                 // non-canonical
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], // > 64 bits
+        &[0xff; 11],
+    ];
+    for c in cases {
+        assert!(Cur::new(c).varint().is_err(), "{c:?}");
+    }
+    let mut c = Cur::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    assert_eq!(c.varint().unwrap(), u64::MAX);
+}

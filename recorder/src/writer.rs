@@ -1,0 +1,401 @@
+//! One writer thread per camera: turns GOPs into sealed segments and keeps the
+//! catalog in step, in the order that survives a crash at any instant:
+//! row (open, wrapped key) → file → chunks, fdatasync'ed at least every
+//! `sync_interval_ms` → final chunk, fsync file and directory → row closed.
+//!
+//! Writes are blocking and may be slow (flash, a full disk); they live on their own
+//! thread so that a slow disk never stalls the RTSP sessions, and frames that cannot
+//! be queued are counted as dropped, not silently lost.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use hardware::Kek;
+use tracing::{error, info, warn};
+
+use crate::catalog::{self, Catalog, ClosedSegment};
+use crate::metrics::Metrics;
+use crate::segment::{self, CodecParams, DataKey, Gop, SegmentId, SegmentWriter};
+
+/// A media-time jump larger than this (forwards) starts a new segment.
+const MAX_FORWARD_JUMP_90K: i64 = 10 * 90_000;
+
+pub enum WriterMsg {
+    /// A GOP that starts with a key frame, with the parameters in force.
+    Gop { params: Arc<CodecParams>, gop: Gop },
+    /// The camera session ended: close the segment and open a gap.
+    Offline { at_unix_ms: i64, reason: String },
+}
+
+pub struct WriterConfig {
+    pub store: PathBuf,
+    pub camera: String,
+    pub segment_secs: u32,
+    pub sync_interval: Duration,
+}
+
+struct OpenSegment {
+    id: SegmentId,
+    writer: SegmentWriter,
+    params: Arc<CodecParams>,
+    start_90k: i64,
+    last_pts_90k: i64,
+    last_frame_dur_90k: i64,
+    last_frame_unix_ms: i64,
+    dirty_since: Option<Instant>,
+}
+
+pub struct CameraWriter {
+    cfg: WriterConfig,
+    kek: Kek,
+    cat: Catalog,
+    metrics: Arc<Metrics>,
+    open: Option<OpenSegment>,
+    /// The catalog row of the interruption in progress, if any.
+    gap: Option<i64>,
+    /// Segments that could not be finished (e.g. disk full); recovered when possible.
+    unfinished: Vec<(SegmentId, PathBuf)>,
+}
+
+impl CameraWriter {
+    /// `gap_from`: where an interruption began before this writer started
+    /// (the last recorded instant of the camera) and why; opened now, closed by the
+    /// first GOP written.
+    pub fn new(
+        cfg: WriterConfig,
+        kek: Kek,
+        metrics: Arc<Metrics>,
+        startup_gap: Option<(i64, String)>,
+    ) -> Result<CameraWriter, catalog::CatalogError> {
+        let cat = Catalog::open(&cfg.store)?;
+        let mut gap = cat
+            .gaps(&cfg.camera)?
+            .into_iter()
+            .rev()
+            .find(|g| g.to_unix_ms.is_none())
+            .map(|g| g.rowid);
+        if gap.is_none()
+            && let Some((from, reason)) = startup_gap
+        {
+            gap = Some(cat.open_gap(&cfg.camera, from, &reason)?);
+        }
+        Ok(CameraWriter {
+            cfg,
+            kek,
+            cat,
+            metrics,
+            open: None,
+            gap,
+            unfinished: Vec::new(),
+        })
+    }
+
+    /// Runs until the sender side is dropped; then closes the open segment.
+    pub fn run(mut self, rx: Receiver<WriterMsg>) {
+        loop {
+            match rx.recv_timeout(self.cfg.sync_interval / 2) {
+                Ok(WriterMsg::Gop { params, gop }) => self.write_gop(params, gop),
+                Ok(WriterMsg::Offline { at_unix_ms, reason }) => {
+                    self.close_segment();
+                    self.begin_gap(at_unix_ms, &reason);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.sync_if_due();
+        }
+        self.close_segment();
+    }
+
+    fn begin_gap(&mut self, at_unix_ms: i64, reason: &str) {
+        if self.gap.is_some() {
+            return;
+        }
+        let from = self
+            .open
+            .as_ref()
+            .map(|o| o.last_frame_unix_ms)
+            .unwrap_or(at_unix_ms);
+        match self.cat.open_gap(&self.cfg.camera, from, reason) {
+            Ok(rowid) => self.gap = Some(rowid),
+            Err(e) => error!(camera = %self.cfg.camera, error = %e, "cannot record gap"),
+        }
+    }
+
+    fn end_gap(&mut self, at_unix_ms: i64) {
+        if let Some(rowid) = self.gap {
+            match self.cat.close_gap(rowid, at_unix_ms) {
+                Ok(()) => self.gap = None,
+                Err(e) => error!(camera = %self.cfg.camera, error = %e, "cannot close gap"),
+            }
+        }
+    }
+
+    fn needs_rotation(&self, params: &Arc<CodecParams>, gop: &Gop) -> bool {
+        let Some(open) = &self.open else {
+            return true;
+        };
+        let first = gop.frames[0].pts_90k;
+        let params_changed = !Arc::ptr_eq(&open.params, params) && *open.params != **params;
+        let jumped = first <= open.last_pts_90k || first - open.last_pts_90k > MAX_FORWARD_JUMP_90K;
+        let long_enough = first - open.start_90k >= i64::from(self.cfg.segment_secs) * 90_000;
+        params_changed || jumped || long_enough
+    }
+
+    fn write_gop(&mut self, params: Arc<CodecParams>, gop: Gop) {
+        if gop.frames.is_empty() {
+            return;
+        }
+        self.retry_unfinished();
+        if self.needs_rotation(&params, &gop) {
+            if let Some(open) = &self.open {
+                let first = gop.frames[0].pts_90k;
+                if first <= open.last_pts_90k || first - open.last_pts_90k > MAX_FORWARD_JUMP_90K {
+                    warn!(camera = %self.cfg.camera, from_90k = open.last_pts_90k, to_90k = first,
+                          "media timestamps jumped; starting a new segment");
+                }
+            }
+            self.close_segment();
+            if let Err(e) = self.open_segment(&params, &gop) {
+                self.fail(&gop, &format!("cannot start a segment: {e}"));
+                return;
+            }
+        }
+        let open = self.open.as_mut().expect("opened above");
+        let started = Instant::now();
+        match open.writer.append_gop(&gop) {
+            Ok(n) => {
+                self.metrics
+                    .write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .bytes_written
+                    .get_or_create(&Metrics::cam(&self.cfg.camera))
+                    .inc_by(n);
+                let last = gop.frames.last().expect("non-empty");
+                let n_frames = gop.frames.len() as i64;
+                let dur = if n_frames > 1 {
+                    (last.pts_90k - gop.frames[0].pts_90k) / (n_frames - 1)
+                } else {
+                    open.last_frame_dur_90k
+                };
+                open.last_frame_dur_90k = dur.clamp(1, 90_000);
+                open.last_pts_90k = last.pts_90k;
+                open.last_frame_unix_ms =
+                    gop.start_unix_ms + (last.pts_90k - gop.frames[0].pts_90k) / 90;
+                open.dirty_since.get_or_insert(Instant::now());
+                self.end_gap(gop.start_unix_ms);
+            }
+            Err(e) => self.fail(&gop, &format!("cannot write: {e}")),
+        }
+    }
+
+    /// A GOP could not be stored: count it, say so, and mark the interruption.
+    fn fail(&mut self, gop: &Gop, why: &str) {
+        let cam = Metrics::cam(&self.cfg.camera);
+        self.metrics.write_errors.get_or_create(&cam).inc();
+        self.metrics
+            .frames_dropped
+            .get_or_create(&cam)
+            .inc_by(gop.frames.len() as u64);
+        error!(camera = %self.cfg.camera, frames = gop.frames.len(), "{why}; recording goes on when the store accepts writes again");
+        let reason = if why.contains("No space left") || why.contains("os error 28") {
+            "disk full"
+        } else {
+            "store write failed"
+        };
+        self.begin_gap(gop.start_unix_ms, reason);
+    }
+
+    fn open_segment(&mut self, params: &Arc<CodecParams>, gop: &Gop) -> Result<(), String> {
+        let id = SegmentId::random();
+        let key = DataKey::random();
+        let wrapped = segment::wrap_key(self.kek.as_bytes(), id, &key);
+        let path = catalog::segment_path(&self.cfg.store, &self.cfg.camera, id);
+        let dir = path.parent().expect("segment path has a parent");
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let first_pts = gop.frames[0].pts_90k;
+        self.cat
+            .insert_open_segment(
+                id,
+                &self.cfg.camera,
+                params.codec,
+                gop.start_unix_ms,
+                first_pts,
+                &wrapped,
+            )
+            .map_err(|e| e.to_string())?;
+        let created =
+            SegmentWriter::create(&path, id, &self.cfg.camera, &key, params, gop.start_unix_ms)
+                .map_err(|e| e.to_string())
+                .and_then(|w| {
+                    crate::store::sync_dir(dir)
+                        .map(|()| w)
+                        .map_err(|e| e.to_string())
+                });
+        match created {
+            Ok(writer) => {
+                self.open = Some(OpenSegment {
+                    id,
+                    writer,
+                    params: params.clone(),
+                    start_90k: first_pts,
+                    last_pts_90k: first_pts,
+                    last_frame_dur_90k: 3000,
+                    last_frame_unix_ms: gop.start_unix_ms,
+                    dirty_since: None,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = self.cat.delete_segment_row(id);
+                Err(e)
+            }
+        }
+    }
+
+    fn sync_if_due(&mut self) {
+        let Some(open) = &mut self.open else { return };
+        let Some(since) = open.dirty_since else {
+            return;
+        };
+        if since.elapsed() < self.cfg.sync_interval / 2 {
+            return;
+        }
+        let started = Instant::now();
+        match open.writer.sync_data() {
+            Ok(()) => {
+                self.metrics
+                    .sync_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                open.dirty_since = None;
+            }
+            Err(e) => {
+                self.metrics
+                    .write_errors
+                    .get_or_create(&Metrics::cam(&self.cfg.camera))
+                    .inc();
+                error!(camera = %self.cfg.camera, error = %e, "fdatasync failed");
+            }
+        }
+    }
+
+    fn close_segment(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let id = open.id;
+        let path = catalog::segment_path(&self.cfg.store, &self.cfg.camera, id);
+        match open.writer.finish() {
+            Ok(fin) => {
+                let closed = ClosedSegment {
+                    end_unix_ms: open.last_frame_unix_ms + open.last_frame_dur_90k / 90,
+                    start_90k: open.start_90k,
+                    end_90k: open.last_pts_90k + open.last_frame_dur_90k,
+                    bytes: fin.bytes,
+                    frames: fin.trailer.frames,
+                    key_frames: fin.trailer.key_frames,
+                    sha256: fin.sha256,
+                };
+                match self.cat.close_segment(id, &closed, false) {
+                    Ok(()) => {
+                        self.metrics
+                            .segments_closed
+                            .get_or_create(&Metrics::cam(&self.cfg.camera))
+                            .inc();
+                        self.metrics.store_bytes.inc_by(fin.bytes as i64);
+                        info!(camera = %self.cfg.camera, segment = %id, bytes = fin.bytes,
+                              frames = fin.trailer.frames, "segment closed");
+                    }
+                    Err(e) => {
+                        error!(camera = %self.cfg.camera, segment = %id, error = %e,
+                               "cannot mark segment closed; it will be recovered at next start");
+                    }
+                }
+            }
+            Err(e) => {
+                error!(camera = %self.cfg.camera, segment = %id, error = %e,
+                       "cannot finish segment; will recover it when the store accepts writes");
+                self.unfinished.push((id, path));
+            }
+        }
+    }
+
+    /// Finishes segments whose final chunk could not be written earlier.
+    fn retry_unfinished(&mut self) {
+        if self.unfinished.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.unfinished);
+        for (id, path) in pending {
+            match recover_one(&self.cat, &self.kek, &self.cfg.camera, id, &path) {
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(camera = %self.cfg.camera, segment = %id, error = %e, "segment still unfinished");
+                    self.unfinished.push((id, path));
+                }
+            }
+        }
+    }
+}
+
+/// What recovery did to one open segment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovered {
+    /// Cut file repaired up to its last authentic chunk and catalogued.
+    Repaired { frames: u64 },
+    /// Nothing authentic in it (or no file): row and file removed.
+    Removed,
+}
+
+/// Recovers one segment whose row is still open.
+pub fn recover_one(
+    cat: &Catalog,
+    kek: &Kek,
+    camera: &str,
+    id: SegmentId,
+    path: &Path,
+) -> Result<Recovered, String> {
+    let rows = cat.segments(Some(camera)).map_err(|e| e.to_string())?;
+    let Some(row) = rows.into_iter().find(|r| r.id == id) else {
+        return Err(format!("segment {id} has no catalog row"));
+    };
+    if !path.exists() {
+        cat.delete_segment_row(id).map_err(|e| e.to_string())?;
+        return Ok(Recovered::Removed);
+    }
+    let key =
+        segment::unwrap_key(kek.as_bytes(), id, &row.wrapped_key).map_err(|e| e.to_string())?;
+    let nothing_authentic = |e: &segment::SegmentError| match e {
+        segment::SegmentError::NotASegment => true,
+        _ => segment::verify(path, id, camera, &key).is_ok_and(|v| v.valid_len == 0),
+    };
+    match segment::recover(path, id, camera, &key) {
+        Ok(rep) if rep.trailer.frames > 0 => {
+            let t = &rep.trailer;
+            let closed = ClosedSegment {
+                end_unix_ms: t.last_unix_ms.max(row.start_unix_ms),
+                start_90k: t.first_pts_90k,
+                end_90k: t.last_pts_90k,
+                bytes: rep.bytes,
+                frames: t.frames,
+                key_frames: t.key_frames,
+                sha256: rep.sha256,
+            };
+            cat.close_segment(id, &closed, true)
+                .map_err(|e| e.to_string())?;
+            Ok(Recovered::Repaired { frames: t.frames })
+        }
+        Err(e) if !nothing_authentic(&e) => Err(e.to_string()),
+        _ => {
+            // Remove the row first: a file without a row is garbage the next start removes.
+            cat.delete_segment_row(id).map_err(|e| e.to_string())?;
+            std::fs::remove_file(path).map_err(|e| e.to_string())?;
+            if let Some(dir) = path.parent() {
+                let _ = crate::store::sync_dir(dir);
+            }
+            Ok(Recovered::Removed)
+        }
+    }
+}

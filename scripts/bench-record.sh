@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Recording benchmark: N cameras of pre-encoded 1080p 4 Mbit/s H.264 for SECS seconds,
+# recorded by the Ringfence recorder, then by ffmpeg -c copy -f segment (how Frigate
+# records) in the same run. Prints a table. Uses release binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CAMERAS="${CAMERAS:-32}"
+SECS="${SECS:-60}"
+WIDTH="${WIDTH:-1920}"; HEIGHT="${HEIGHT:-1080}"; KBPS="${KBPS:-4000}"; FPS="${FPS:-25}"
+BIN="${BIN:-target/release}"
+WORK="$(mktemp -d /tmp/ringfence-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null \
+  || echo $(( 20000 + RANDOM % 20000 )); }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+CAM_PORT=$(free_port); METRICS_PORT=$(free_port)
+"$BIN/test-camera" --port "$CAM_PORT" \
+  --mount "name=bench,codec=h264,width=$WIDTH,height=$HEIGHT,fps=$FPS,bitrate_kbps=$KBPS,gop=$FPS" \
+  > "$WORK/camera.out" 2> "$WORK/camera.err" &
+cam_pid=$!; pids+=($cam_pid)
+for _ in $(seq 1 600); do grep -q READY "$WORK/camera.out" 2>/dev/null && break; sleep 0.5; done
+grep -q READY "$WORK/camera.out" || { echo "test camera did not start"; cat "$WORK/camera.err"; exit 1; }
+URL="rtsp://127.0.0.1:$CAM_PORT/bench"
+
+# --- Ringfence recorder
+CONFIG="$WORK/ringfence.toml"
+{
+  echo "[storage]"; echo "path = \"$WORK/store\""; echo "segment_secs = 60"; echo "max_bytes = 100000000000"
+  echo "[keys]"; echo "kek_file = \"$WORK/kek\""
+  echo "[metrics]"; echo "addr = \"127.0.0.1:$METRICS_PORT\""
+  for i in $(seq 1 "$CAMERAS"); do
+    echo "[[cameras]]"; echo "id = \"cam$i\""; echo "url = \"$URL\""
+  done
+} > "$CONFIG"
+"$BIN/recorder" init --config "$CONFIG" > /dev/null
+cam_before=$(cpu_ticks "$cam_pid")
+RUST_LOG=warn "$BIN/recorder" run --config "$CONFIG" 2> "$WORK/recorder.err" &
+rec_pid=$!; pids+=($rec_pid)
+sleep "$SECS"
+metrics="$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null || true)"
+rec_ticks=$(cpu_ticks "$rec_pid")
+rec_rss_kib=$(awk '/VmHWM/{print $2}' "/proc/$rec_pid/status")
+kill -TERM "$rec_pid"; wait "$rec_pid" || true
+cam_rec_ticks=$(( $(cpu_ticks "$cam_pid") - cam_before ))
+sum_metric() { echo "$metrics" | awk -v m="$1" '$1 ~ "^"m"(\\{|$)" {s+=$2} END {printf "%.0f", s+0}'; }
+frames=$(sum_metric ringfence_frames_total)
+dropped=$(sum_metric ringfence_frames_dropped_total)
+bytes_in=$(sum_metric ringfence_bytes_received_total)
+bytes_out=$(du -sb "$WORK/store/segments" | awk '{print $1}')
+check_ok="yes"; "$BIN/recorder" check --config "$CONFIG" > "$WORK/check.out" 2>&1 || check_ok="NO"
+
+# --- ffmpeg -c copy, the same cameras
+mkdir -p "$WORK/ffmpeg"
+fpids=()
+cam_before=$(cpu_ticks "$cam_pid")
+for i in $(seq 1 "$CAMERAS"); do
+  ffmpeg -nostdin -loglevel error -rtsp_transport tcp -i "$URL" -c copy -f segment -segment_time 60 \
+    "$WORK/ffmpeg/cam$i-%03d.mp4" &
+  fpids+=($!); pids+=($!)
+done
+sleep "$SECS"
+ff_ticks=0; ff_rss_kib=0
+for p in "${fpids[@]}"; do
+  ff_ticks=$(( ff_ticks + $(cpu_ticks "$p") ))
+  ff_rss_kib=$(( ff_rss_kib + $(awk '/VmHWM/{print $2}' "/proc/$p/status") ))
+done
+for p in "${fpids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+for p in "${fpids[@]}"; do wait "$p" 2>/dev/null || true; done
+cam_ff_ticks=$(( $(cpu_ticks "$cam_pid") - cam_before ))
+ff_bytes=$(du -sb "$WORK/ffmpeg" | awk '{print $1}')
+
+cam_minutes=$(awk -v n="$CAMERAS" -v s="$SECS" 'BEGIN{print n*s/60}')
+rec_cpu=$(awk -v t="$rec_ticks" -v hz="$hz" -v m="$cam_minutes" 'BEGIN{printf "%.3f", t/hz/m}')
+ff_cpu=$(awk -v t="$ff_ticks" -v hz="$hz" -v m="$cam_minutes" 'BEGIN{printf "%.3f", t/hz/m}')
+ratio=$(awk -v a="$rec_ticks" -v b="$ff_ticks" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}')
+wr=$(awk -v o="$bytes_out" -v i="$bytes_in" 'BEGIN{ if (i>0) printf "%.4f", o/i; else print "n/a"}')
+rss_target=$(( 32 + 2 * CAMERAS ))
+echo
+echo "Recording benchmark: $CAMERAS cameras, ${WIDTH}x${HEIGHT} H.264 ${KBPS} kbit/s ${FPS} fps, ${SECS} s each, $(nproc) cores"
+printf "| %-40s | %14s | %14s |\n" "measure" "ringfence" "ffmpeg -c copy"
+printf "|%s|%s|%s|\n" "------------------------------------------" "----------------" "----------------"
+printf "| %-40s | %14s | %14s |\n" "CPU seconds per camera-minute" "$rec_cpu" "$ff_cpu"
+printf "| %-40s | %14s | %14s |\n" "CPU ratio ringfence/ffmpeg (target <= 0.33)" "$ratio" ""
+printf "| %-40s | %14s | %14s |\n" "peak RSS MiB (target <= $rss_target, ffmpeg: sum)" "$(( rec_rss_kib / 1024 ))" "$(( ff_rss_kib / 1024 ))"
+printf "| %-40s | %14s | %14s |\n" "frames received" "$frames" ""
+printf "| %-40s | %14s | %14s |\n" "frames dropped (target 0)" "$dropped" ""
+printf "| %-40s | %14s | %14s |\n" "bytes written / received (target <= 1.02)" "$wr" ""
+printf "| %-40s | %14s | %14s |\n" "bytes on disk" "$bytes_out" "$ff_bytes"
+printf "| %-40s | %14s | %14s |\n" "test camera CPU s during run" "$(awk -v t="$cam_rec_ticks" -v hz="$hz" 'BEGIN{printf "%.1f", t/hz}')" "$(awk -v t="$cam_ff_ticks" -v hz="$hz" 'BEGIN{printf "%.1f", t/hz}')"
+printf "| %-40s | %14s | %14s |\n" "recorder check passes" "$check_ok" ""

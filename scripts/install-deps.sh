@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one list of Debian packages Ringfence needs to build, run and test.
+# Called by `make run`, `make test` and `.ci/run`; installs only what is missing.
+set -euo pipefail
+
+PACKAGES=(
+  pkg-config
+  # GStreamer: the test camera (RTSP server) and, later, export muxing.
+  libgstreamer1.0-dev
+  libgstreamer-plugins-base1.0-dev
+  libgstrtspserver-1.0-dev
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav
+  # ffmpeg: pre-encodes test clips, checks that MP4s play, peer in benchmarks.
+  ffmpeg
+  # procps and curl: measuring the recorder in benchmarks (/proc, metrics).
+  procps
+  curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

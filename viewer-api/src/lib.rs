@@ -1,0 +1,10 @@
+//! Ringfence viewer-api: the only door to recorded footage.
+//!
+//! HTTPS (rustls) JSON API with users and sessions, one policy function that decides
+//! every request, and a hash-chained access log written before any footage leaves.
+//! Footage is read from the recorder's store and served as MP4 built on the fly from
+//! the original frames, without re-encoding.
+
+pub mod audit;
+pub mod clock;
+pub mod policy;
