@@ -467,4 +467,30 @@ CREATE TABLE IF NOT EXISTS gaps (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS gaps_by_camera_time ON gaps (camera_id, from_unix_ms);
+-- Legal holds (holds.rs). cameras: comma-separated ids, or '*' for every camera.
+CREATE TABLE IF NOT EXISTS holds (
+    id INTEGER PRIMARY KEY,
+    cameras TEXT NOT NULL,
+    from_unix_ms INTEGER NOT NULL,
+    to_unix_ms INTEGER NOT NULL,
+    case_ref TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    until_unix_ms INTEGER,
+    created_unix_ms INTEGER NOT NULL,
+    released_unix_ms INTEGER,
+    released_by TEXT
+);
+-- Deletion journal (journal.rs): what was deleted, when and why; no images.
+CREATE TABLE IF NOT EXISTS deletion_journal (
+    rowid INTEGER PRIMARY KEY,
+    segment TEXT NOT NULL,
+    camera_id TEXT NOT NULL,
+    from_unix_ms INTEGER NOT NULL,
+    to_unix_ms INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT,
+    deleted_unix_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('age', 'capacity', 'disk-full'))
+);
+CREATE INDEX IF NOT EXISTS deletion_journal_by_time ON deletion_journal (deleted_unix_ms);
 ";

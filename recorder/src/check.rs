@@ -19,6 +19,10 @@ pub struct CheckReport {
     pub cameras: Vec<CameraReport>,
     pub problems: Vec<Problem>,
     pub recovered_segments: u64,
+    /// Retention's last stored state (alarms: held footage over capacity; clock
+    /// refusals; holds in force). Absent before retention has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::retention::RetentionState>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -207,5 +211,6 @@ pub fn check(store: &Path, kek: &Kek, configured: &[String]) -> Result<CheckRepo
             .collect();
     }
     report.cameras = cams.into_values().collect();
+    report.retention = crate::retention::stored_state(&cat);
     Ok(report)
 }

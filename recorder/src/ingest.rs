@@ -38,13 +38,16 @@ pub fn backoff(attempt: u32, jitter: f64) -> Duration {
     Duration::from_millis(ms.min(CAP_MS) as u64)
 }
 
+/// Called on every camera state change: (camera, state, reason).
+pub type StateFn = Arc<dyn Fn(&str, &str, Option<&str>) + Send + Sync>;
+
 pub struct CameraTask {
     pub camera: CameraConfig,
     pub tx: SyncSender<WriterMsg>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub session_group: Arc<SessionGroup>,
-    pub state: Arc<dyn Fn(&str, &str, Option<&str>) + Send + Sync>,
+    pub state: StateFn,
 }
 
 impl CameraTask {
@@ -54,10 +57,7 @@ impl CameraTask {
         loop {
             (self.state)(&id, "connecting", None);
             let mut recorded_frames = 0u64;
-            let result = tokio::select! {
-                r = self.session(&mut recorded_frames) => r,
-                _ = shutdown.changed() => Ok(()),
-            };
+            let result = self.session(&mut recorded_frames, &mut shutdown).await;
             if *shutdown.borrow() {
                 break;
             }
@@ -89,7 +89,27 @@ impl CameraTask {
 
     /// One RTSP session, until it fails. Errors are already redacted (the URL never
     /// carries credentials: config refuses them).
-    async fn session(&self, recorded_frames: &mut u64) -> Result<(), String> {
+    async fn session(
+        &self,
+        recorded_frames: &mut u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let mut outer = shutdown.clone();
+        tokio::select! {
+            biased;
+            r = self.session_inner(recorded_frames, shutdown) => r,
+            // Only while connecting; once frames flow, the loop below watches shutdown
+            // itself so that the GOP in hand is written before stopping.
+            _ = outer.wait_for(|s| *s) => Ok(()),
+        }
+    }
+
+    async fn session_inner(
+        &self,
+        recorded_frames: &mut u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let mut stop = shutdown.clone();
         let cam = &self.camera;
         let url = config::camera_url(cam);
         let creds = match &cam.username {
@@ -139,7 +159,11 @@ impl CameraTask {
         let mut gop: Option<Gop> = None;
         let mut announced = false;
         let result = loop {
-            let item = match tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()).await {
+            let next = tokio::select! {
+                n = tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()) => n,
+                _ = stop.wait_for(|s| *s) => break Ok(()),
+            };
+            let item = match next {
                 Err(_) => break Err("no video received for 10 s".to_string()),
                 Ok(None) => break Err("the camera closed the session".to_string()),
                 Ok(Some(Err(e))) => break Err(format!("stream error: {e}")),
@@ -151,12 +175,8 @@ impl CameraTask {
             if frame.stream_id() != stream_i {
                 continue;
             }
-            frames_c.inc();
             bytes_c.inc_by(frame.data().len() as u64);
             let key = frame.is_random_access_point();
-            if key {
-                key_c.inc();
-            }
             if frame.has_new_parameters() || params.is_none() {
                 let new = stream_params(&demuxed.streams()[stream_i])?;
                 if params.as_deref() != Some(&new) {
@@ -178,6 +198,10 @@ impl CameraTask {
                     start_unix_ms: self.clock.now_unix_ms(),
                     frames: Vec::with_capacity(64),
                 });
+            }
+            frames_c.inc();
+            if key {
+                key_c.inc();
             }
             let pts_90k = frame.timestamp().timestamp();
             gop.as_mut().expect("set above").frames.push(Frame {

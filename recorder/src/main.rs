@@ -40,6 +40,180 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Legal holds: footage that retention must keep, for a case.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+    /// The deletion journal: every deleted segment, when and why (kept one year).
+    Journal {
+        #[arg(long)]
+        config: PathBuf,
+        /// Print a JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only this camera.
+        #[arg(long)]
+        camera: Option<String>,
+        /// Only deletions at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HoldCommand {
+    /// Place a hold; prints its id.
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        /// A camera id, or `all` (repeat for several cameras).
+        #[arg(long = "camera", required = true)]
+        cameras: Vec<String>,
+        /// Start of the held footage (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// End of the held footage (RFC 3339).
+        #[arg(long)]
+        to: String,
+        /// Case reference.
+        #[arg(long)]
+        case: String,
+        /// Who places the hold.
+        #[arg(long)]
+        by: String,
+        /// When the hold expires by itself (RFC 3339); without it, only release ends it.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// List holds (active and expired; released ones with --all).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Include released holds.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Release a hold: its footage falls under the normal retention rules again.
+    Release {
+        #[arg(long)]
+        config: PathBuf,
+        id: i64,
+        #[arg(long)]
+        by: String,
+    },
+}
+
+/// Opens the catalog of an initialised store (for hold and journal commands).
+fn open_catalog(config: &Config) -> anyhow::Result<recorder::catalog::Catalog> {
+    let store = &config.storage.path;
+    if !store.join(recorder::catalog::CATALOG_FILE).exists() {
+        anyhow::bail!(
+            "store {} was never initialised; run `recorder init --config <file>` first",
+            store.display()
+        );
+    }
+    Ok(recorder::catalog::Catalog::open(store)?)
+}
+
+fn parse_time(what: &str, s: &str) -> anyhow::Result<i64> {
+    recorder::clock::parse_rfc3339(s).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+}
+
+fn hold_command(command: HoldCommand) -> anyhow::Result<ExitCode> {
+    use recorder::clock::{Clock, SystemClock};
+    use recorder::holds;
+    let now = SystemClock.now_unix_ms();
+    match command {
+        HoldCommand::Add {
+            config,
+            cameras,
+            from,
+            to,
+            case,
+            by,
+            until,
+        } => {
+            let config = Config::load(&config)?;
+            let cameras = if cameras.iter().any(|c| c == "all") {
+                if cameras.len() > 1 {
+                    anyhow::bail!("--camera all covers every camera; give it alone");
+                }
+                holds::HoldCameras::All
+            } else {
+                for c in &cameras {
+                    if !config.cameras.iter().any(|k| &k.id == c) {
+                        anyhow::bail!("--camera {c:?} is not a configured camera");
+                    }
+                }
+                let mut c = cameras;
+                c.sort();
+                c.dedup();
+                holds::HoldCameras::Some(c)
+            };
+            let hold = holds::NewHold {
+                cameras,
+                from_unix_ms: parse_time("from", &from)?,
+                to_unix_ms: parse_time("to", &to)?,
+                case_ref: case,
+                placed_by: by,
+                until_unix_ms: until
+                    .as_deref()
+                    .map(|u| parse_time("until", u))
+                    .transpose()?,
+            };
+            let cat = open_catalog(&config)?;
+            let id = holds::add(&cat, &hold, now)?;
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        HoldCommand::List { config, json, all } => {
+            let config = Config::load(&config)?;
+            let cat = open_catalog(&config)?;
+            let list: Vec<_> = holds::list(&cat)?
+                .into_iter()
+                .filter(|h| all || h.released_unix_ms.is_none())
+                .map(|h| h.to_json(now))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else if list.is_empty() {
+                println!("no holds");
+            } else {
+                for h in &list {
+                    println!(
+                        "hold {} [{}] cameras {} from {} to {} case {:?} by {} until {} created {}{}",
+                        h.id,
+                        h.status,
+                        h.cameras.join(","),
+                        h.from,
+                        h.to,
+                        h.case,
+                        h.by,
+                        h.until.as_deref().unwrap_or("release"),
+                        h.created,
+                        h.released
+                            .as_ref()
+                            .map(|r| format!(
+                                " released {r} by {}",
+                                h.released_by.as_deref().unwrap_or("?")
+                            ))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HoldCommand::Release { config, id, by } => {
+            let config = Config::load(&config)?;
+            let cat = open_catalog(&config)?;
+            holds::release(&cat, id, &by, now)?;
+            println!("hold {id} released");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -96,6 +270,42 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Hold { command } => hold_command(command),
+        Command::Journal {
+            config,
+            json,
+            camera,
+            since,
+        } => {
+            let config = Config::load(&config)?;
+            let since = since
+                .as_deref()
+                .map(|s| parse_time("since", s))
+                .transpose()?;
+            let cat = open_catalog(&config)?;
+            let entries = recorder::journal::entries(&cat, camera.as_deref(), since)?;
+            if json {
+                let list: Vec<_> = entries.iter().map(|e| e.to_json()).collect();
+                println!("{}", serde_json::to_string(&list)?);
+            } else if entries.is_empty() {
+                println!("no deletions journaled");
+            } else {
+                for e in entries.iter().map(|e| e.to_json()) {
+                    println!(
+                        "{} deleted {} camera {} {} .. {} {} bytes sha256 {} ({})",
+                        e.deleted_at,
+                        e.segment,
+                        e.camera,
+                        e.from,
+                        e.to,
+                        e.bytes,
+                        e.sha256.as_deref().unwrap_or("-"),
+                        e.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -121,6 +331,18 @@ fn print_report(r: &check::CheckReport) {
         }
     }
     println!("recovered segments: {}", r.recovered_segments);
+    if let Some(ret) = &r.retention {
+        println!(
+            "retention ({}): {} holds in force",
+            ret.updated, ret.holds_active
+        );
+        for a in &ret.alarms {
+            println!("ALARM retention: {a}");
+        }
+        if let Some(c) = &ret.clock_refused {
+            println!("WARNING retention: not deleting by age: {c}");
+        }
+    }
     if r.problems.is_empty() {
         println!("OK: every segment authenticates and matches the catalog");
     } else {

@@ -22,6 +22,13 @@ pub struct StateLabel {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeletionLabel {
+    pub camera: String,
+    /// `age`, `capacity` or `disk-full`.
+    pub reason: String,
+}
+
 /// The camera states, as exported and stored in the catalog.
 pub const STATES: [&str; 3] = ["connecting", "recording", "offline"];
 
@@ -32,6 +39,7 @@ pub struct Metrics {
     pub bytes_received: Family<CameraLabel, Counter>,
     pub bytes_written: Family<CameraLabel, Counter>,
     pub frames_dropped: Family<CameraLabel, Counter>,
+    pub frames_stored: Family<CameraLabel, Counter>,
     pub reconnects: Family<CameraLabel, Counter>,
     pub write_errors: Family<CameraLabel, Counter>,
     pub segments_closed: Family<CameraLabel, Counter>,
@@ -39,6 +47,14 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     pub write_seconds: Histogram,
     pub sync_seconds: Histogram,
+    /// Retention (retention.rs): segments and bytes deleted, by camera and reason.
+    pub segments_deleted: Family<DeletionLabel, Counter>,
+    pub bytes_deleted: Family<DeletionLabel, Counter>,
+    /// 1 while held footage alone keeps a scope over its capacity (nothing held is deleted).
+    pub retention_alarm: Gauge,
+    /// 1 while age retention refuses to act because the wall clock is not sane.
+    pub retention_clock_refused: Gauge,
+    pub holds_active: Gauge,
 }
 
 impl Default for Metrics {
@@ -56,6 +72,7 @@ impl Metrics {
             bytes_received: Family::default(),
             bytes_written: Family::default(),
             frames_dropped: Family::default(),
+            frames_stored: Family::default(),
             reconnects: Family::default(),
             write_errors: Family::default(),
             segments_closed: Family::default(),
@@ -63,9 +80,23 @@ impl Metrics {
             store_bytes: Gauge::default(),
             write_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
             sync_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 10)),
+            segments_deleted: Family::default(),
+            bytes_deleted: Family::default(),
+            retention_alarm: Gauge::default(),
+            retention_clock_refused: Gauge::default(),
+            holds_active: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("frames", "Video frames received", m.frames.clone());
+        registry.register(
+            "frames",
+            "Video frames received (from each session's first key frame)",
+            m.frames.clone(),
+        );
+        registry.register(
+            "frames_stored",
+            "Frames written to segments",
+            m.frames_stored.clone(),
+        );
         registry.register("key_frames", "Key frames received", m.key_frames.clone());
         registry.register(
             "bytes_received",
@@ -116,6 +147,31 @@ impl Metrics {
             "sync_seconds",
             "Latency of one fdatasync",
             m.sync_seconds.clone(),
+        );
+        registry.register(
+            "segments_deleted",
+            "Segments deleted by retention (reason: age, capacity, disk-full)",
+            m.segments_deleted.clone(),
+        );
+        registry.register(
+            "bytes_deleted",
+            "Segment bytes deleted by retention",
+            m.bytes_deleted.clone(),
+        );
+        registry.register(
+            "retention_alarm",
+            "1 while held footage alone exceeds a capacity limit",
+            m.retention_alarm.clone(),
+        );
+        registry.register(
+            "retention_clock_refused",
+            "1 while age retention refuses to act on an insane wall clock",
+            m.retention_clock_refused.clone(),
+        );
+        registry.register(
+            "holds_active",
+            "Legal holds in force",
+            m.holds_active.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -18,6 +18,9 @@ pub struct RecoveryReport {
     pub repaired: u64,
     pub removed_open: u64,
     pub orphans_removed: u64,
+    /// Open segments that could not be repaired (e.g. a first chunk that fails
+    /// authentication); left in place.
+    pub failed: u64,
     pub cameras_recovered: Vec<String>,
 }
 
@@ -26,7 +29,17 @@ pub fn recover_store(store: &Path, cat: &Catalog, kek: &Kek) -> Result<RecoveryR
     let rows = cat.segments(None).map_err(|e| e.to_string())?;
     for row in rows.iter().filter(|r| r.open) {
         let path = catalog::segment_path(store, &row.camera, row.id);
-        match recover_one(cat, kek, &row.camera, row.id, &path)? {
+        let outcome = match recover_one(cat, kek, &row.camera, row.id, &path) {
+            Ok(o) => o,
+            Err(e) => {
+                // Left as it is, for `recorder check` to report; recording goes on.
+                tracing::error!(camera = %row.camera, segment = %row.id, error = %e,
+                    "cannot recover segment; left untouched for inspection");
+                report.failed += 1;
+                continue;
+            }
+        };
+        match outcome {
             Recovered::Repaired { frames } => {
                 info!(camera = %row.camera, segment = %row.id, frames, "recovered cut segment");
                 report.repaired += 1;

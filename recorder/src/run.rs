@@ -43,6 +43,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cat.upsert_camera(&c.id, c.display_name())?;
     }
     let cat = Arc::new(Mutex::new(cat));
+    let retention = crate::retention::RetentionService::new(crate::retention::Retention::new(
+        &store_path,
+        crate::retention::Policy::from_config(&config),
+        clock.clone(),
+        Arc::new(crate::retention::MonotonicClock::default()),
+        Some(metrics.clone()),
+    )?);
+    let retention_thread = {
+        let r = retention.clone();
+        std::thread::Builder::new()
+            .name("retention".into())
+            .spawn(move || r.run())
+            .context("cannot start the retention thread")?
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -58,7 +72,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let state_cat = cat.clone();
     let state_metrics = metrics.clone();
     let state_clock = clock.clone();
-    let state: Arc<dyn Fn(&str, &str, Option<&str>) + Send + Sync> =
+    let state: crate::ingest::StateFn =
         Arc::new(move |camera: &str, state: &str, reason: Option<&str>| {
             state_metrics.set_state(camera, state);
             let now = state_clock.now_unix_ms();
@@ -94,7 +108,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             kek.clone(),
             metrics.clone(),
             startup_gap,
-        )?;
+        )?
+        .with_space_hooks(retention.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE_GOPS);
         writers.push(
             std::thread::Builder::new()
@@ -143,6 +158,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if w.join().is_err() {
             error!("a writer thread panicked");
         }
+    }
+    retention.stop();
+    if retention_thread.join().is_err() {
+        error!("the retention thread panicked");
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     info!("stopped");

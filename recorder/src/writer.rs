@@ -57,6 +57,19 @@ pub struct CameraWriter {
     gap: Option<i64>,
     /// Segments that could not be finished (e.g. disk full); recovered when possible.
     unfinished: Vec<(SegmentId, PathBuf)>,
+    /// Retention: told when a segment closes, asked to free space on ENOSPC.
+    space: Option<Arc<dyn crate::retention::SpaceHooks>>,
+    /// Where the last stored frame ends (wall time).
+    last_end_unix_ms: Option<i64>,
+}
+
+/// Whether a write error means the file system is full.
+fn is_disk_full(e: &segment::SegmentError) -> bool {
+    matches!(e, segment::SegmentError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
+}
+
+fn is_disk_full_msg(m: &str) -> bool {
+    m.contains("No space left") || m.contains("os error 28") || m.contains("disk is full")
 }
 
 impl CameraWriter {
@@ -89,7 +102,24 @@ impl CameraWriter {
             open: None,
             gap,
             unfinished: Vec::new(),
+            space: None,
+            last_end_unix_ms: None,
         })
+    }
+
+    /// Connects the writer to retention: a pass after each closed segment, and an
+    /// emergency deletion (then one retry of the GOP) when a write hits ENOSPC.
+    pub fn with_space_hooks(mut self, hooks: Arc<dyn crate::retention::SpaceHooks>) -> Self {
+        self.space = Some(hooks);
+        self
+    }
+
+    /// Asks retention to free `needed` bytes after ENOSPC; true when it freed any.
+    fn free_space(&self, needed: u64) -> bool {
+        match &self.space {
+            Some(s) => s.disk_full(&self.cfg.camera, needed) > 0,
+            None => false,
+        }
     }
 
     /// Runs until the sender side is dropped; then closes the open segment.
@@ -99,7 +129,12 @@ impl CameraWriter {
                 Ok(WriterMsg::Gop { params, gop }) => self.write_gop(params, gop),
                 Ok(WriterMsg::Offline { at_unix_ms, reason }) => {
                     self.close_segment();
-                    self.begin_gap(at_unix_ms, &reason);
+                    // The interruption began where the recording stopped.
+                    let from = self
+                        .last_end_unix_ms
+                        .filter(|&e| e <= at_unix_ms)
+                        .unwrap_or(at_unix_ms);
+                    self.begin_gap(from, &reason);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -109,15 +144,10 @@ impl CameraWriter {
         self.close_segment();
     }
 
-    fn begin_gap(&mut self, at_unix_ms: i64, reason: &str) {
+    fn begin_gap(&mut self, from: i64, reason: &str) {
         if self.gap.is_some() {
             return;
         }
-        let from = self
-            .open
-            .as_ref()
-            .map(|o| o.last_frame_unix_ms)
-            .unwrap_or(at_unix_ms);
         match self.cat.open_gap(&self.cfg.camera, from, reason) {
             Ok(rowid) => self.gap = Some(rowid),
             Err(e) => error!(camera = %self.cfg.camera, error = %e, "cannot record gap"),
@@ -158,22 +188,49 @@ impl CameraWriter {
                 }
             }
             self.close_segment();
-            if let Err(e) = self.open_segment(&params, &gop) {
+            let mut opened = self.open_segment(&params, &gop);
+            if let Err(e) = &opened
+                && is_disk_full_msg(e)
+                && self.free_space(gop_bytes(&gop))
+            {
+                opened = self.open_segment(&params, &gop);
+            }
+            if let Err(e) = opened {
                 self.fail(&gop, &format!("cannot start a segment: {e}"));
                 return;
             }
         }
-        let open = self.open.as_mut().expect("opened above");
         let started = Instant::now();
-        match open.writer.append_gop(&gop) {
+        let mut result = self
+            .open
+            .as_mut()
+            .expect("opened above")
+            .writer
+            .append_gop(&gop);
+        if let Err(e) = &result
+            && is_disk_full(e)
+            && self.free_space(gop_bytes(&gop))
+        {
+            // The failed chunk was truncated back; retry the GOP once.
+            result = self
+                .open
+                .as_mut()
+                .expect("opened above")
+                .writer
+                .append_gop(&gop);
+        }
+        let open = self.open.as_mut().expect("opened above");
+        match result {
             Ok(n) => {
                 self.metrics
                     .write_seconds
                     .observe(started.elapsed().as_secs_f64());
+                let cam = Metrics::cam(&self.cfg.camera);
+                self.metrics.bytes_written.get_or_create(&cam).inc_by(n);
                 self.metrics
-                    .bytes_written
-                    .get_or_create(&Metrics::cam(&self.cfg.camera))
-                    .inc_by(n);
+                    .frames_stored
+                    .get_or_create(&cam)
+                    .inc_by(gop.frames.len() as u64);
                 let last = gop.frames.last().expect("non-empty");
                 let n_frames = gop.frames.len() as i64;
                 let dur = if n_frames > 1 {
@@ -186,6 +243,8 @@ impl CameraWriter {
                 open.last_frame_unix_ms =
                     gop.start_unix_ms + (last.pts_90k - gop.frames[0].pts_90k) / 90;
                 open.dirty_since.get_or_insert(Instant::now());
+                self.last_end_unix_ms =
+                    Some(open.last_frame_unix_ms + open.last_frame_dur_90k / 90);
                 self.end_gap(gop.start_unix_ms);
             }
             Err(e) => self.fail(&gop, &format!("cannot write: {e}")),
@@ -307,6 +366,9 @@ impl CameraWriter {
                         self.metrics.store_bytes.inc_by(fin.bytes as i64);
                         info!(camera = %self.cfg.camera, segment = %id, bytes = fin.bytes,
                               frames = fin.trailer.frames, "segment closed");
+                        if let Some(s) = &self.space {
+                            s.segment_closed();
+                        }
                     }
                     Err(e) => {
                         error!(camera = %self.cfg.camera, segment = %id, error = %e,
@@ -340,6 +402,15 @@ impl CameraWriter {
     }
 }
 
+/// About what a GOP takes on disk (frames plus per-frame overhead).
+fn gop_bytes(gop: &Gop) -> u64 {
+    gop.frames
+        .iter()
+        .map(|f| f.data.len() as u64 + 32)
+        .sum::<u64>()
+        + 64
+}
+
 /// What recovery did to one open segment.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Recovered {
@@ -367,9 +438,17 @@ pub fn recover_one(
     }
     let key =
         segment::unwrap_key(kek.as_bytes(), id, &row.wrapped_key).map_err(|e| e.to_string())?;
+    // Only a file that holds nothing at all is removed. A first chunk that fails
+    // authentication may be tampering: it stays, open, for `check` to report.
     let nothing_authentic = |e: &segment::SegmentError| match e {
-        segment::SegmentError::NotASegment => true,
-        _ => segment::verify(path, id, camera, &key).is_ok_and(|v| v.valid_len == 0),
+        segment::SegmentError::NotASegment | segment::SegmentError::Cut { valid_len: 0 } => true,
+        segment::SegmentError::Auth { .. } => false,
+        _ => segment::verify(path, id, camera, &key).is_ok_and(|v| {
+            v.valid_len == 0
+                && v.error
+                    .as_ref()
+                    .is_some_and(|e| matches!(e, segment::SegmentError::Cut { .. }))
+        }),
     };
     match segment::recover(path, id, camera, &key) {
         Ok(rep) if rep.trailer.frames > 0 => {
@@ -397,5 +476,147 @@ pub fn recover_one(
             }
             Ok(Recovered::Removed)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{Codec, Frame};
+    use std::sync::mpsc::sync_channel;
+
+    fn params(extra: u8) -> Arc<CodecParams> {
+        Arc::new(CodecParams {
+            codec: Codec::H264,
+            extra_data: vec![1, 0x64, 0, 0x1f, extra],
+            width: 320,
+            height: 240,
+            rfc6381: "avc1.64001f".into(),
+        })
+    }
+
+    /// A one-second GOP of 25 frames starting at `pts_90k`.
+    fn gop(pts_90k: i64, unix_ms: i64) -> Gop {
+        Gop {
+            start_unix_ms: unix_ms,
+            frames: (0..25)
+                .map(|i| Frame {
+                    pts_90k: pts_90k + i * 3600,
+                    key: i == 0,
+                    data: vec![0, 0, 0, 4, 0x65, i as u8, 7, 7],
+                })
+                .collect(),
+        }
+    }
+
+    fn run_writer(
+        msgs: Vec<WriterMsg>,
+    ) -> (
+        tempfile::TempDir,
+        Vec<catalog::SegmentRow>,
+        Vec<catalog::GapRow>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::random();
+        let w = CameraWriter::new(
+            WriterConfig {
+                store: dir.path().to_path_buf(),
+                camera: "cam".into(),
+                segment_secs: 4,
+                sync_interval: Duration::from_millis(100),
+            },
+            kek.clone(),
+            Arc::new(Metrics::new()),
+            None,
+        )
+        .unwrap();
+        let (tx, rx) = sync_channel(msgs.len() + 1);
+        for m in msgs {
+            tx.send(m).unwrap();
+        }
+        drop(tx);
+        w.run(rx);
+        let cat = Catalog::open(dir.path()).unwrap();
+        let rows = cat.segments(None).unwrap();
+        for r in &rows {
+            assert!(!r.open);
+            let key = segment::unwrap_key(kek.as_bytes(), r.id, &r.wrapped_key).unwrap();
+            let rep = segment::verify(
+                &catalog::segment_path(dir.path(), "cam", r.id),
+                r.id,
+                "cam",
+                &key,
+            )
+            .unwrap();
+            assert!(rep.is_intact(), "{rep:?}");
+            assert_eq!(rep.trailer.frames, r.frames);
+            assert_eq!(hex::encode(rep.sha256), r.sha256.clone().unwrap());
+        }
+        let gaps = cat.gaps("cam").unwrap();
+        (dir, rows, gaps)
+    }
+
+    #[test]
+    fn rotates_on_duration_timestamp_jumps_and_new_parameters() {
+        let p = params(1);
+        let t0 = 1_800_000_000_000;
+        let mut msgs = Vec::new();
+        // 0..6 s: rotation at 4 s.
+        for s in 0..6 {
+            msgs.push(WriterMsg::Gop {
+                params: p.clone(),
+                gop: gop(s * 90_000, t0 + s * 1000),
+            });
+        }
+        // Media time jumps back to 0 (a camera that restarted its clock).
+        for s in 0..2 {
+            msgs.push(WriterMsg::Gop {
+                params: p.clone(),
+                gop: gop(s * 90_000, t0 + 6000 + s * 1000),
+            });
+        }
+        // Jumps forward by an hour.
+        msgs.push(WriterMsg::Gop {
+            params: p.clone(),
+            gop: gop(3600 * 90_000, t0 + 8000),
+        });
+        // New parameters (resolution change).
+        msgs.push(WriterMsg::Gop {
+            params: params(2),
+            gop: gop(3601 * 90_000, t0 + 9000),
+        });
+        let (_dir, rows, gaps) = run_writer(msgs);
+        let frames: Vec<u64> = rows.iter().map(|r| r.frames).collect();
+        assert_eq!(frames, vec![100, 50, 50, 25, 25], "{rows:#?}");
+        assert_eq!(rows.iter().map(|r| r.key_frames).sum::<u64>(), 10);
+        assert!(gaps.is_empty());
+        assert_eq!(rows[0].start_unix_ms, t0);
+        assert_eq!(rows[0].end_unix_ms, t0 + 4000);
+    }
+
+    #[test]
+    fn offline_closes_the_segment_and_opens_a_gap_until_video_returns() {
+        let p = params(1);
+        let t0 = 1_800_000_000_000;
+        let msgs = vec![
+            WriterMsg::Gop {
+                params: p.clone(),
+                gop: gop(0, t0),
+            },
+            WriterMsg::Offline {
+                at_unix_ms: t0 + 1500,
+                reason: "camera closed the session".into(),
+            },
+            WriterMsg::Gop {
+                params: p.clone(),
+                gop: gop(900_000, t0 + 7000),
+            },
+        ];
+        let (_dir, rows, gaps) = run_writer(msgs);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].reason, "camera closed the session");
+        assert_eq!(gaps[0].from_unix_ms, t0 + 1000);
+        assert_eq!(gaps[0].to_unix_ms, Some(t0 + 7000));
     }
 }

@@ -219,7 +219,9 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("path", &self.path).finish()
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -422,8 +424,7 @@ pub fn verify(path: &Path) -> Result<i64, VerifyError> {
         if e.prev_hash != prev_hash {
             return Err(ChainBroken {
                 seq: e.seq,
-                why: "does not link to the entry before it (inserted, removed or replaced)"
-                    .into(),
+                why: "does not link to the entry before it (inserted, removed or replaced)".into(),
             }
             .into());
         }
@@ -451,7 +452,9 @@ pub fn verify(path: &Path) -> Result<i64, VerifyError> {
                 .into());
             }
             let at: Option<String> = conn
-                .query_row("SELECT hash FROM entries WHERE seq = ?1", [seq], |r| r.get(0))
+                .query_row("SELECT hash FROM entries WHERE seq = ?1", [seq], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(sql)?;
             if at.as_deref() != Some(hash) {
@@ -518,7 +521,10 @@ mod tests {
     #[test]
     fn changed_entry_is_named() {
         let (_d, path) = filled();
-        exec(&path, "UPDATE entries SET purpose = 'nothing to see' WHERE seq = 3");
+        exec(
+            &path,
+            "UPDATE entries SET purpose = 'nothing to see' WHERE seq = 3",
+        );
         match verify(&path) {
             Err(VerifyError::Broken(b)) => assert_eq!(b.seq, 3, "{b}"),
             other => panic!("{other:?}"),

@@ -7,4 +7,12 @@
 
 pub mod audit;
 pub mod clock;
+pub mod config;
+pub mod mp4;
+pub mod playback;
 pub mod policy;
+pub mod store;
+#[doc(hidden)]
+pub mod testdata;
+pub mod throttle;
+pub mod users;

@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "viewer-api", version, about = "Ringfence viewer API (not built yet)")]
+#[command(
+    name = "viewer-api",
+    version,
+    about = "Ringfence viewer API (not built yet)"
+)]
 struct Cli {}
 
 fn main() -> anyhow::Result<()> {

@@ -235,7 +235,10 @@ pub fn authorize(p: &Principal, action: Action, r: &Resource<'_>) -> Decision {
         }
     }
     // Camera-bound actions need a camera, and scoped roles must have it in scope.
-    let camera_bound = matches!(action, ViewCamera | ViewRecordings | Live | Playback | Export);
+    let camera_bound = matches!(
+        action,
+        ViewCamera | ViewRecordings | Live | Playback | Export
+    );
     if camera_bound && r.camera.is_none() {
         return deny("no camera named");
     }
@@ -293,7 +296,10 @@ pub fn authorize(p: &Principal, action: Action, r: &Resource<'_>) -> Decision {
         },
         (Contractor, Live) => {
             let cam = r.camera.unwrap_or_default();
-            if p.grants.iter().any(|g| g.covers(p, cam, r.now_ms) && g.live) {
+            if p.grants
+                .iter()
+                .any(|g| g.covers(p, cam, r.now_ms) && g.live)
+            {
                 Decision::Allow
             } else {
                 deny(format!("no active grant for live view of camera {cam}"))
@@ -302,7 +308,11 @@ pub fn authorize(p: &Principal, action: Action, r: &Resource<'_>) -> Decision {
         (Contractor, ViewRecordings | Playback) => {
             let cam = r.camera.unwrap_or_default();
             let mut any = false;
-            for g in p.grants.iter().filter(|g| g.covers(p, cam, r.now_ms) && g.playback) {
+            for g in p
+                .grants
+                .iter()
+                .filter(|g| g.covers(p, cam, r.now_ms) && g.playback)
+            {
                 any = true;
                 if action == ViewRecordings {
                     return Decision::Allow;
@@ -316,7 +326,9 @@ pub fn authorize(p: &Principal, action: Action, r: &Resource<'_>) -> Decision {
                 }
             }
             if any {
-                deny(format!("the time range is outside the grant for camera {cam}"))
+                deny(format!(
+                    "the time range is outside the grant for camera {cam}"
+                ))
             } else {
                 deny(format!("no active grant for playback of camera {cam}"))
             }
@@ -543,7 +555,11 @@ mod tests {
             (Role::Auditor, true),
         ] {
             let p = make(role, Who::GrantBoth);
-            assert_eq!(authorize(&p, Action::SystemHealth, &r).is_allowed(), want, "{role}");
+            assert_eq!(
+                authorize(&p, Action::SystemHealth, &r).is_allowed(),
+                want,
+                "{role}"
+            );
         }
     }
 

@@ -1095,7 +1095,7 @@ impl SegmentReader {
 #[derive(Debug)]
 pub struct VerifyReport {
     /// File size as read.
-    pub file_bytes: u64,
+    pub bytes: u64,
     /// SHA-256 of the whole file as read.
     pub sha256: [u8; 32],
     /// Length of the authentic prefix: the end of the last chunk that authenticated
@@ -1103,31 +1103,25 @@ pub struct VerifyReport {
     pub valid_len: u64,
     /// The FINAL chunk was found, authentic, matching, and last in the file.
     pub finalised: bool,
+    /// That FINAL chunk was written by [`recover`], not by [`SegmentWriter::finish`].
+    pub recovered: bool,
     pub params: Option<CodecParams>,
     pub start_unix_ms: Option<i64>,
     /// Authentic chunks, including the parameters and FINAL chunks.
     pub chunks: u64,
     /// Authentic GOP chunks.
     pub gops: u64,
-    /// Frames in the authentic GOP chunks.
-    pub frames: u64,
-    /// Key frames in the authentic GOP chunks.
-    pub key_frames: u64,
+    /// Computed from the authentic GOP chunks: equal to the stored trailer when
+    /// `finalised`, and the one [`recover`] writes for a cut file.
+    pub trailer: Trailer,
     /// The first problem found, if any (for a cut file: [`SegmentError::Cut`]).
     pub error: Option<SegmentError>,
-    trailer: Trailer,
 }
 
 impl VerifyReport {
     /// Complete, authentic, nothing extra: the state of a file `finish` or `recover` wrote.
     pub fn is_intact(&self) -> bool {
-        self.finalised && self.error.is_none() && self.valid_len == self.file_bytes
-    }
-
-    /// The trailer computed from the authentic GOP chunks: equal to the stored one when
-    /// `finalised`, and the one [`recover`] writes for a cut file.
-    pub fn trailer(&self) -> Trailer {
-        self.trailer
+        self.finalised && self.error.is_none() && self.valid_len == self.bytes
     }
 
     pub fn sha256_hex(&self) -> String {
@@ -1170,16 +1164,15 @@ fn scan(
 ) -> Result<Scan, SegmentError> {
     let mut s = ChunkStream::open(file, expect_id, expect_camera, key, true)?;
     let mut report = VerifyReport {
-        file_bytes: 0,
+        bytes: 0,
         sha256: [0; 32],
         valid_len: 0,
         finalised: false,
+        recovered: false,
         params: None,
         start_unix_ms: None,
         chunks: 0,
         gops: 0,
-        frames: 0,
-        key_frames: 0,
         trailer: Trailer::default(),
         error: None,
     };
@@ -1207,6 +1200,7 @@ fn scan(
                 report.chunks += 1;
                 last_good = (s.valid_len, meta.index, s.prev_tag);
                 report.finalised = true;
+                report.recovered = meta.index >= RECOVERY_INDEX;
                 return s.expect_eof();
             }
             let gop = codec::decode_gop(s.plaintext()).map_err(|e| malformed(meta.index, e))?;
@@ -1233,9 +1227,7 @@ fn scan(
         };
         report.error = Some(e);
     }
-    report.file_bytes = s.pos;
-    report.frames = acc.frames;
-    report.key_frames = acc.key_frames;
+    report.bytes = s.pos;
     report.valid_len = last_good.0;
     report.trailer = acc.trailer(report.start_unix_ms.unwrap_or(0));
     report.sha256 = s.hasher.take().expect("hashing stream").finalize().into();
@@ -1293,8 +1285,7 @@ pub fn recover(
     let error = report
         .error
         .unwrap_or_else(|| SegmentError::Malformed("segment is neither complete nor cut".into()));
-    if report.finalised
-        || !(scan.torn_tail || tail_is_zero(&file, report.valid_len, report.file_bytes)?)
+    if report.finalised || !(scan.torn_tail || tail_is_zero(&file, report.valid_len, report.bytes)?)
     {
         return Err(error);
     }

@@ -162,10 +162,11 @@ fn round_trip_both_codecs() {
         let rep = verify(&s.path, s.id, CAM, &s.key).unwrap();
         assert!(rep.is_intact(), "{rep:?}");
         assert_eq!(rep.sha256, s.finished.sha256);
-        assert_eq!(rep.file_bytes, s.finished.bytes);
+        assert!(!rep.recovered);
+        assert_eq!(rep.bytes, s.finished.bytes);
         assert_eq!(rep.valid_len, s.finished.bytes);
         assert_eq!((rep.chunks, rep.gops), (7, 5));
-        assert_eq!(rep.trailer(), t);
+        assert_eq!(rep.trailer, t);
         assert_eq!(rep.params.as_ref(), Some(&params(codec)));
     }
 }
@@ -392,7 +393,7 @@ fn bytes_after_final_are_reported() {
     let rep = verify(&s.path, s.id, CAM, &s.key).unwrap();
     assert!(matches!(rep.error, Some(SegmentError::Malformed(_))));
     assert_eq!(rep.valid_len, s.finished.bytes);
-    assert_eq!(rep.file_bytes, b.len() as u64);
+    assert_eq!(rep.bytes, b.len() as u64);
     assert!(!accepted(&s.path, s.id, &s.key));
     assert!(
         recover(&s.path, s.id, CAM, &s.key).is_err(),
@@ -434,7 +435,7 @@ fn truncation_at_every_offset() {
             );
             assert_eq!(rep.valid_len, want_valid as u64);
             assert!(!rep.finalised);
-            assert_eq!(rep.file_bytes, cut as u64);
+            assert_eq!(rep.bytes, cut as u64);
             assert_eq!(rep.sha256, sha(&orig[..cut]));
             let n_gops = ends[1..].iter().filter(|&&e| e <= cut).count();
             assert_eq!(rep.gops, n_gops as u64);
@@ -483,7 +484,9 @@ fn recovered_trailer_matches_what_finish_would_write() {
     let spans = chunk_spans(&orig);
     std::fs::write(&s.path, &orig[..spans[4].0]).unwrap(); // drop only the FINAL chunk
     let rep = recover(&s.path, s.id, CAM, &s.key).unwrap();
-    assert_eq!(rep.trailer(), s.finished.trailer);
+    assert_eq!(rep.trailer, s.finished.trailer);
+    assert!(rep.recovered);
+    assert!(!verify(&s.path, s.id, CAM, &s.key).is_ok_and(|r| !r.recovered));
     let mut r = SegmentReader::open(&s.path, s.id, CAM, &s.key).unwrap();
     while r.next_gop().unwrap().is_some() {}
     assert_eq!(r.trailer(), Some(&s.finished.trailer));

@@ -1,0 +1,110 @@
+//! The viewer-api's part of the shared TOML file: the `[api]` table, parsed strictly.
+//!
+//! The recorder's `Config` keeps `[api]` as a raw table so that each process validates
+//! its own section; a typo here must stop the service at start, not fall back to a
+//! default that might, say, listen on the wrong address.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use recorder::config::Config;
+use serde::Deserialize;
+
+pub const DEFAULT_ADDR: &str = "0.0.0.0:8443";
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub addr: SocketAddr,
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The access log; default `<storage.path>/audit.sqlite`.
+    #[serde(default)]
+    pub audit_db: Option<PathBuf>,
+}
+
+/// Everything the viewer-api takes from the config file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub recorder: Config,
+    pub api: ApiConfig,
+}
+
+impl Settings {
+    pub fn load(path: &Path) -> anyhow::Result<Settings> {
+        let recorder = Config::load(path)?;
+        let api = parse_api(recorder.api.as_ref())
+            .map_err(|m| anyhow::anyhow!("config {}: [api] {m}", path.display()))?;
+        Ok(Settings { recorder, api })
+    }
+
+    pub fn store(&self) -> &Path {
+        &self.recorder.storage.path
+    }
+
+    pub fn users_db(&self) -> PathBuf {
+        self.store().join("users.sqlite")
+    }
+
+    pub fn audit_db(&self) -> PathBuf {
+        self.api
+            .audit_db
+            .clone()
+            .unwrap_or_else(|| self.store().join("audit.sqlite"))
+    }
+}
+
+pub fn parse_api(table: Option<&toml::Table>) -> Result<ApiConfig, String> {
+    let Some(t) = table else {
+        return Ok(ApiConfig {
+            addr: DEFAULT_ADDR.parse().expect("valid default"),
+            tls_cert: None,
+            tls_key: None,
+            audit_db: None,
+        });
+    };
+    let c = ApiConfig::deserialize(toml::Value::Table(t.clone()))
+        .map_err(|e| e.to_string().trim_end().to_string())?;
+    if c.tls_cert.is_some() != c.tls_key.is_some() {
+        return Err(
+            "give both tls_cert and tls_key, or neither (a self-signed pair is then made)".into(),
+        );
+    }
+    for p in [&c.tls_cert, &c.tls_key, &c.audit_db].into_iter().flatten() {
+        if p.as_os_str().is_empty() {
+            return Err("paths must not be empty".into());
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ApiConfig, String> {
+        let t: toml::Table = toml::from_str(s).unwrap();
+        parse_api(Some(&t))
+    }
+
+    #[test]
+    fn contract_parses_and_typos_fail() {
+        let c = parse(
+            "addr = \"0.0.0.0:8443\"\ntls_cert = \"/etc/ringfence/tls.crt\"\ntls_key = \"/etc/ringfence/tls.key\"",
+        )
+        .unwrap();
+        assert_eq!(c.addr.port(), 8443);
+        assert!(parse("addr = \"0.0.0.0:8443\"\naudit_db = \"/x/a.sqlite\"").is_ok());
+        assert!(
+            parse("addr = \"0.0.0.0:8443\"\ntls_crt = \"x\"")
+                .unwrap_err()
+                .contains("tls_crt")
+        );
+        assert!(parse("addr = \"0.0.0.0:8443\"\ntls_cert = \"x\"").is_err());
+        assert!(parse("addr = \"nowhere\"").is_err());
+        assert!(parse("tls_cert = \"x\"\ntls_key = \"y\"").is_err());
+        assert_eq!(parse_api(None).unwrap().addr.port(), 8443);
+    }
+}

@@ -1,0 +1,152 @@
+//! Test footage made with ffmpeg (tests only; never used by the service).
+//!
+//! ffmpeg encodes a synthetic H.264 stream (Annex B, access unit delimiters on);
+//! here it is cut into access units, converted to length-prefixed NAL units as the
+//! recorder stores them, and the avcC record is built from its SPS and PPS.
+
+use std::process::Command;
+
+/// One frame as the recorder stores it.
+#[derive(Debug, Clone)]
+pub struct TestFrame {
+    pub pts_90k: i64,
+    pub key: bool,
+    pub data: Vec<u8>,
+}
+
+/// `secs` seconds of 320×240 H.264 at `fps`, a key frame every `gop` frames.
+/// Returns the avcC record and the frames.
+pub fn h264_frames(secs: u32, fps: u32, gop: u32) -> Result<(Vec<u8>, Vec<TestFrame>), String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x240:rate={fps}"))
+        .args(["-t", &secs.to_string()])
+        .args(["-c:v", "libx264", "-profile:v", "main", "-bf", "0", "-g"])
+        .arg(gop.to_string())
+        .args(["-keyint_min", &gop.to_string(), "-sc_threshold", "0"])
+        .args(["-x264-params", "aud=1", "-f", "h264", "-"])
+        .output()
+        .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ffmpeg failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let nals = split_annexb(&out.stdout);
+    let (mut sps, mut pps) = (None, None);
+    let mut frames = Vec::new();
+    let mut cur: Option<TestFrame> = None;
+    let dur = 90_000 / i64::from(fps);
+    for nal in nals {
+        let Some(&h) = nal.first() else { continue };
+        match h & 0x1f {
+            9 => {
+                if let Some(f) = cur.take() {
+                    frames.push(f);
+                }
+                cur = Some(TestFrame {
+                    pts_90k: frames.len() as i64 * dur,
+                    key: false,
+                    data: Vec::new(),
+                });
+                continue;
+            }
+            7 => {
+                sps.get_or_insert_with(|| nal.to_vec());
+                continue;
+            }
+            8 => {
+                pps.get_or_insert_with(|| nal.to_vec());
+                continue;
+            }
+            5 => {
+                if let Some(f) = cur.as_mut() {
+                    f.key = true;
+                }
+            }
+            _ => {}
+        }
+        if let Some(f) = cur.as_mut() {
+            f.data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            f.data.extend_from_slice(nal);
+        }
+    }
+    if let Some(f) = cur.take() {
+        frames.push(f);
+    }
+    frames.retain(|f| !f.data.is_empty());
+    let (Some(sps), Some(pps)) = (sps, pps) else {
+        return Err("no SPS/PPS in ffmpeg output".into());
+    };
+    let mut avcc = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+    avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    avcc.extend_from_slice(&sps);
+    avcc.push(1);
+    avcc.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+    avcc.extend_from_slice(&pps);
+    Ok((avcc, frames))
+}
+
+fn split_annexb(b: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= b.len() {
+        if b[i] == 0 && b[i + 1] == 0 && b[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        let mut e = starts.get(k + 1).map(|&n| n - 3).unwrap_or(b.len());
+        while e > s && b[e - 1] == 0 {
+            e -= 1;
+        }
+        out.push(&b[s..e]);
+    }
+    out
+}
+
+/// Runs `ffprobe` and a full `ffmpeg` decode on a file; returns the number of video
+/// frames decoded, or what went wrong.
+pub fn check_with_ffmpeg(path: &std::path::Path) -> Result<u64, String> {
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !probe.status.success() || !probe.stderr.is_empty() {
+        return Err(format!(
+            "ffprobe: {}",
+            String::from_utf8_lossy(&probe.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&probe.stdout);
+    let frames = text
+        .trim()
+        .split(',')
+        .find_map(|s| s.trim().parse::<u64>().ok())
+        .ok_or_else(|| format!("ffprobe printed {text:?}"))?;
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !dec.status.success() || !dec.stderr.is_empty() {
+        return Err(format!(
+            "ffmpeg decode: {}",
+            String::from_utf8_lossy(&dec.stderr)
+        ));
+    }
+    Ok(frames)
+}
