@@ -43,18 +43,18 @@ CONFIG="$WORK/ringfence.toml"
 } > "$CONFIG"
 "$BIN/recorder" init --config "$CONFIG" > /dev/null
 cam_before=$(cpu_ticks "$cam_pid")
-RUST_LOG=warn "$BIN/recorder" run --config "$CONFIG" 2> "$WORK/recorder.err" &
+RUST_LOG=warn,recorder::run=info "$BIN/recorder" run --config "$CONFIG" 2> "$WORK/recorder.err" &
 rec_pid=$!; pids+=($rec_pid)
 sleep "$SECS"
-metrics="$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null || true)"
 rec_ticks=$(cpu_ticks "$rec_pid")
 rec_rss_kib=$(awk '/VmHWM/{print $2}' "/proc/$rec_pid/status")
 kill -TERM "$rec_pid"; wait "$rec_pid" || true
 cam_rec_ticks=$(( $(cpu_ticks "$cam_pid") - cam_before ))
-sum_metric() { echo "$metrics" | awk -v m="$1" '$1 ~ "^"m"(\\{|$)" {s+=$2} END {printf "%.0f", s+0}'; }
-frames=$(sum_metric ringfence_frames_total)
-dropped=$(sum_metric ringfence_frames_dropped_total)
-bytes_in=$(sum_metric ringfence_bytes_received_total)
+# Totals from the recorder's own summary at exit (exact, after the last GOP is written).
+sum_summary() { grep "camera summary" "$WORK/recorder.err" | sed -n "s/.* $1=\([0-9]*\).*/\1/p" | awk '{s+=$1} END {printf "%.0f", s+0}'; }
+frames=$(sum_summary frames_received)
+dropped=$(sum_summary frames_dropped)
+bytes_in=$(sum_summary bytes_received)
 bytes_out=$(du -sb "$WORK/store/segments" | awk '{print $1}')
 check_ok="yes"; "$BIN/recorder" check --config "$CONFIG" > "$WORK/check.out" 2>&1 || check_ok="NO"
 

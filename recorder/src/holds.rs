@@ -219,20 +219,22 @@ pub fn add(cat: &Catalog, hold: &NewHold, now_unix_ms: i64) -> Result<i64, HoldE
     valid_text("case reference", &hold.case_ref)?;
     valid_text("by", &hold.placed_by)?;
     let conn = cat.connection();
-    conn.execute(
-        "INSERT INTO holds(cameras, from_unix_ms, to_unix_ms, case_ref, placed_by,
-                           until_unix_ms, created_unix_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            hold.cameras.to_column(),
-            hold.from_unix_ms,
-            hold.to_unix_ms,
-            hold.case_ref,
-            hold.placed_by,
-            hold.until_unix_ms,
-            now_unix_ms
-        ],
-    )?;
+    with_room(cat, || {
+        conn.execute(
+            "INSERT INTO holds(cameras, from_unix_ms, to_unix_ms, case_ref, placed_by,
+                               until_unix_ms, created_unix_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                hold.cameras.to_column(),
+                hold.from_unix_ms,
+                hold.to_unix_ms,
+                hold.case_ref,
+                hold.placed_by,
+                hold.until_unix_ms,
+                now_unix_ms
+            ],
+        )
+    })?;
     let id = conn.last_insert_rowid();
     tracing::info!(hold = id, case = %hold.case_ref, by = %hold.placed_by,
                    cameras = %hold.cameras.to_column(), from = %rfc3339(hold.from_unix_ms),
@@ -252,12 +254,35 @@ pub fn release(cat: &Catalog, id: i64, by: &str, now_unix_ms: i64) -> Result<(),
             by: h.released_by.unwrap_or_default(),
         });
     }
-    cat.connection().execute(
-        "UPDATE holds SET released_unix_ms=?2, released_by=?3 WHERE id=?1 AND released_unix_ms IS NULL",
-        params![id, now_unix_ms, by],
-    )?;
+    with_room(cat, || {
+        cat.connection().execute(
+            "UPDATE holds SET released_unix_ms=?2, released_by=?3 WHERE id=?1 AND released_unix_ms IS NULL",
+            params![id, now_unix_ms, by],
+        )
+    })?;
     tracing::info!(hold = id, case = %h.case_ref, by, "hold released");
     Ok(())
+}
+
+/// Runs a catalog write; when the disk is full (held footage filled it), gives up the
+/// retention space reserve and tries once more, so a hold can always be placed or
+/// released.
+fn with_room<T>(cat: &Catalog, f: impl Fn() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    match f() {
+        Err(rusqlite::Error::SqliteFailure(e, m)) if e.code == rusqlite::ErrorCode::DiskFull => {
+            let reserve = cat
+                .path()
+                .parent()
+                .map(|store| store.join(crate::retention::RESERVE_FILE));
+            if reserve.is_some_and(|r| std::fs::remove_file(r).is_ok()) {
+                tracing::warn!("disk full: released the space reserve to write a hold");
+                f()
+            } else {
+                Err(rusqlite::Error::SqliteFailure(e, m))
+            }
+        }
+        r => r,
+    }
 }
 
 const COLUMNS: &str = "id, cameras, from_unix_ms, to_unix_ms, case_ref, placed_by, until_unix_ms,

@@ -53,6 +53,53 @@ pub const MAX_FORWARD_JUMP_MS: i64 = 24 * 3600 * 1000;
 /// Slack for footage stamped slightly ahead of the pass (the last frame's duration,
 /// small NTP slews).
 pub const FOOTAGE_AHEAD_TOLERANCE_MS: i64 = 60_000;
+/// A file of this size is kept allocated in the store and given up when the disk is
+/// full, so that the catalog (on the same file system) can commit the emergency
+/// deletion: SQLite needs a few free pages to delete a row.
+pub const DEFAULT_RESERVE_BYTES: u64 = 1 << 20;
+pub const RESERVE_FILE: &str = "retention.reserve";
+/// Per-camera totals kept by triggers, so a pass never sums millions of rows.
+const USAGE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS segment_usage (
+    camera_id TEXT PRIMARY KEY,
+    segments INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS segment_usage_insert AFTER INSERT ON segments BEGIN
+    INSERT INTO segment_usage(camera_id, segments, bytes) VALUES (NEW.camera_id, 1, NEW.bytes)
+    ON CONFLICT(camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS segment_usage_delete AFTER DELETE ON segments BEGIN
+    UPDATE segment_usage SET segments = segments - 1, bytes = bytes - OLD.bytes
+    WHERE camera_id = OLD.camera_id;
+END;
+CREATE TRIGGER IF NOT EXISTS segment_usage_update AFTER UPDATE OF camera_id, bytes ON segments BEGIN
+    UPDATE segment_usage SET segments = segments - 1, bytes = bytes - OLD.bytes
+    WHERE camera_id = OLD.camera_id;
+    INSERT INTO segment_usage(camera_id, segments, bytes) VALUES (NEW.camera_id, 1, NEW.bytes)
+    ON CONFLICT(camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+END;
+";
+const USAGE_META_KEY: &str = "segment_usage_v1";
+
+/// Creates the usage table and its triggers, filling it once from the segments.
+fn setup_usage(cat: &Catalog) -> Result<()> {
+    let conn = cat.connection();
+    conn.execute_batch(USAGE_SCHEMA)?;
+    if cat.meta(USAGE_META_KEY)?.is_none() {
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "DELETE FROM segment_usage;
+             INSERT INTO segment_usage(camera_id, segments, bytes)
+                 SELECT camera_id, COUNT(*), SUM(bytes) FROM segments GROUP BY camera_id;
+             INSERT INTO meta(key, value) VALUES ('segment_usage_v1', '1')
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value;",
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 /// The catalog `meta` key holding the latest [`RetentionState`] (read by `check`).
 pub const STATE_META_KEY: &str = "retention_state";
 
@@ -218,6 +265,7 @@ pub struct Retention {
     last_state: Option<RetentionState>,
     /// Disk-full alarm raised by [`free_for_disk_full`](Self::free_for_disk_full).
     disk_full_alarm: Option<String>,
+    reserve_bytes: u64,
     /// Rows per deletion transaction.
     pub batch_rows: usize,
     /// Test fault point: stop every deletion after this step, as a crash would.
@@ -236,7 +284,8 @@ impl Retention {
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Retention> {
         let cat = Catalog::open(store)?;
-        Ok(Retention {
+        setup_usage(&cat)?;
+        let r = Retention {
             store: store.to_path_buf(),
             cat,
             policy,
@@ -248,9 +297,54 @@ impl Retention {
             holds_at: i64::MIN,
             last_state: None,
             disk_full_alarm: None,
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
             batch_rows: DEFAULT_BATCH_ROWS,
             crash_after: None,
-        })
+        };
+        r.ensure_reserve();
+        Ok(r)
+    }
+
+    /// Size of the space reserve (0: none). Created at the next pass.
+    pub fn set_reserve_bytes(&mut self, bytes: u64) {
+        self.reserve_bytes = bytes;
+        if bytes == 0 {
+            let _ = std::fs::remove_file(self.store.join(RESERVE_FILE));
+        }
+    }
+
+    /// Creates the reserve file when it is missing (best effort).
+    fn ensure_reserve(&self) {
+        if self.reserve_bytes == 0 {
+            return;
+        }
+        let path = self.store.join(RESERVE_FILE);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == self.reserve_bytes) {
+            return;
+        }
+        let r = (|| -> io::Result<()> {
+            use std::os::fd::AsRawFd;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            // SAFETY: a valid, owned descriptor.
+            let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, self.reserve_bytes as i64) };
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            f.sync_all()
+        })();
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&path);
+            warn!(file = %path.display(), error = %e, "cannot allocate the space reserve");
+        }
+    }
+
+    /// Gives the reserve up; true when there was one.
+    fn release_reserve(&self) -> bool {
+        std::fs::remove_file(self.store.join(RESERVE_FILE)).is_ok()
     }
 
     /// Replaces statvfs (tests).
@@ -331,7 +425,7 @@ impl Retention {
         let active = holds::active_on(self.cat.connection(), self.holds_at)?;
 
         if clock.is_ok() {
-            for camera in self.cat.camera_ids()? {
+            for camera in self.camera_ids()? {
                 let cutoff = now.saturating_sub(self.policy.retention_ms(&camera));
                 let (n, b) = self.expire_camera(&camera, cutoff, &active)?;
                 report.deleted_age += n;
@@ -431,6 +525,7 @@ impl Retention {
             );
         }
         self.publish(&report, active.len() as u64)?;
+        self.ensure_reserve();
         Ok(report)
     }
 
@@ -465,11 +560,20 @@ impl Retention {
 
     fn used_bytes(&self, camera: Option<&str>) -> Result<u64> {
         let b: i64 = self.cat.connection().query_row(
-            "SELECT COALESCE(SUM(bytes), 0) FROM segments WHERE (?1 IS NULL OR camera_id = ?1)",
+            "SELECT COALESCE(SUM(bytes), 0) FROM segment_usage WHERE (?1 IS NULL OR camera_id = ?1)",
             [camera],
             |r| r.get(0),
         )?;
         Ok(b as u64)
+    }
+
+    /// Cameras with segments (configured or not).
+    fn camera_ids(&self) -> Result<Vec<String>> {
+        let mut stmt = self.cat.connection().prepare_cached(
+            "SELECT camera_id FROM segment_usage WHERE segments > 0 ORDER BY camera_id",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn held_alarm(
@@ -620,16 +724,37 @@ impl Retention {
     /// unheld segments of the store (at least one) until `needed_bytes` are freed.
     /// Returns the bytes freed; 0 (and an alarm) when nothing could be deleted.
     pub fn free_for_disk_full(&mut self, camera: &str, needed_bytes: u64) -> u64 {
-        let r = (|| -> Result<(u64, u64, bool)> {
-            let sane = self.clock_check().is_ok();
-            self.holds_at = if sane {
-                self.clock.now_unix_ms()
+        // Free the reserve's worth too: the catalog and the segment being finished need
+        // room right after this.
+        let target = needed_bytes.max(1) + 2 * self.reserve_bytes;
+        let attempt = |this: &mut Self| -> Result<(u64, u64, bool)> {
+            let sane = this.clock_check().is_ok();
+            this.holds_at = if sane {
+                this.clock.now_unix_ms()
             } else {
                 i64::MIN
             };
-            let active = holds::active_on(self.cat.connection(), self.holds_at)?;
-            self.shrink(None, needed_bytes.max(1), Reason::DiskFull, &active)
-        })();
+            let active = holds::active_on(this.cat.connection(), this.holds_at)?;
+            this.shrink(None, target, Reason::DiskFull, &active)
+        };
+        let mut r = attempt(self);
+        if matches!(r, Err(RetentionError::Sql(_) | RetentionError::Catalog(_)))
+            && self.release_reserve()
+        {
+            // The catalog could not commit on the full disk: give it the reserve.
+            warn!(camera, "disk full: catalog needs room; releasing the space reserve");
+            r = attempt(self);
+        }
+        if matches!(r, Err(RetentionError::Sql(_) | RetentionError::Catalog(_))) {
+            // Last resort: a truncated WAL gives its space back to the file system.
+            warn!(camera, "disk full: catalog needs room; truncating its write-ahead log");
+            let _ = self
+                .cat
+                .connection()
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            r = attempt(self);
+        }
+        self.ensure_reserve();
         match r {
             Ok((n, freed, blocked)) => {
                 if n > 0 {

@@ -164,6 +164,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         error!("the retention thread panicked");
     }
     rt.shutdown_timeout(Duration::from_secs(1));
+    for cam in &config.cameras {
+        let l = Metrics::cam(&cam.id);
+        info!(
+            camera = %cam.id,
+            frames_received = metrics.frames.get_or_create(&l).get(),
+            frames_stored = metrics.frames_stored.get_or_create(&l).get(),
+            frames_dropped = metrics.frames_dropped.get_or_create(&l).get(),
+            bytes_received = metrics.bytes_received.get_or_create(&l).get(),
+            bytes_written = metrics.bytes_written.get_or_create(&l).get(),
+            reconnects = metrics.reconnects.get_or_create(&l).get(),
+            "camera summary"
+        );
+    }
     info!("stopped");
     Ok(())
 }

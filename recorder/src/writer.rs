@@ -357,7 +357,14 @@ impl CameraWriter {
                     key_frames: fin.trailer.key_frames,
                     sha256: fin.sha256,
                 };
-                match self.cat.close_segment(id, &closed, false) {
+                let mut marked = self.cat.close_segment(id, &closed, false);
+                if let Err(e) = &marked
+                    && is_disk_full_msg(&e.to_string())
+                    && self.free_space(0)
+                {
+                    marked = self.cat.close_segment(id, &closed, false);
+                }
+                match marked {
                     Ok(()) => {
                         self.metrics
                             .segments_closed

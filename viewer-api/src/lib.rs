@@ -1,16 +1,21 @@
 //! Ringfence viewer-api: the only door to recorded footage.
 //!
 //! HTTPS (rustls) JSON API with users and sessions, one policy function that decides
-//! every request, and a hash-chained access log written before any footage leaves.
-//! Footage is read from the recorder's store and served as MP4 built on the fly from
-//! the original frames, without re-encoding.
+//! every request ([`policy::authorize`]), and a hash-chained access log ([`audit`])
+//! written before any footage leaves. Footage is read from the recorder's store
+//! through `recorder::footage` and served as MP4 built on the fly from the original
+//! frames ([`mp4`], [`playback`]), without re-encoding.
 
+pub mod api;
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod metrics;
 pub mod mp4;
+pub mod openapi;
 pub mod playback;
 pub mod policy;
+pub mod server;
 pub mod store;
 #[doc(hidden)]
 pub mod testdata;

@@ -1,16 +1,239 @@
-//! The viewer-api process. Its own issue builds the HTTPS API; until then it only
-//! says so, so that `make run` and the workspace stay whole.
-use clap::Parser;
+//! The viewer-api process: `serve`, user administration from the console, and
+//! `audit verify`. Administration commands run on the box itself (root), read
+//! passwords from standard input (never from arguments, which `ps` shows), and are
+//! written to the access log like any other change of rights.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use viewer_api::audit::{self, NewEntry, VerifyError};
+use viewer_api::clock::{Clock, SystemClock};
+use viewer_api::config::Settings;
+use viewer_api::policy::Role;
+use viewer_api::server;
 
 #[derive(Parser)]
 #[command(
     name = "viewer-api",
     version,
-    about = "Ringfence viewer API (not built yet)"
+    about = "Ringfence viewer API: role-based access to footage"
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _ = Cli::parse();
-    anyhow::bail!("viewer-api is not implemented yet: see the open issue for role-based access")
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the HTTPS API.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// The access log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// police, it, contractor or auditor
+        #[arg(long)]
+        role: Role,
+        /// Limit police or a contractor to these cameras (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        cameras: Option<Vec<String>>,
+    },
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Disable a user and end their sessions.
+    Disable {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Set a new password (from standard input) and end the user's sessions.
+    Passwd {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Walk the hash chain: exit 0 if intact, 1 naming the first bad entry.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        bail!("no password given on standard input");
+    }
+    Ok(pw)
+}
+
+fn console_entry(action: &str, purpose: String) -> NewEntry {
+    NewEntry {
+        actor: "console".into(),
+        role: "admin".into(),
+        action: action.into(),
+        purpose: Some(purpose),
+        client: Some("local".into()),
+        outcome: "allowed".into(),
+        ..Default::default()
+    }
+}
+
+fn user_cmd(cmd: UserCmd) -> anyhow::Result<()> {
+    let config = match &cmd {
+        UserCmd::Add { config, .. }
+        | UserCmd::List { config }
+        | UserCmd::Disable { config, .. }
+        | UserCmd::Passwd { config, .. } => config.clone(),
+    };
+    let settings = Settings::load(&config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let users = server::open_users(&settings, clock.clone())?;
+    // Changes are logged before they are made; a log that cannot be written stops them.
+    let log = |action: &str, what: String| -> anyhow::Result<()> {
+        server::open_audit(&settings, clock.clone())?
+            .append(console_entry(action, what))
+            .context("cannot write the access log; nothing changed")?;
+        Ok(())
+    };
+    match cmd {
+        UserCmd::Add {
+            name,
+            role,
+            cameras,
+            ..
+        } => {
+            let pw = read_password()?;
+            viewer_api::users::check_password(&pw)?;
+            if users.user(&name)?.is_some() {
+                bail!("user {name:?} already exists");
+            }
+            let scope = cameras
+                .as_ref()
+                .map(|c| format!(" cameras {}", c.join(",")))
+                .unwrap_or_default();
+            log("user.add", format!("add user {name} role {role}{scope}"))?;
+            users.add_user(&name, role, cameras, &pw)?;
+            println!("added user {name} ({role})");
+        }
+        UserCmd::List { .. } => {
+            for u in users.users()? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.name,
+                    u.role,
+                    u.cameras.map(|c| c.join(",")).unwrap_or_else(|| "*".into()),
+                    if u.disabled { "disabled" } else { "enabled" }
+                );
+            }
+        }
+        UserCmd::Disable { name, .. } => {
+            if users.user(&name)?.is_none() {
+                bail!("no such user {name:?}");
+            }
+            log("user.disable", format!("disable user {name}"))?;
+            users.set_disabled(&name, true)?;
+            println!("disabled user {name}");
+        }
+        UserCmd::Passwd { name, .. } => {
+            let pw = read_password()?;
+            viewer_api::users::check_password(&pw)?;
+            if users.user(&name)?.is_none() {
+                bail!("no such user {name:?}");
+            }
+            log("user.passwd", format!("new password for user {name}"))?;
+            users.set_password(&name, &pw)?;
+            println!("changed the password of {name}");
+        }
+    }
+    Ok(())
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve { config } => {
+            let settings = Settings::load(&config)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(server::serve(settings))?;
+        }
+        Cmd::User { cmd } => user_cmd(cmd)?,
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { config },
+        } => {
+            let settings = Settings::load(&config)?;
+            match audit::verify(&settings.audit_db()) {
+                Ok(n) => println!("access log intact: {n} entries"),
+                Err(VerifyError::Broken(b)) => {
+                    println!("{b}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

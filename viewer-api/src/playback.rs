@@ -41,6 +41,9 @@ pub struct GapInfo {
     pub reason: String,
 }
 
+/// Recorded spans `(from, to)` (merged) and gaps.
+pub type Recordings = (Vec<(i64, i64)>, Vec<GapInfo>);
+
 /// A segment as listed by the store, in time order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentKey {
@@ -74,12 +77,8 @@ pub trait GopStream: Send {
 pub trait FootageSource: Send + Sync + 'static {
     fn cameras(&self) -> Result<Vec<CameraInfo>, SourceError>;
     /// Recorded spans (merged) and gaps overlapping `[from, to)`.
-    fn recordings(
-        &self,
-        camera: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<(Vec<(i64, i64)>, Vec<GapInfo>), SourceError>;
+    fn recordings(&self, camera: &str, from_ms: i64, to_ms: i64)
+    -> Result<Recordings, SourceError>;
     /// Segments of `camera` overlapping `[from, to)`, in time order.
     fn segments(
         &self,
@@ -363,7 +362,7 @@ impl FootageSource for MemorySource {
         camera: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<(Vec<(i64, i64)>, Vec<GapInfo>), SourceError> {
+    ) -> Result<Recordings, SourceError> {
         let segs = self.segments(camera, from_ms, to_ms)?;
         let spans = merge_spans(segs.iter().map(|s| (s.start_ms, s.end_ms)), from_ms, to_ms);
         let gaps = self

@@ -10,8 +10,8 @@ use recorder::segment::{Codec, SegmentError, SegmentReader};
 
 use crate::mp4::{TrackParams, VideoCodec};
 use crate::playback::{
-    CameraInfo, FootageSource, FrameData, GapInfo, GopData, GopStream, SegmentKey, SourceError,
-    merge_spans,
+    CameraInfo, FootageSource, FrameData, GapInfo, GopData, GopStream, Recordings, SegmentKey,
+    SourceError, merge_spans,
 };
 
 pub struct RecorderSource {
@@ -83,7 +83,7 @@ impl FootageSource for RecorderSource {
         camera: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<(Vec<(i64, i64)>, Vec<GapInfo>), SourceError> {
+    ) -> Result<Recordings, SourceError> {
         let segs = self
             .footage
             .segments(camera, from_ms, to_ms)

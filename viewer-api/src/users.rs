@@ -506,6 +506,32 @@ impl UserDb {
     /// Stores a grant after checking it: the grantee is an enabled contractor other
     /// than the granter, the cameras are valid, the windows run forwards.
     pub fn add_grant(&self, g: &NewGrant, granted_by: &str) -> Result<i64, UserError> {
+        let user = self.check_grant(g, granted_by)?;
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO grants (user_id, cameras, from_ms, until_ms, live, playback, playback_from_ms,
+                                 playback_to_ms, ticket, granted_by, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                user.id,
+                g.cameras.join(","),
+                g.from_ms,
+                g.until_ms,
+                g.live as i64,
+                g.playback as i64,
+                g.playback_from_ms,
+                g.playback_to_ms,
+                g.ticket,
+                granted_by,
+                self.clock.now_unix_ms()
+            ],
+        )
+        .map_err(|s| self.sql(s))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The checks of [`UserDb::add_grant`], without storing; returns the grantee.
+    pub fn check_grant(&self, g: &NewGrant, granted_by: &str) -> Result<User, UserError> {
         let inv = |m: &str| Err(UserError::Invalid(m.to_string()));
         if g.user == granted_by {
             return inv("nobody grants themselves anything");
@@ -542,30 +568,13 @@ impl UserDb {
             (true, None, None) => {}
             (true, _, _) => return inv("give both playback_from and playback_to, or neither"),
         }
-        if g.ticket.trim().is_empty() || g.ticket.len() > 200 {
+        if g.ticket.trim().is_empty()
+            || g.ticket.len() > 200
+            || g.ticket.chars().any(char::is_control)
+        {
             return inv("a ticket reference (1 to 200 characters) is required");
         }
-        let conn = self.lock();
-        conn.execute(
-            "INSERT INTO grants (user_id, cameras, from_ms, until_ms, live, playback, playback_from_ms,
-                                 playback_to_ms, ticket, granted_by, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                user.id,
-                g.cameras.join(","),
-                g.from_ms,
-                g.until_ms,
-                g.live as i64,
-                g.playback as i64,
-                g.playback_from_ms,
-                g.playback_to_ms,
-                g.ticket,
-                granted_by,
-                self.clock.now_unix_ms()
-            ],
-        )
-        .map_err(|s| self.sql(s))?;
-        Ok(conn.last_insert_rowid())
+        Ok(user)
     }
 
     /// Grants, all or of one user, with the grantee's name.

@@ -1,0 +1,1034 @@
+//! The HTTP API (`/api/v1`): authentication, the handlers, and how each request goes
+//! through [`authorize`] and the access log.
+//!
+//! Rules every handler follows:
+//! * Deny by default: no route serves anything without a session except `login` and
+//!   the OpenAPI document; every decision about footage, grants or the log is
+//!   [`authorize`]'s.
+//! * Footage requests are logged whatever their outcome (bad input, denied, allowed),
+//!   and the `allowed` entry is committed before the first byte; when the log cannot
+//!   be written the answer is 503 and no footage leaves.
+//! * Every error is `{"error": "..."}` with a 4xx/5xx status; messages never carry
+//!   secrets, tokens or footage. Store errors are logged server-side and answered
+//!   with a generic 500.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use crate::audit::{AuditLog, EntryView, Filter, NewEntry};
+use crate::clock::{Clock, parse_rfc3339, rfc3339};
+use crate::metrics::Metrics;
+use crate::mp4;
+use crate::playback::{self, FootageSource, SourceError};
+use crate::policy::{Action, Decision, Principal, Resource, Role, authorize};
+use crate::throttle::Throttle;
+use crate::users::{NewGrant, Session, UserDb, UserError, valid_camera_id};
+
+pub const COOKIE: &str = "rf_session";
+/// The longest range one footage request may cover.
+pub const MAX_RANGE_MS: i64 = 24 * 3600 * 1000;
+const MAX_BODY_BYTES: usize = 16 * 1024;
+const MAX_REASON_LEN: usize = 200;
+
+pub struct AppState {
+    pub users: Arc<UserDb>,
+    pub audit: Arc<AuditLog>,
+    pub source: Arc<dyn FootageSource>,
+    pub clock: Arc<dyn Clock>,
+    pub throttle: Throttle,
+    pub metrics: Arc<Metrics>,
+}
+
+pub type Shared = Arc<AppState>;
+
+// ---------------------------------------------------------------------------------------
+// errors
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "not logged in or session expired")
+    }
+    fn forbidden(why: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, why)
+    }
+    fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    fn log_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the access log cannot be written; nothing is served until it can",
+        )
+    }
+    fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Invalid(m) => ApiError::bad(m),
+            UserError::NoSuchUser(_) => ApiError::bad("no such user"),
+            UserError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "already exists"),
+            UserError::NoSuchGrant(_) => ApiError::not_found("no such grant"),
+            e => {
+                error!(error = %e, "user database error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::UnknownCamera => ApiError::not_found("unknown camera"),
+            e => {
+                error!(error = %e, "footage store error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(_) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        }
+        other => ApiError::bad(format!("invalid JSON body: {}", other.body_text())),
+    }
+}
+
+fn query_rejection(r: QueryRejection) -> ApiError {
+    ApiError::bad(format!("invalid query: {}", r.body_text()))
+}
+
+/// Runs blocking work (SQLite, segment files) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        error!(error = %e, "blocking task failed");
+        ApiError::internal()
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// the caller
+
+/// An authenticated request: who, from where, by which session.
+pub struct Caller {
+    pub principal: Principal,
+    pub session: Session,
+    pub client: String,
+}
+
+fn client_addr(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn token_from(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let (scheme, tok) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| tok.trim().to_string());
+    }
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        for kv in v.split(';') {
+            if let Some((k, val)) = kv.trim().split_once('=')
+                && k == COOKIE
+            {
+                return Some(val.to_string());
+            }
+        }
+    }
+    None
+}
+
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        let client = client_addr(parts);
+        let token = token_from(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let users = state.users.clone();
+        let found = blocking(move || -> Result<_, UserError> {
+            let Some(session) = users.session(&token)? else {
+                return Ok(None);
+            };
+            let grants = if session.user.role == Role::Contractor {
+                users
+                    .grants(Some(session.user.id))?
+                    .into_iter()
+                    .map(|(g, _)| g)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(Some((session, grants)))
+        })
+        .await??;
+        let Some((session, grants)) = found else {
+            return Err(ApiError::unauthorized());
+        };
+        let u = &session.user;
+        let principal = Principal {
+            user_id: u.id,
+            name: u.name.clone(),
+            role: u.role,
+            cameras: u.cameras.clone(),
+            grants,
+        };
+        Ok(Caller {
+            principal,
+            session,
+            client,
+        })
+    }
+}
+
+impl Caller {
+    fn entry(&self, action: &str) -> NewEntry {
+        NewEntry {
+            actor: self.principal.name.clone(),
+            role: self.principal.role.as_str().into(),
+            action: action.into(),
+            client: Some(self.client.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Appends to the access log off the async threads; 503 when it cannot.
+async fn log(state: &Shared, e: NewEntry) -> Result<(), ApiError> {
+    let audit = state.audit.clone();
+    match blocking(move || audit.append(e)).await? {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            error!(error = %err, "access log append failed");
+            state.metrics.audit_failures.inc();
+            Err(ApiError::log_unavailable())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// router
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/cameras", get(cameras))
+        .route("/api/v1/cameras/{id}/recordings", get(recordings))
+        .route("/api/v1/cameras/{id}/video.mp4", get(video))
+        .route("/api/v1/grants", post(create_grant).get(list_grants))
+        .route("/api/v1/grants/{id}", delete(revoke_grant))
+        .route("/api/v1/audit", get(read_audit))
+        .route("/api/v1/audit/subject-access", get(subject_access))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
+// ---------------------------------------------------------------------------------------
+// login / logout
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginReq {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<Shared>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: Result<Json<LoginReq>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    login_inner(state, addr.ip().to_string(), body).await
+}
+
+async fn login_inner(
+    state: Shared,
+    client: String,
+    body: Result<Json<LoginReq>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body.map_err(json_rejection)?;
+    // What we write down about the name: never more than a valid name's worth.
+    let shown: String = if crate::users::valid_user_name(&req.username) {
+        req.username.clone()
+    } else {
+        "<invalid name>".into()
+    };
+    let entry = |role: &str, outcome: String| NewEntry {
+        actor: shown.clone(),
+        role: role.into(),
+        action: "login".into(),
+        client: Some(client.clone()),
+        outcome,
+        ..Default::default()
+    };
+    if let Err(locked) = state.throttle.check(&shown, &client) {
+        state
+            .metrics
+            .logins
+            .get_or_create(&vec![("outcome".into(), "locked".into())])
+            .inc();
+        log(
+            &state,
+            entry(
+                "-",
+                format!("denied: {} locked after failed logins", locked.what),
+            ),
+        )
+        .await?;
+        let secs = ((locked.until_ms - state.clock.now_unix_ms()) / 1000).max(1);
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "too many failed logins; try again later",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
+        return Ok(r);
+    }
+    let users = state.users.clone();
+    let (name, pw) = (req.username.clone(), req.password);
+    let user = blocking(move || users.check_login(&name, &pw)).await??;
+    let Some(user) = user else {
+        let (delay, locked) = state.throttle.failed(&shown, &client);
+        state
+            .metrics
+            .logins
+            .get_or_create(&vec![("outcome".into(), "failed".into())])
+            .inc();
+        let mut outcome = "denied: bad credentials".to_string();
+        if let Some(l) = &locked {
+            warn!(user = %shown, client = %client, what = l.what, "login locked after failed attempts");
+            outcome += &format!("; {} locked", l.what);
+        }
+        log(&state, entry("-", outcome)).await?;
+        tokio::time::sleep(delay).await;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong user name or password",
+        ));
+    };
+    state.throttle.succeeded(&shown);
+    log(&state, entry(user.role.as_str(), "allowed".into())).await?;
+    let users = state.users.clone();
+    let (token, expires) = blocking(move || users.create_session(&user)).await??;
+    state
+        .metrics
+        .logins
+        .get_or_create(&vec![("outcome".into(), "ok".into())])
+        .inc();
+    info!(user = %shown, client = %client, "login");
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/api/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        crate::users::MAX_SESSION_MS / 1000
+    );
+    let mut r = Json(json!({ "token": token, "expires_at": rfc3339(expires) })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+async fn logout(State(state): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
+    let users = state.users.clone();
+    let th = caller.session.token_hash.clone();
+    blocking(move || users.revoke_session(&th)).await??;
+    log(
+        &state,
+        NewEntry {
+            outcome: "allowed".into(),
+            ..caller.entry("logout")
+        },
+    )
+    .await?;
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "rf_session=; Path=/api/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    Ok(r)
+}
+
+async fn me(caller: Caller) -> Json<Value> {
+    let p = &caller.principal;
+    Json(json!({
+        "name": p.name,
+        "role": p.role,
+        "cameras": p.cameras,
+        "expires_at": rfc3339(caller.session.expires_ms),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// cameras and recordings
+
+async fn camera_list(state: &Shared) -> Result<Vec<playback::CameraInfo>, ApiError> {
+    let src = state.source.clone();
+    Ok(blocking(move || src.cameras()).await??)
+}
+
+async fn cameras(State(state): State<Shared>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now_unix_ms();
+    let list: Vec<Value> = camera_list(&state)
+        .await?
+        .into_iter()
+        .filter(|c| {
+            authorize(
+                &caller.principal,
+                Action::ViewCamera,
+                &Resource {
+                    camera: Some(&c.id),
+                    now_ms: now,
+                    ..Default::default()
+                },
+            )
+            .is_allowed()
+        })
+        .map(|c| json!({ "id": c.id, "name": c.name, "state": c.state }))
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+fn check_camera_id(id: &str) -> Result<(), ApiError> {
+    if valid_camera_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad(
+            "invalid camera id: use 1 to 32 of a-z, 0-9 and -",
+        ))
+    }
+}
+
+fn parse_time(name: &str, v: Option<&str>) -> Result<i64, ApiError> {
+    let v = v.ok_or_else(|| ApiError::bad(format!("missing {name} (RFC 3339 time)")))?;
+    parse_rfc3339(v).map_err(|m| ApiError::bad(format!("{name}: {m}")))
+}
+
+fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let f = parse_time("from", from)?;
+    let t = parse_time("to", to)?;
+    if t <= f {
+        return Err(ApiError::bad("to must be after from"));
+    }
+    if t - f > MAX_RANGE_MS {
+        return Err(ApiError::bad("the range may cover at most 24 hours"));
+    }
+    Ok((f, t))
+}
+
+async fn ensure_camera(state: &Shared, id: &str) -> Result<(), ApiError> {
+    if camera_list(state).await?.iter().any(|c| c.id == id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("unknown camera"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn recordings(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<RangeQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    check_camera_id(&id)?;
+    let Query(q) = q.map_err(query_rejection)?;
+    let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref())?;
+    ensure_camera(&state, &id).await?;
+    let d = authorize(
+        &caller.principal,
+        Action::ViewRecordings,
+        &Resource {
+            camera: Some(&id),
+            from_ms: Some(from),
+            to_ms: Some(to),
+            now_ms: state.clock.now_unix_ms(),
+            ..Default::default()
+        },
+    );
+    if let Decision::Deny(why) = d {
+        return Err(ApiError::forbidden(why));
+    }
+    let src = state.source.clone();
+    let (spans, gaps) = blocking(move || src.recordings(&id, from, to)).await??;
+    Ok(Json(json!({
+        "spans": spans.iter().map(|(f, t)| json!({"from": rfc3339(*f), "to": rfc3339(*t)})).collect::<Vec<_>>(),
+        "gaps": gaps.iter().map(|g| json!({
+            "from": rfc3339(g.from_ms),
+            "to": g.to_ms.map(rfc3339),
+            "reason": g.reason,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+// ---------------------------------------------------------------------------------------
+// footage
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VideoQuery {
+    from: Option<String>,
+    to: Option<String>,
+    case: Option<String>,
+    purpose: Option<String>,
+}
+
+fn check_reason(name: &str, v: &Option<String>) -> Result<(), ApiError> {
+    if let Some(s) = v {
+        if s.chars().count() > MAX_REASON_LEN {
+            return Err(ApiError::bad(format!(
+                "{name} is longer than {MAX_REASON_LEN} characters"
+            )));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(ApiError::bad(format!("{name} contains control characters")));
+        }
+    }
+    Ok(())
+}
+
+fn nonempty(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|s| !s.trim().is_empty())
+}
+
+/// Checks a footage request up to the policy decision; the error, if any, is also what
+/// the access log records.
+async fn check_footage(
+    state: &Shared,
+    caller: &Caller,
+    id: &str,
+    q: &Result<Query<VideoQuery>, QueryRejection>,
+    entry: &mut NewEntry,
+) -> Result<(i64, i64), ApiError> {
+    check_camera_id(id)?;
+    entry.camera = Some(id.to_string());
+    let Query(q) = q
+        .as_ref()
+        .map_err(|r| ApiError::bad(format!("invalid query: {}", r.body_text())))?;
+    check_reason("case", &q.case)?;
+    check_reason("purpose", &q.purpose)?;
+    entry.case = q.case.clone();
+    entry.purpose = q.purpose.clone();
+    let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref())?;
+    entry.from_ms = Some(from);
+    entry.to_ms = Some(to);
+    match caller.principal.role {
+        Role::Police if !nonempty(&q.case) => {
+            return Err(ApiError::bad("a case reference is required: add case=REF"));
+        }
+        Role::It | Role::Contractor if !nonempty(&q.purpose) => {
+            return Err(ApiError::bad("a purpose is required: add purpose=TEXT"));
+        }
+        _ => {}
+    }
+    ensure_camera(state, id).await?;
+    let d = authorize(
+        &caller.principal,
+        Action::Playback,
+        &Resource {
+            camera: Some(id),
+            from_ms: Some(from),
+            to_ms: Some(to),
+            case: q.case.as_deref(),
+            purpose: q.purpose.as_deref(),
+            now_ms: state.clock.now_unix_ms(),
+            owner: None,
+        },
+    );
+    match d {
+        Decision::Allow => Ok((from, to)),
+        Decision::Deny(why) => Err(ApiError::forbidden(why)),
+    }
+}
+
+async fn video(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<VideoQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut entry = caller.entry(Action::Playback.as_str());
+    let checked = check_footage(&state, &caller, &id, &q, &mut entry).await;
+    entry.outcome = match &checked {
+        Ok(_) => "allowed".into(),
+        Err(e) => format!("denied: {}", e.message),
+    };
+    let outcome_label = if checked.is_ok() { "allowed" } else { "denied" };
+    state
+        .metrics
+        .footage_requests
+        .get_or_create(&vec![("outcome".into(), outcome_label.into())])
+        .inc();
+    // Written before anything else happens, whatever the outcome.
+    log(&state, entry).await?;
+    let (from, to) = checked?;
+
+    let src = state.source.clone();
+    let cam = id.clone();
+    let index = blocking(move || playback::build_index(src.as_ref(), &cam, from, to)).await??;
+    let Some(index) = index else {
+        return Err(ApiError::not_found("nothing recorded in this range"));
+    };
+    let layout = index.layout().map_err(|e| {
+        error!(error = %e, "cannot lay out MP4");
+        ApiError::internal()
+    })?;
+    let total = layout.total_len;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (start, end, status) = match mp4::parse_range(range, total) {
+        Ok(None) => (0, total - 1, StatusCode::OK),
+        Ok(Some((s, e))) => (s, e, StatusCode::PARTIAL_CONTENT),
+        Err(()) => {
+            let mut r = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    let body = stream_body(state.clone(), Arc::new(index), Arc::new(layout), start, end);
+    let mut r = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "video/mp4")
+        .header(header::CONTENT_LENGTH, end - start + 1)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("inline; filename=\"{id}-{}.mp4\"", from / 1000),
+        );
+    if status == StatusCode::PARTIAL_CONTENT {
+        r = r.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{total}"),
+        );
+    }
+    r.body(body).map_err(|_| ApiError::internal())
+}
+
+/// Streams bytes `start..=end` of the MP4 from a blocking reader thread.
+fn stream_body(
+    state: Shared,
+    index: Arc<playback::FrameIndex>,
+    layout: Arc<mp4::Layout>,
+    start: u64,
+    end: u64,
+) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let header_len = layout.header.len() as u64;
+    tokio::task::spawn_blocking(move || {
+        let mut pos = start;
+        if pos < header_len {
+            let stop = (end + 1).min(header_len);
+            let chunk = Bytes::copy_from_slice(&layout.header[pos as usize..stop as usize]);
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+            pos = stop;
+        }
+        if pos > end {
+            return;
+        }
+        let (first, chunk_start) = layout.chunk_at(pos - header_len);
+        let mut at = header_len + chunk_start;
+        let metrics = state.metrics.clone();
+        let r = playback::read_payload(state.source.as_ref(), &index, first, &mut |buf| {
+            let len = buf.len() as u64;
+            let (a, b) = (pos.max(at), (end + 1).min(at + len));
+            at += len;
+            if a < b {
+                let slice =
+                    Bytes::from(buf).slice((a - (at - len)) as usize..(b - (at - len)) as usize);
+                metrics.footage_bytes.inc_by(slice.len() as u64);
+                if tx.blocking_send(Ok(slice)).is_err() {
+                    return false;
+                }
+            }
+            at <= end
+        });
+        if let Err(e) = r {
+            error!(error = %e, "footage stream aborted");
+            let _ = tx.blocking_send(Err(std::io::Error::other("footage read failed")));
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Body::from_stream(stream)
+}
+
+// ---------------------------------------------------------------------------------------
+// grants
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantReq {
+    user: String,
+    cameras: Vec<String>,
+    from: String,
+    until: String,
+    allow: Vec<String>,
+    playback_from: Option<String>,
+    playback_to: Option<String>,
+    ticket: String,
+}
+
+fn require(state: &Shared, caller: &Caller, action: Action) -> Result<(), ApiError> {
+    match authorize(
+        &caller.principal,
+        action,
+        &Resource {
+            now_ms: state.clock.now_unix_ms(),
+            ..Default::default()
+        },
+    ) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(why) => Err(ApiError::forbidden(why)),
+    }
+}
+
+async fn create_grant(
+    State(state): State<Shared>,
+    caller: Caller,
+    body: Result<Json<GrantReq>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let mut entry = caller.entry("grant.create");
+    let result = async {
+        require(&state, &caller, Action::ManageGrants)?;
+        let Json(g) = body.map_err(json_rejection)?;
+        let mut live = false;
+        let mut pb = false;
+        for a in &g.allow {
+            match a.as_str() {
+                "live" => live = true,
+                "playback" => pb = true,
+                other => {
+                    return Err(ApiError::bad(format!(
+                        "unknown allow value {other:?}: use live or playback"
+                    )));
+                }
+            }
+        }
+        let opt = |name: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+            v.as_deref().map(|s| parse_time(name, Some(s))).transpose()
+        };
+        let ng = NewGrant {
+            user: g.user.clone(),
+            cameras: g.cameras.clone(),
+            from_ms: parse_time("from", Some(&g.from))?,
+            until_ms: parse_time("until", Some(&g.until))?,
+            live,
+            playback: pb,
+            playback_from_ms: opt("playback_from", &g.playback_from)?,
+            playback_to_ms: opt("playback_to", &g.playback_to)?,
+            ticket: g.ticket.clone(),
+        };
+        entry.camera = Some(ng.cameras.join(","));
+        entry.from_ms = ng.playback_from_ms;
+        entry.to_ms = ng.playback_to_ms;
+        entry.purpose = Some(format!(
+            "grant to {} ({}) {}..{} ticket {}",
+            ng.user,
+            g.allow.join("+"),
+            rfc3339(ng.from_ms),
+            rfc3339(ng.until_ms),
+            ng.ticket
+        ));
+        let users = state.users.clone();
+        let by = caller.principal.name.clone();
+        // Validate fully (without storing) so that the log entry precedes the grant.
+        let (users2, ng2) = (users.clone(), ng.clone());
+        blocking(move || users2.check_grant(&ng2, &by)).await??;
+        Ok((users, ng))
+    }
+    .await;
+    match result {
+        Err(e) => {
+            entry.outcome = format!("denied: {}", e.message);
+            log(&state, entry).await?;
+            Err(e)
+        }
+        Ok((users, ng)) => {
+            entry.outcome = "allowed".into();
+            log(&state, entry).await?;
+            let by = caller.principal.name.clone();
+            let id = blocking(move || users.add_grant(&ng, &by)).await??;
+            Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+        }
+    }
+}
+
+async fn list_grants(State(state): State<Shared>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    // it sees all grants; a contractor sees their own; nobody else any.
+    let only = match caller.principal.role {
+        Role::It => None,
+        Role::Contractor => Some(caller.principal.user_id),
+        _ => {
+            require(&state, &caller, Action::ManageGrants)?;
+            None
+        }
+    };
+    let users = state.users.clone();
+    let list = blocking(move || users.grants(only)).await??;
+    Ok(Json(Value::Array(
+        list.iter()
+            .map(|(g, u)| serde_json::to_value(state.users.grant_view(g, u)).unwrap_or(Value::Null))
+            .collect(),
+    )))
+}
+
+async fn revoke_grant(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut entry = caller.entry("grant.revoke");
+    let checked = (|| {
+        require(&state, &caller, Action::ManageGrants)?;
+        id.parse::<i64>()
+            .ok()
+            .filter(|&i| i > 0)
+            .ok_or_else(|| ApiError::bad("grant id must be a positive integer"))
+    })();
+    entry.purpose = Some(format!(
+        "revoke grant {}",
+        id.chars().take(20).collect::<String>()
+    ));
+    entry.outcome = match &checked {
+        Ok(_) => "allowed".into(),
+        Err(e) => format!("denied: {}", e.message),
+    };
+    log(&state, entry).await?;
+    let gid = checked?;
+    let users = state.users.clone();
+    blocking(move || users.revoke_grant(gid)).await??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// access log
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    camera: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    actor: Option<String>,
+}
+
+fn audit_filter(q: &AuditQuery) -> Result<Filter, ApiError> {
+    let nonempty = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+    let camera = nonempty(&q.camera);
+    if let Some(c) = &camera {
+        check_camera_id(c)?;
+    }
+    let actor = nonempty(&q.actor);
+    if actor
+        .as_deref()
+        .is_some_and(|a| !crate::users::valid_user_name(a))
+    {
+        return Err(ApiError::bad("invalid actor name"));
+    }
+    let from = nonempty(&q.from)
+        .map(|s| parse_time("from", Some(&s)))
+        .transpose()?;
+    let to = nonempty(&q.to)
+        .map(|s| parse_time("to", Some(&s)))
+        .transpose()?;
+    if let (Some(f), Some(t)) = (from, to)
+        && t <= f
+    {
+        return Err(ApiError::bad("to must be after from"));
+    }
+    Ok(Filter {
+        camera,
+        from_ms: from,
+        to_ms: to,
+        actor,
+        footage_views_only: false,
+        limit: Some(10_000),
+    })
+}
+
+async fn run_audit_query(
+    state: &Shared,
+    caller: &Caller,
+    action: Action,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_rejection)?;
+    let mut filter = audit_filter(&q)?;
+    if caller.principal.role == Role::Police
+        && filter.actor.is_none()
+        && action == Action::ReadAudit
+    {
+        // police read their own entries: the filter is implied
+        filter.actor = Some(caller.principal.name.clone());
+    }
+    filter.footage_views_only = action == Action::SubjectAccess;
+    let mut entry = caller.entry(action.as_str());
+    entry.camera = filter.camera.clone();
+    entry.from_ms = filter.from_ms;
+    entry.to_ms = filter.to_ms;
+    entry.purpose = filter.actor.as_ref().map(|a| format!("entries of {a}"));
+    let d = authorize(
+        &caller.principal,
+        action,
+        &Resource {
+            owner: filter.actor.as_deref(),
+            now_ms: state.clock.now_unix_ms(),
+            ..Default::default()
+        },
+    );
+    entry.outcome = d.outcome();
+    log(state, entry).await?;
+    if let Decision::Deny(why) = d {
+        return Err(ApiError::forbidden(why));
+    }
+    let audit = state.audit.clone();
+    let rows = blocking(move || audit.query(&filter)).await?.map_err(|e| {
+        error!(error = %e, "access log query failed");
+        ApiError::internal()
+    })?;
+    Ok(Json(Value::Array(
+        rows.iter()
+            .map(|e| serde_json::to_value(EntryView::from(e)).unwrap_or(Value::Null))
+            .collect(),
+    )))
+}
+
+async fn read_audit(
+    State(state): State<Shared>,
+    caller: Caller,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    run_audit_query(&state, &caller, Action::ReadAudit, q).await
+}
+
+/// Who viewed footage of this camera covering this time, when, and why.
+async fn subject_access(
+    State(state): State<Shared>,
+    caller: Caller,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    run_audit_query(&state, &caller, Action::SubjectAccess, q).await
+}
+
+// ---------------------------------------------------------------------------------------
+// metadata
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::DOCUMENT,
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
+    require(&state, &caller, Action::SystemHealth)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response())
+}
+
+pub fn default_login_delay() -> Duration {
+    Duration::from_millis(250)
+}

@@ -1,0 +1,815 @@
+//! The API in-process: an in-memory store, a manual clock, real SQLite files.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use viewer_api::api::{AppState, router};
+use viewer_api::audit::AuditLog;
+use viewer_api::clock::{ManualClock, rfc3339};
+use viewer_api::metrics::Metrics;
+use viewer_api::mp4::{TrackParams, VideoCodec};
+use viewer_api::playback::{CameraInfo, FrameData, GapInfo, GopData, MemorySource};
+use viewer_api::policy::Role;
+use viewer_api::throttle::Throttle;
+use viewer_api::users::UserDb;
+
+const T0: i64 = 1_700_000_000_000; // recording starts here
+const NOW: i64 = T0 + 3_600_000;
+const PW: &str = "password-123";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    audit_path: std::path::PathBuf,
+    clock: Arc<ManualClock>,
+    app: axum::Router,
+    state: Arc<AppState>,
+}
+
+fn source() -> MemorySource {
+    let (avcc, frames) = viewer_api::testdata::h264_frames(4, 25, 25).expect("ffmpeg");
+    let params = TrackParams {
+        codec: VideoCodec::H264,
+        extra_data: avcc,
+        width: 320,
+        height: 240,
+    };
+    let mut gaps = std::collections::HashMap::new();
+    gaps.insert(
+        "gate".to_string(),
+        vec![GapInfo {
+            from_ms: T0 + 4_000,
+            to_ms: Some(T0 + 10_000),
+            reason: "camera offline".into(),
+        }],
+    );
+    let src = MemorySource {
+        cameras: ["gate", "hall", "roof"]
+            .iter()
+            .map(|c| CameraInfo {
+                id: c.to_string(),
+                name: c.to_uppercase(),
+                state: "recording".into(),
+            })
+            .collect(),
+        gaps,
+        ..Default::default()
+    };
+    for cam in ["gate", "hall"] {
+        let mut gops: Vec<GopData> = Vec::new();
+        for f in &frames {
+            if f.key {
+                gops.push(GopData {
+                    start_unix_ms: T0 + f.pts_90k / 90,
+                    frames: vec![],
+                });
+            }
+            gops.last_mut().unwrap().frames.push(FrameData {
+                pts_90k: f.pts_90k,
+                key: f.key,
+                data: f.data.clone(),
+            });
+        }
+        src.add_segment(cam, params.clone(), gops);
+    }
+    src
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let users = UserDb::open(
+        &dir.path().join("users.sqlite"),
+        clock.clone(),
+        UserDb::test_argon(),
+    )
+    .unwrap();
+    users
+        .add_user("pia", Role::Police, Some(vec!["gate".into()]), PW)
+        .unwrap();
+    users.add_user("paul", Role::Police, None, PW).unwrap();
+    users.add_user("ivan", Role::It, None, PW).unwrap();
+    users.add_user("carl", Role::Contractor, None, PW).unwrap();
+    users.add_user("ada", Role::Auditor, None, PW).unwrap();
+    let audit_path = dir.path().join("audit.sqlite");
+    let audit = AuditLog::open(&audit_path, clock.clone(), Duration::from_millis(200)).unwrap();
+    let state = Arc::new(AppState {
+        users: Arc::new(users),
+        audit: Arc::new(audit),
+        source: Arc::new(source()),
+        clock: clock.clone(),
+        throttle: Throttle::new(clock.clone(), Duration::ZERO),
+        metrics: Arc::new(Metrics::new()),
+    });
+    Env {
+        _dir: dir,
+        audit_path,
+        clock,
+        app: router(state.clone()),
+        state,
+    }
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl Env {
+    async fn send(&self, req: Request<Body>) -> Resp {
+        let mut req = req;
+        req.extensions_mut()
+            .insert(ConnectInfo("10.1.2.3:5555".parse::<SocketAddr>().unwrap()));
+        let r = self.app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn login(&self, user: &str, pw: &str) -> Resp {
+        self.send(
+            Request::post("/api/v1/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    json!({"username": user, "password": pw}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn token(&self, user: &str) -> String {
+        let r = self.login(user, PW).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
+    async fn get(&self, tok: &str, uri: &str) -> Resp {
+        self.send(
+            Request::get(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn post(&self, tok: &str, uri: &str, body: Value) -> Resp {
+        self.send(
+            Request::post(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    fn audit_count(&self) -> i64 {
+        rusqlite::Connection::open(&self.audit_path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+fn t(ms: i64) -> String {
+    rfc3339(ms)
+}
+
+fn video_uri(cam: &str, from: i64, to: i64, extra: &str) -> String {
+    format!(
+        "/api/v1/cameras/{cam}/video.mp4?from={}&to={}{extra}",
+        t(from),
+        t(to)
+    )
+}
+
+fn grant_body(from: i64, until: i64) -> Value {
+    json!({
+        "user": "carl", "cameras": ["gate"], "from": t(from), "until": t(until),
+        "allow": ["playback"], "playback_from": t(T0), "playback_to": t(T0 + 2_000),
+        "ticket": "CHG-1001"
+    })
+}
+
+#[tokio::test]
+async fn login_tokens_and_expiry() {
+    let e = env();
+    assert_eq!(
+        e.login("pia", "nope-nope-nope").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(e.login("ghost", PW).await.status, StatusCode::UNAUTHORIZED);
+    let r = e.login("pia", PW).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let cookie = r
+        .headers
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let tok = r.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["expires_at"], t(NOW + 15 * 60_000));
+
+    assert_eq!(e.get(&tok, "/api/v1/cameras").await.status, StatusCode::OK);
+    // the cookie works too
+    let r = e
+        .send(
+            Request::get("/api/v1/cameras")
+                .header(header::COOKIE, format!("rf_session={tok}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // no token, bad token
+    let r = e
+        .send(Request::get("/api/v1/cameras").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.error().is_empty());
+    assert_eq!(
+        e.get("0123", "/api/v1/cameras").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // idle expiry
+    e.clock.advance_ms(15 * 60_000);
+    assert_eq!(
+        e.get(&tok, "/api/v1/cameras").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // logout revokes
+    let tok = e.token("pia").await;
+    let r = e.post(&tok, "/api/v1/logout", json!({})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        e.get(&tok, "/api/v1/cameras").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // absolute expiry at 8 h, even when used every 10 minutes
+    let tok = e.token("pia").await;
+    for _ in 0..(8 * 6 - 1) {
+        e.clock.advance_ms(10 * 60_000);
+        assert_eq!(e.get(&tok, "/api/v1/cameras").await.status, StatusCode::OK);
+    }
+    e.clock.advance_ms(10 * 60_000);
+    assert_eq!(
+        e.get(&tok, "/api/v1/cameras").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn lockout_after_failed_logins() {
+    let e = env();
+    for _ in 0..5 {
+        assert_eq!(
+            e.login("pia", "wrong-password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // locked: even the right password fails, and says so
+    let r = e.login("pia", PW).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.error().contains("too many"), "{}", r.error());
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    // another user from the same address is not locked yet
+    assert_eq!(e.login("paul", PW).await.status, StatusCode::OK);
+    // the failures and the lock are in the log
+    let ada = e.token("ada").await;
+    let log = e.get(&ada, "/api/v1/audit?actor=pia").await.json();
+    let outcomes: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.contains("bad credentials"))
+            .count(),
+        5
+    );
+    assert!(
+        outcomes.iter().any(|o| o.contains("user locked")),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.contains("locked after failed logins")),
+        "{outcomes:?}"
+    );
+    // 15 minutes later it works again
+    e.clock.advance_ms(15 * 60_000);
+    assert_eq!(e.login("pia", PW).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn cameras_by_role_and_grants() {
+    let e = env();
+    let ids = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let pia = e.token("pia").await;
+    let ivan = e.token("ivan").await;
+    let carl = e.token("carl").await;
+    let ada = e.token("ada").await;
+    assert_eq!(ids(e.get(&pia, "/api/v1/cameras").await.json()), ["gate"]);
+    assert_eq!(
+        ids(e.get(&ivan, "/api/v1/cameras").await.json()),
+        ["gate", "hall", "roof"]
+    );
+    assert_eq!(e.get(&carl, "/api/v1/cameras").await.json(), json!([]));
+    assert_eq!(ids(e.get(&ada, "/api/v1/cameras").await.json()).len(), 3);
+    let cam = &e.get(&ivan, "/api/v1/cameras").await.json()[0];
+    assert_eq!(cam["name"], "GATE");
+    assert_eq!(cam["state"], "recording");
+
+    // grants: only it, never to oneself, only to contractors
+    let r = e
+        .post(
+            &carl,
+            "/api/v1/grants",
+            grant_body(NOW - 1000, NOW + 3_600_000),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let mut self_grant = grant_body(NOW, NOW + 1000);
+    self_grant["user"] = json!("ivan");
+    let r = e.post(&ivan, "/api/v1/grants", self_grant).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.error());
+    let mut to_police = grant_body(NOW, NOW + 1000);
+    to_police["user"] = json!("pia");
+    assert_eq!(
+        e.post(&ivan, "/api/v1/grants", to_police).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut bad_allow = grant_body(NOW, NOW + 1000);
+    bad_allow["allow"] = json!(["export"]);
+    assert_eq!(
+        e.post(&ivan, "/api/v1/grants", bad_allow).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let r = e
+        .post(
+            &ivan,
+            "/api/v1/grants",
+            grant_body(NOW - 1000, NOW + 3_600_000),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.error());
+    let id = r.json()["id"].as_i64().unwrap();
+    assert_eq!(ids(e.get(&carl, "/api/v1/cameras").await.json()), ["gate"]);
+    let list = e.get(&ivan, "/api/v1/grants").await.json();
+    assert_eq!(list[0]["ticket"], "CHG-1001");
+    assert_eq!(list[0]["active"], true);
+
+    // playback inside the grant's media range: allowed; outside: 403; live-less grant
+    let ok = video_uri("gate", T0, T0 + 2_000, "&purpose=fix%20camera");
+    assert_eq!(e.get(&carl, &ok).await.status, StatusCode::OK);
+    let outside = video_uri("gate", T0, T0 + 4_000, "&purpose=fix");
+    assert_eq!(e.get(&carl, &outside).await.status, StatusCode::FORBIDDEN);
+    let other_cam = video_uri("hall", T0, T0 + 2_000, "&purpose=fix");
+    assert_eq!(e.get(&carl, &other_cam).await.status, StatusCode::FORBIDDEN);
+
+    // revoked: gone at once
+    let r = e
+        .send(
+            Request::delete(format!("/api/v1/grants/{id}"))
+                .header(header::AUTHORIZATION, format!("Bearer {ivan}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(e.get(&carl, "/api/v1/cameras").await.json(), json!([]));
+    assert_eq!(e.get(&carl, &ok).await.status, StatusCode::FORBIDDEN);
+
+    // a grant expires by itself
+    let r = e
+        .post(
+            &ivan,
+            "/api/v1/grants",
+            grant_body(NOW - 1000, NOW + 60_000),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(e.get(&carl, &ok).await.status, StatusCode::OK);
+    e.clock.advance_ms(60_000);
+    assert_eq!(e.get(&carl, &ok).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn footage_needs_reason_scope_and_is_logged_first() {
+    let e = env();
+    let pia = e.token("pia").await;
+    let ivan = e.token("ivan").await;
+    let ada = e.token("ada").await;
+    let base = video_uri("gate", T0 + 1_500, T0 + 3_000, "");
+
+    let r = e.get(&pia, &base).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.error().contains("case"), "{}", r.error());
+    assert_eq!(
+        e.get(&pia, &format!("{base}&purpose=curious")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        e.get(&ivan, &format!("{base}&case=C-1")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        e.get(&ada, &format!("{base}&purpose=look")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // out of scope for pia
+    let hall = video_uri("hall", T0, T0 + 1_000, "&case=C-1");
+    assert_eq!(e.get(&pia, &hall).await.status, StatusCode::FORBIDDEN);
+
+    let r = e.get(&pia, &format!("{base}&case=CASE-2024-17")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "video/mp4");
+    let len: usize = r.headers[header::CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(len, r.body.len());
+    assert_eq!(&r.body[4..8], b"ftyp");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("v.mp4");
+    std::fs::write(&f, &r.body).unwrap();
+    // from 1.5 s: starts at the key frame at 1 s; 1 s..3 s = 50 frames
+    assert_eq!(viewer_api::testdata::check_with_ffmpeg(&f).unwrap(), 50);
+
+    // Range requests return exactly the bytes asked for
+    let full = r.body.clone();
+    for (range, a, b) in [
+        ("bytes=0-99", 0usize, 99usize),
+        ("bytes=1000-", 1000, full.len() - 1),
+        ("bytes=-500", full.len() - 500, full.len() - 1),
+        (
+            &*format!("bytes={}-{}", full.len() - 3000, full.len() - 2000),
+            full.len() - 3000,
+            full.len() - 2000,
+        ),
+    ] {
+        let r = e
+            .send(
+                Request::get(format!("{base}&case=CASE-2024-17"))
+                    .header(header::AUTHORIZATION, format!("Bearer {pia}"))
+                    .header(header::RANGE, range)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(r.body, full[a..=b], "{range}");
+        assert_eq!(
+            r.headers[header::CONTENT_RANGE].to_str().unwrap(),
+            format!("bytes {a}-{b}/{}", full.len())
+        );
+    }
+    let r = e
+        .send(
+            Request::get(format!("{base}&case=CASE-2024-17"))
+                .header(header::AUTHORIZATION, format!("Bearer {pia}"))
+                .header(header::RANGE, format!("bytes={}-", full.len()))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // nothing recorded there
+    let empty = video_uri("gate", T0 + 600_000, T0 + 700_000, "&purpose=x");
+    assert_eq!(e.get(&ivan, &empty).await.status, StatusCode::NOT_FOUND);
+
+    // the log has every footage request with its reason, camera, range and client
+    let log = e.get(&ada, "/api/v1/audit?camera=gate").await.json();
+    let entries = log.as_array().unwrap();
+    let allowed: Vec<&Value> = entries
+        .iter()
+        .filter(|x| x["action"] == "playback" && x["outcome"] == "allowed")
+        .collect();
+    assert!(allowed.len() >= 6, "{entries:?}");
+    let first = allowed[0];
+    assert_eq!(first["actor"], "pia");
+    assert_eq!(first["role"], "police");
+    assert_eq!(first["case"], "CASE-2024-17");
+    assert_eq!(first["from"], t(T0 + 1_500));
+    assert_eq!(first["to"], t(T0 + 3_000));
+    assert_eq!(first["client"], "10.1.2.3");
+    assert!(
+        entries.iter().any(|x| x["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: a case reference")),
+        "{entries:?}"
+    );
+
+    // police read their own entries only
+    let own = e.get(&pia, "/api/v1/audit").await.json();
+    assert!(own.as_array().unwrap().iter().all(|x| x["actor"] == "pia"));
+    assert_eq!(
+        e.get(&pia, "/api/v1/audit?actor=ivan").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let carl = e.token("carl").await;
+    assert_eq!(
+        e.get(&carl, "/api/v1/audit").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // subject access: who viewed gate footage covering T0+2 s, when and why
+    let sar = e
+        .get(
+            &ada,
+            &format!(
+                "/api/v1/audit/subject-access?camera=gate&from={}&to={}",
+                t(T0 + 2_000),
+                t(T0 + 2_001)
+            ),
+        )
+        .await;
+    assert_eq!(sar.status, StatusCode::OK);
+    let sar = sar.json();
+    assert!(!sar.as_array().unwrap().is_empty());
+    assert!(
+        sar.as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["outcome"] == "allowed" && x["case"] == "CASE-2024-17")
+    );
+    assert_eq!(
+        e.get(&pia, "/api/v1/audit/subject-access?camera=gate")
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        viewer_api::audit::verify(&e.audit_path).unwrap(),
+        e.audit_count()
+    );
+}
+
+#[tokio::test]
+async fn footage_refused_when_the_log_cannot_be_written() {
+    let e = env();
+    let pia = e.token("pia").await;
+    let before = e.audit_count();
+    let lock = rusqlite::Connection::open(&e.audit_path).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let r = e
+        .get(&pia, &video_uri("gate", T0, T0 + 2_000, "&case=C-9"))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.error().contains("access log"));
+    assert!(r.body.len() < 200, "no footage in the answer");
+    // logins cannot happen unlogged either
+    assert_eq!(
+        e.login("ivan", PW).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    assert_eq!(e.audit_count(), before);
+    assert_eq!(
+        e.get(&pia, &video_uri("gate", T0, T0 + 2_000, "&case=C-9"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(
+        e.state
+            .metrics
+            .encode()
+            .contains("audit_append_failures_total 2")
+    );
+}
+
+#[tokio::test]
+async fn bad_inputs_get_clear_4xx() {
+    let e = env();
+    let ivan = e.token("ivan").await;
+    let cases: Vec<(String, StatusCode)> = vec![
+        (
+            video_uri("gate", T0, T0 + 1000, "&purpose=x").replace(&t(T0), "yesterday"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            video_uri("gate", T0 + 1000, T0, "&purpose=x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            video_uri("gate", T0, T0 + 1000, "&purpose=x")
+                .replace(&format!("&to={}", t(T0 + 1000)), ""),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            video_uri("gate", T0, T0 + 24 * 3_600_000 + 1, "&purpose=x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            video_uri("gate", T0, T0 + 1000, "&purpose=x&colour=red"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            video_uri(
+                "gate",
+                T0,
+                T0 + 1000,
+                &format!("&purpose={}", "x".repeat(300)),
+            ),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            video_uri("nope", T0, T0 + 1000, "&purpose=x"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            video_uri("..", T0, T0 + 1000, "&purpose=x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            video_uri("%2e%2e%2fetc", T0, T0 + 1000, "&purpose=x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            video_uri("GATE", T0, T0 + 1000, "&purpose=x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/cameras/gate/recordings?from=x&to=y".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!(
+                "/api/v1/cameras/gate/recordings?from={}&to={}",
+                t(T0 + 10),
+                t(T0)
+            ),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/cameras/gate/../../etc/passwd".into(),
+            StatusCode::NOT_FOUND,
+        ),
+        ("/api/v1/nothing".into(), StatusCode::NOT_FOUND),
+        ("/api/v1/audit?from=soon".into(), StatusCode::BAD_REQUEST),
+        ("/api/v1/audit?camera=../x".into(), StatusCode::BAD_REQUEST),
+    ];
+    for (uri, want) in cases {
+        let r = e.get(&ivan, &uri).await;
+        assert_eq!(r.status, want, "{uri}");
+        assert!(!r.error().is_empty(), "{uri}");
+    }
+    // bodies
+    let big = "x".repeat(100_000);
+    let r = e
+        .send(
+            Request::post("/api/v1/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(format!(
+                    "{{\"username\":\"{big}\",\"password\":\"x\"}}"
+                )))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!r.error().is_empty());
+    for body in [
+        "{",
+        "[]",
+        "{\"username\":1}",
+        "{\"username\":\"a\",\"password\":\"b\",\"x\":1}",
+    ] {
+        let r = e
+            .send(
+                Request::post("/api/v1/login")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert!(r.status.is_client_error(), "{body}: {}", r.status);
+        assert!(!r.error().is_empty(), "{body}");
+    }
+    let r = e
+        .post(&ivan, "/api/v1/grants", json!({"user": "carl"}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let mut g = grant_body(NOW, NOW + 1000);
+    g["from"] = json!("not a time");
+    assert_eq!(
+        e.post(&ivan, "/api/v1/grants", g).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = e
+        .send(
+            Request::delete("/api/v1/grants/abc")
+                .header(header::AUTHORIZATION, format!("Bearer {ivan}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = e
+        .send(Request::put("/api/v1/cameras").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    // recordings still fine, and the log still intact after all that
+    let r = e
+        .get(
+            &ivan,
+            &format!(
+                "/api/v1/cameras/gate/recordings?from={}&to={}",
+                t(T0 - 1000),
+                t(T0 + 60_000)
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["spans"][0]["from"], t(T0));
+    assert_eq!(v["gaps"][0]["reason"], "camera offline");
+    viewer_api::audit::verify(&e.audit_path).unwrap();
+}
+
+#[tokio::test]
+async fn openapi_and_metrics() {
+    let e = env();
+    let r = e
+        .send(
+            Request::get("/api/v1/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["openapi"], "3.0.3");
+    let carl = e.token("carl").await;
+    assert_eq!(
+        e.get(&carl, "/api/v1/metrics").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let ada = e.token("ada").await;
+    let m = e.get(&ada, "/api/v1/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(text.contains("ringfence_viewer_logins_total"), "{text}");
+    assert!(!text.contains(PW));
+}
