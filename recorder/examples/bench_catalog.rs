@@ -3,7 +3,7 @@
 //! while a writer keeps inserting and closing rows), list one camera over an hour and
 //! a day, and the catalog's size on disk.
 //!
-//! `cargo run --release -p recorder --example bench_catalog [-- --dir DIR]`
+//! `cargo run --release -p recorder --example bench_catalog [-- --dir DIR] [--batch ROWS]`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +97,10 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let mut engine = Retention::new(store, policy, wall, mono, None)?;
     engine.set_reserve_bytes(0);
+    if let Some(i) = args.iter().position(|a| a == "--batch") {
+        engine.batch_rows = args[i + 1].parse()?;
+    }
+    let batch_rows = engine.batch_rows;
     let setup_s = t.elapsed().as_secs_f64();
 
     // A writer beside it: inserts an open row and closes it, continuously, timing each.
@@ -195,8 +199,7 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|");
     println!(
         "| expire one day ({} rows + journal, batches of {}) | {expire_s:.2} s | <= 10 s |",
-        rep.deleted_age,
-        recorder::retention::DEFAULT_BATCH_ROWS
+        rep.deleted_age, batch_rows
     );
     println!(
         "| writer insert/close beside it ({} ops) | max {max_ms:.1} ms, p99 {p99_ms:.1} ms | no stall |",

@@ -24,6 +24,10 @@ use crate::metrics::Metrics;
 use crate::segment::{Codec, CodecParams, Frame, Gop};
 use crate::writer::WriterMsg;
 
+/// Frames in hand are handed to the writer at least this often (media time), even in
+/// the middle of a long GOP: it bounds what a crash loses and how late live view is.
+pub const CHUNK_FLUSH_90K: i64 = 45_000;
+
 /// No frame for this long: the camera is treated as offline.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,7 +61,7 @@ impl CameraTask {
         loop {
             (self.state)(&id, "connecting", None);
             let mut recorded_frames = 0u64;
-            let result = self.session(&mut recorded_frames, &mut shutdown).await;
+            let result = self.session(&mut recorded_frames, &shutdown).await;
             if *shutdown.borrow() {
                 break;
             }
@@ -87,29 +91,24 @@ impl CameraTask {
         }
     }
 
-    /// One RTSP session, until it fails. Errors are already redacted (the URL never
-    /// carries credentials: config refuses them).
+    /// One RTSP session, until it fails or shutdown is asked. Errors are already
+    /// redacted (the URL never carries credentials: config refuses them). Shutdown is
+    /// watched at every await inside, never by cancelling this future from outside,
+    /// so the frames in hand are always handed to the writer.
     async fn session(
         &self,
         recorded_frames: &mut u64,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), String> {
-        let mut outer = shutdown.clone();
-        tokio::select! {
-            biased;
-            r = self.session_inner(recorded_frames, shutdown) => r,
-            // Only while connecting; once frames flow, the loop below watches shutdown
-            // itself so that the GOP in hand is written before stopping.
-            _ = outer.wait_for(|s| *s) => Ok(()),
-        }
-    }
-
-    async fn session_inner(
-        &self,
-        recorded_frames: &mut u64,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Result<(), String> {
         let mut stop = shutdown.clone();
+        macro_rules! or_stop {
+            ($fut:expr) => {
+                tokio::select! {
+                    r = $fut => r,
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                }
+            };
+        }
         let cam = &self.camera;
         let url = config::camera_url(cam);
         let creds = match &cam.username {
@@ -123,10 +122,12 @@ impl CameraTask {
             .creds(creds)
             .user_agent(format!("ringfence/{}", env!("CARGO_PKG_VERSION")))
             .session_group(self.session_group.clone());
-        let mut session = tokio::time::timeout(CONNECT_TIMEOUT, Session::describe(url, opts))
-            .await
-            .map_err(|_| "no answer to DESCRIBE within 10 s".to_string())?
-            .map_err(|e| describe_error(&e.to_string()))?;
+        let mut session = or_stop!(tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Session::describe(url, opts)
+        ))
+        .map_err(|_| "no answer to DESCRIBE within 10 s".to_string())?
+        .map_err(|e| describe_error(&e.to_string()))?;
         let stream_i = session
             .streams()
             .iter()
@@ -136,17 +137,18 @@ impl CameraTask {
             config::Transport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
             config::Transport::Udp => Transport::Udp(UdpTransportOptions::default()),
         };
-        tokio::time::timeout(
+        or_stop!(tokio::time::timeout(
             CONNECT_TIMEOUT,
             session.setup(stream_i, SetupOptions::default().transport(transport)),
-        )
-        .await
+        ))
         .map_err(|_| "no answer to SETUP within 10 s".to_string())?
         .map_err(|e| format!("SETUP failed: {e}"))?;
-        let playing = tokio::time::timeout(CONNECT_TIMEOUT, session.play(PlayOptions::default()))
-            .await
-            .map_err(|_| "no answer to PLAY within 10 s".to_string())?
-            .map_err(|e| format!("PLAY failed: {e}"))?;
+        let playing = or_stop!(tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            session.play(PlayOptions::default())
+        ))
+        .map_err(|_| "no answer to PLAY within 10 s".to_string())?
+        .map_err(|e| format!("PLAY failed: {e}"))?;
         let mut demuxed = playing.demuxed().map_err(|e| e.to_string())?;
         info!(camera = %cam.id, "camera connected");
 
@@ -187,7 +189,10 @@ impl CameraTask {
                     params = Some(Arc::new(new));
                 }
             }
-            if key && let (Some(p), Some(g)) = (&params, gop.take()) {
+            if key
+                && let (Some(p), Some(g)) = (&params, gop.take())
+                && !g.frames.is_empty()
+            {
                 self.send(p.clone(), g, &dropped_c);
             }
             if gop.is_none() {
@@ -204,18 +209,36 @@ impl CameraTask {
                 key_c.inc();
             }
             let pts_90k = frame.timestamp().timestamp();
-            gop.as_mut().expect("set above").frames.push(Frame {
+            let g = gop.as_mut().expect("set above");
+            if g.frames.is_empty() {
+                g.start_unix_ms = self.clock.now_unix_ms();
+            }
+            g.frames.push(Frame {
                 pts_90k,
                 key,
                 data: frame.into_data(),
             });
+            if pts_90k - g.frames[0].pts_90k >= CHUNK_FLUSH_90K
+                && let (Some(p), Some(full)) = (
+                    &params,
+                    gop.replace(Gop {
+                        start_unix_ms: 0,
+                        frames: Vec::with_capacity(64),
+                    }),
+                )
+            {
+                self.send(p.clone(), full, &dropped_c);
+            }
             *recorded_frames += 1;
             if !announced {
                 announced = true;
                 (self.state)(&cam.id, "recording", None);
             }
         };
-        if let (Some(p), Some(g)) = (params, gop) {
+        tracing::debug!(camera = %cam.id, frames = gop.as_ref().map_or(0, |g| g.frames.len()), "session ended; writing the frames in hand");
+        if let (Some(p), Some(g)) = (params, gop)
+            && !g.frames.is_empty()
+        {
             self.send(p, g, &dropped_c);
         }
         result

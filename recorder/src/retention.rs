@@ -44,7 +44,7 @@ use crate::segment::SegmentId;
 /// Retention passes run at least this often (and whenever a segment closes).
 pub const PASS_INTERVAL: Duration = Duration::from_secs(10);
 /// Rows deleted per catalog transaction.
-pub const DEFAULT_BATCH_ROWS: usize = 2000;
+pub const DEFAULT_BATCH_ROWS: usize = 500;
 /// No wall clock earlier than this (2025-01-01T00:00:00Z) is believed: an RTC reset.
 pub const CLOCK_FLOOR_UNIX_MS: i64 = 1_735_689_600_000;
 /// A wall clock that ran ahead of the monotonic clock by more than this since the
@@ -425,12 +425,23 @@ impl Retention {
         let active = holds::active_on(self.cat.connection(), self.holds_at)?;
 
         if clock.is_ok() {
-            for camera in self.camera_ids()? {
-                let cutoff = now.saturating_sub(self.policy.retention_ms(&camera));
-                let (n, b) = self.expire_camera(&camera, cutoff, &active)?;
+            // Cameras with their own retention one by one; all the others in one scan
+            // in time order (rows of one period are stored together: fewer pages).
+            let own: Vec<String> = self
+                .camera_ids()?
+                .into_iter()
+                .filter(|c| self.policy.retention_ms(c) != self.policy.retention_ms)
+                .collect();
+            for camera in &own {
+                let cutoff = now.saturating_sub(self.policy.retention_ms(camera));
+                let (n, b) = self.expire(Some(camera), &[], cutoff, &active)?;
                 report.deleted_age += n;
                 report.bytes_deleted += b;
             }
+            let cutoff = now.saturating_sub(self.policy.retention_ms);
+            let (n, b) = self.expire(None, &own, cutoff, &active)?;
+            report.deleted_age += n;
+            report.bytes_deleted += b;
             report.journal_pruned = journal::prune(self.cat.connection(), now)? as u64;
         }
 
@@ -617,26 +628,45 @@ impl Retention {
         Ok((seen.len() as u64, bytes))
     }
 
-    /// Deletes a camera's closed, unheld segments that ended at or before `cutoff`.
-    fn expire_camera(
+    /// Deletes closed, unheld segments that ended at or before `cutoff`: of one camera,
+    /// or (`camera` None) of every camera not in `except`.
+    fn expire(
         &mut self,
-        camera: &str,
+        camera: Option<&str>,
+        except: &[String],
         cutoff: i64,
         active: &ActiveHolds,
     ) -> Result<(u64, u64)> {
         let mut cursor = (i64::MIN, i64::MIN);
         let (mut n, mut bytes) = (0, 0);
+        let except = serde_json::to_string(except).expect("serialisable");
         loop {
             let batch: Vec<Candidate> = {
-                let mut stmt = self.cat.connection().prepare_cached(
+                let sql = if camera.is_some() {
                     "SELECT rowid, uuid, camera_id, start_unix_ms, end_unix_ms, bytes, sha256
                      FROM segments
-                     WHERE camera_id = ?1 AND start_unix_ms <= ?2 AND end_unix_ms <= ?2
-                       AND state = 'closed' AND (start_unix_ms, rowid) > (?3, ?4)
-                     ORDER BY start_unix_ms, rowid LIMIT ?5",
-                )?;
+                     WHERE camera_id = ?1 AND ?6 IS NOT NULL AND start_unix_ms <= ?2
+                       AND end_unix_ms <= ?2 AND state = 'closed'
+                       AND (start_unix_ms, rowid) > (?3, ?4)
+                     ORDER BY start_unix_ms, rowid LIMIT ?5"
+                } else {
+                    "SELECT rowid, uuid, camera_id, start_unix_ms, end_unix_ms, bytes, sha256
+                     FROM segments
+                     WHERE ?1 IS NULL AND end_unix_ms <= ?2 AND state = 'closed'
+                       AND (end_unix_ms, rowid) > (?3, ?4)
+                       AND camera_id NOT IN (SELECT value FROM json_each(?6))
+                     ORDER BY end_unix_ms, rowid LIMIT ?5"
+                };
+                let mut stmt = self.cat.connection().prepare_cached(sql)?;
                 let rows = stmt.query_map(
-                    params![camera, cutoff, cursor.0, cursor.1, self.batch_rows as i64],
+                    params![
+                        camera,
+                        cutoff,
+                        cursor.0,
+                        cursor.1,
+                        self.batch_rows as i64,
+                        except
+                    ],
                     candidate_from_row,
                 )?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
@@ -645,7 +675,11 @@ impl Retention {
                     .collect()
             };
             let Some(last) = batch.last() else { break };
-            cursor = (last.start_unix_ms, last.rowid);
+            cursor = if camera.is_some() {
+                (last.start_unix_ms, last.rowid)
+            } else {
+                (last.end_unix_ms, last.rowid)
+            };
             let unheld: Vec<Candidate> = batch
                 .into_iter()
                 .filter(|c| !active.protects(&c.camera, c.start_unix_ms, c.end_unix_ms))
@@ -742,12 +776,18 @@ impl Retention {
             && self.release_reserve()
         {
             // The catalog could not commit on the full disk: give it the reserve.
-            warn!(camera, "disk full: catalog needs room; releasing the space reserve");
+            warn!(
+                camera,
+                "disk full: catalog needs room; releasing the space reserve"
+            );
             r = attempt(self);
         }
         if matches!(r, Err(RetentionError::Sql(_) | RetentionError::Catalog(_))) {
             // Last resort: a truncated WAL gives its space back to the file system.
-            warn!(camera, "disk full: catalog needs room; truncating its write-ahead log");
+            warn!(
+                camera,
+                "disk full: catalog needs room; truncating its write-ahead log"
+            );
             let _ = self
                 .cat
                 .connection()

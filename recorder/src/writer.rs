@@ -23,7 +23,8 @@ use crate::segment::{self, CodecParams, DataKey, Gop, SegmentId, SegmentWriter};
 const MAX_FORWARD_JUMP_90K: i64 = 10 * 90_000;
 
 pub enum WriterMsg {
-    /// A GOP that starts with a key frame, with the parameters in force.
+    /// Frames with the parameters in force: a GOP that starts with a key frame, or
+    /// (for long GOPs, flushed every [`crate::ingest::CHUNK_FLUSH_90K`]) its continuation.
     Gop { params: Arc<CodecParams>, gop: Gop },
     /// The camera session ended: close the segment and open a gap.
     Offline { at_unix_ms: i64, reason: String },
@@ -170,7 +171,9 @@ impl CameraWriter {
         let first = gop.frames[0].pts_90k;
         let params_changed = !Arc::ptr_eq(&open.params, params) && *open.params != **params;
         let jumped = first <= open.last_pts_90k || first - open.last_pts_90k > MAX_FORWARD_JUMP_90K;
-        let long_enough = first - open.start_90k >= i64::from(self.cfg.segment_secs) * 90_000;
+        // A segment starts on a key frame: continuation chunks never rotate on length.
+        let long_enough = gop.frames[0].key
+            && first - open.start_90k >= i64::from(self.cfg.segment_secs) * 90_000;
         params_changed || jumped || long_enough
     }
 
@@ -179,7 +182,17 @@ impl CameraWriter {
             return;
         }
         self.retry_unfinished();
-        if self.needs_rotation(&params, &gop) {
+        let rotate = self.needs_rotation(&params, &gop);
+        if rotate && !gop.frames[0].key {
+            // A continuation of a GOP whose segment could not take it (none open, a
+            // timestamp jump, new parameters): undecodable alone, so not stored.
+            self.metrics
+                .frames_dropped
+                .get_or_create(&Metrics::cam(&self.cfg.camera))
+                .inc_by(gop.frames.len() as u64);
+            return;
+        }
+        if rotate {
             if let Some(open) = &self.open {
                 let first = gop.frames[0].pts_90k;
                 if first <= open.last_pts_90k || first - open.last_pts_90k > MAX_FORWARD_JUMP_90K {
@@ -599,6 +612,47 @@ mod tests {
         assert!(gaps.is_empty());
         assert_eq!(rows[0].start_unix_ms, t0);
         assert_eq!(rows[0].end_unix_ms, t0 + 4000);
+    }
+
+    /// The second half of a GOP, flushed on its own.
+    fn continuation(pts_90k: i64, unix_ms: i64) -> Gop {
+        let mut g = gop(pts_90k, unix_ms);
+        g.frames[0].key = false;
+        g
+    }
+
+    #[test]
+    fn continuation_chunks_stay_in_their_segment_and_are_dropped_without_one() {
+        let p = params(1);
+        let t0 = 1_800_000_000_000;
+        let msgs = vec![
+            // Before any key frame: nothing to attach to.
+            WriterMsg::Gop {
+                params: p.clone(),
+                gop: continuation(0, t0),
+            },
+            WriterMsg::Gop {
+                params: p.clone(),
+                gop: gop(90_000, t0 + 1000),
+            },
+            // Past segment_secs (4 s) but not a key frame: no rotation.
+            WriterMsg::Gop {
+                params: p.clone(),
+                gop: continuation(180_000, t0 + 2000),
+            },
+            WriterMsg::Gop {
+                params: p.clone(),
+                gop: continuation(540_000, t0 + 6000),
+            },
+            WriterMsg::Gop {
+                params: p.clone(),
+                gop: gop(630_000, t0 + 7000),
+            },
+        ];
+        let (_dir, rows, _) = run_writer(msgs);
+        let frames: Vec<u64> = rows.iter().map(|r| r.frames).collect();
+        assert_eq!(frames, vec![75, 25], "{rows:#?}");
+        assert_eq!(rows[0].key_frames, 1);
     }
 
     #[test]

@@ -285,7 +285,12 @@ fn hold_survives_age_and_capacity_then_release_and_expiry() {
     .unwrap();
     let h2 = holds::add(
         &other,
-        &hold(HoldCameras::All, T0 + 10 * H, T0 + 11 * H, Some(T0 + 40 * DAY)),
+        &hold(
+            HoldCameras::All,
+            T0 + 10 * H,
+            T0 + 11 * H,
+            Some(T0 + 40 * DAY),
+        ),
         c.now(),
     )
     .unwrap();
@@ -304,7 +309,10 @@ fn hold_survives_age_and_capacity_then_release_and_expiry() {
         .map(|(_, id)| *id)
         .collect();
     assert_eq!(held.len(), 3);
-    assert!(held.iter().all(|id| left.contains(id)), "held footage deleted");
+    assert!(
+        held.iter().all(|id| left.contains(id)),
+        "held footage deleted"
+    );
     let held2 = ids.iter().find(|(st, _)| *st == T0 + 10 * H).unwrap().1;
     assert!(left.contains(&held2), "hold on all cameras not honoured");
     // Capacity pressure kept the store at 40 KB of unheld + held footage; age did the rest.
@@ -379,7 +387,12 @@ fn held_footage_over_capacity_raises_an_alarm_and_deletes_nothing_held() {
     let kek = Kek::random();
     let report = recorder::check::check(&s.path, &kek, &[]).unwrap();
     let json = serde_json::to_value(&report).unwrap();
-    assert!(json["retention"]["alarms"][0].as_str().unwrap().contains("held footage"));
+    assert!(
+        json["retention"]["alarms"][0]
+            .as_str()
+            .unwrap()
+            .contains("held footage")
+    );
     assert_eq!(json["retention"]["holds_active"], 1);
     for k in ["cameras", "problems", "recovered_segments"] {
         assert!(json.get(k).is_some(), "{k}");
@@ -423,10 +436,8 @@ fn crash_after_every_step_of_a_deletion_then_recovery_agrees() {
         let cat = Catalog::open(&s.path).unwrap();
         recovery::recover_store(&s.path, &cat, &kek).unwrap();
         let left = assert_consistent(&s);
-        let journaled: BTreeSet<SegmentId> = journal_ids(&s)
-            .iter()
-            .map(|j| j.parse().unwrap())
-            .collect();
+        let journaled: BTreeSet<SegmentId> =
+            journal_ids(&s).iter().map(|j| j.parse().unwrap()).collect();
         if step == DeleteStep::RowsAndJournal {
             // Rolled back: nothing deleted, nothing journaled.
             assert!(journaled.is_empty(), "{step:?}");
@@ -474,14 +485,22 @@ fn clock_jumps_delete_nothing_wrongly() {
     c.mono.advance_ms(10_000);
     let rep = r.pass().unwrap();
     assert_eq!(rep.deleted(), 0);
-    assert!(rep.clock_refused.as_deref().unwrap().contains("1970"), "{rep:?}");
+    assert!(
+        rep.clock_refused.as_deref().unwrap().contains("1970"),
+        "{rep:?}"
+    );
 
     // Stepped back behind the newest footage (but after the floor).
     c.wall.set(T0 + 2 * DAY);
     c.mono.advance_ms(10_000);
     let rep = r.pass().unwrap();
     assert_eq!(rep.deleted(), 0);
-    assert!(rep.clock_refused.as_deref().unwrap().contains("newest recorded footage"));
+    assert!(
+        rep.clock_refused
+            .as_deref()
+            .unwrap()
+            .contains("newest recorded footage")
+    );
 
     // Jumped forward by a year in 10 s of monotonic time.
     c.wall.set(T0 + 20 * DAY + 365 * DAY);
@@ -489,7 +508,13 @@ fn clock_jumps_delete_nothing_wrongly() {
     for _ in 0..5 {
         let rep = r.pass().unwrap();
         assert_eq!(rep.deleted(), 0);
-        assert!(rep.clock_refused.as_deref().unwrap().contains("jumped forward"), "{rep:?}");
+        assert!(
+            rep.clock_refused
+                .as_deref()
+                .unwrap()
+                .contains("jumped forward"),
+            "{rep:?}"
+        );
         c.advance(10_000);
     }
     assert_eq!(assert_consistent(&s), before);

@@ -207,7 +207,10 @@ fn enospc_on_a_small_file_system_deletes_the_oldest_and_recording_goes_on() {
     let enc = metrics.encode();
     assert!(enc.contains("ringfence_retention_alarm 1"), "{enc}");
     assert!(
-        cat.gaps("a").unwrap().iter().any(|g| g.reason == "disk full"),
+        cat.gaps("a")
+            .unwrap()
+            .iter()
+            .any(|g| g.reason == "disk full"),
         "no disk-full gap"
     );
     // The case closes: the hold is released, the next disk-full call deletes the

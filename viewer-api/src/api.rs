@@ -197,6 +197,31 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
     None
 }
 
+/// The live session of `token` and who it belongs to (with their grants).
+fn lookup(users: &UserDb, token: &str) -> Result<Option<(Session, Principal)>, UserError> {
+    let Some(session) = users.session(token)? else {
+        return Ok(None);
+    };
+    let grants = if session.user.role == Role::Contractor {
+        users
+            .grants(Some(session.user.id))?
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let u = &session.user;
+    let principal = Principal {
+        user_id: u.id,
+        name: u.name.clone(),
+        role: u.role,
+        cameras: u.cameras.clone(),
+        grants,
+    };
+    Ok(Some((session, principal)))
+}
+
 impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiError;
 
@@ -204,32 +229,9 @@ impl FromRequestParts<Shared> for Caller {
         let client = client_addr(parts);
         let token = token_from(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let users = state.users.clone();
-        let found = blocking(move || -> Result<_, UserError> {
-            let Some(session) = users.session(&token)? else {
-                return Ok(None);
-            };
-            let grants = if session.user.role == Role::Contractor {
-                users
-                    .grants(Some(session.user.id))?
-                    .into_iter()
-                    .map(|(g, _)| g)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            Ok(Some((session, grants)))
-        })
-        .await??;
-        let Some((session, grants)) = found else {
+        let found = blocking(move || lookup(&users, &token)).await??;
+        let Some((session, principal)) = found else {
             return Err(ApiError::unauthorized());
-        };
-        let u = &session.user;
-        let principal = Principal {
-            user_id: u.id,
-            name: u.name.clone(),
-            role: u.role,
-            cameras: u.cameras.clone(),
-            grants,
         };
         Ok(Caller {
             principal,
@@ -275,6 +277,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/cameras", get(cameras))
         .route("/api/v1/cameras/{id}/recordings", get(recordings))
         .route("/api/v1/cameras/{id}/video.mp4", get(video))
+        .route("/api/v1/cameras/{id}/live.mp4", get(live))
         .route("/api/v1/grants", post(create_grant).get(list_grants))
         .route("/api/v1/grants/{id}", delete(revoke_grant))
         .route("/api/v1/audit", get(read_audit))
@@ -746,6 +749,176 @@ fn stream_body(
         rx.recv().await.map(|item| (item, rx))
     });
     Body::from_stream(stream)
+}
+
+// ---------------------------------------------------------------------------------------
+// live view
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiveQuery {
+    case: Option<String>,
+    purpose: Option<String>,
+}
+
+/// How often a running live view checks that its session and rights still hold.
+const LIVE_RECHECK: Duration = Duration::from_secs(5);
+
+fn live_decision(state: &AppState, p: &Principal, id: &str, q: &LiveQuery) -> Decision {
+    authorize(
+        p,
+        Action::Live,
+        &Resource {
+            camera: Some(id),
+            case: q.case.as_deref(),
+            purpose: q.purpose.as_deref(),
+            now_ms: state.clock.now_unix_ms(),
+            ..Default::default()
+        },
+    )
+}
+
+async fn check_live(
+    state: &Shared,
+    caller: &Caller,
+    id: &str,
+    q: &Result<Query<LiveQuery>, QueryRejection>,
+    entry: &mut NewEntry,
+) -> Result<(), ApiError> {
+    check_camera_id(id)?;
+    entry.camera = Some(id.to_string());
+    entry.from_ms = Some(state.clock.now_unix_ms());
+    let Query(q) = q
+        .as_ref()
+        .map_err(|r| ApiError::bad(format!("invalid query: {}", r.body_text())))?;
+    check_reason("case", &q.case)?;
+    check_reason("purpose", &q.purpose)?;
+    entry.case = q.case.clone();
+    entry.purpose = q.purpose.clone();
+    match caller.principal.role {
+        Role::Police if !nonempty(&q.case) => {
+            return Err(ApiError::bad("a case reference is required: add case=REF"));
+        }
+        Role::It | Role::Contractor if !nonempty(&q.purpose) => {
+            return Err(ApiError::bad("a purpose is required: add purpose=TEXT"));
+        }
+        _ => {}
+    }
+    ensure_camera(state, id).await?;
+    match live_decision(state, &caller.principal, id, q) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(why) => Err(ApiError::forbidden(why)),
+    }
+}
+
+/// `GET /cameras/{id}/live.mp4`: fragmented MP4 over chunked HTTP, from the newest key
+/// frame on, for as long as the client reads, the session lives and the rights hold.
+/// Logged (action `live`) before the first byte; when it ends, a `live.end` entry
+/// records the wall-clock range that was shown.
+async fn live(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<LiveQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut entry = caller.entry(Action::Live.as_str());
+    let checked = check_live(&state, &caller, &id, &q, &mut entry).await;
+    entry.outcome = match &checked {
+        Ok(_) => "allowed".into(),
+        Err(e) => format!("denied: {}", e.message),
+    };
+    state
+        .metrics
+        .footage_requests
+        .get_or_create(&vec![(
+            "outcome".into(),
+            if checked.is_ok() { "allowed" } else { "denied" }.into(),
+        )])
+        .inc();
+    // Written before anything else happens, whatever the outcome.
+    log(&state, entry.clone()).await?;
+    checked?;
+    let Ok(Query(q)) = q else {
+        return Err(ApiError::internal());
+    };
+    let token = token_from(&headers).ok_or_else(ApiError::unauthorized)?;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut last_check = std::time::Instant::now();
+        let mut revoked = false;
+        let mut keep_going = || {
+            if tx.is_closed() {
+                return false;
+            }
+            if last_check.elapsed() >= LIVE_RECHECK {
+                last_check = std::time::Instant::now();
+                let still = match lookup(&st.users, &token) {
+                    Ok(Some((_, p))) => live_decision(&st, &p, &id, &q).is_allowed(),
+                    Ok(None) => false,
+                    Err(e) => {
+                        error!(error = %e, "cannot re-check a live view's session");
+                        false
+                    }
+                };
+                revoked = !still;
+                return still;
+            }
+            true
+        };
+        let metrics = st.metrics.clone();
+        let mut sink = |b: Vec<u8>| {
+            metrics.footage_bytes.inc_by(b.len() as u64);
+            tx.blocking_send(Ok(Bytes::from(b))).is_ok()
+        };
+        let now = || st.clock.now_unix_ms();
+        let r = crate::live::run(crate::live::LiveCtx {
+            src: st.source.as_ref(),
+            camera: &id,
+            now_ms: &now,
+            keep_going: &mut keep_going,
+            sink: &mut sink,
+            poll: crate::live::POLL,
+        });
+        let outcome = match &r {
+            Ok(s) if s.end == crate::live::LiveEnd::ParamsChanged => {
+                "allowed; ended: codec parameters changed".to_string()
+            }
+            Ok(_) if revoked => "allowed; ended: session ended or rights withdrawn".into(),
+            Ok(_) => "allowed; ended by the client".into(),
+            Err(e) => {
+                error!(error = %e, "live view aborted");
+                let _ = tx.blocking_send(Err(std::io::Error::other("live view failed")));
+                "allowed; ended: store error".into()
+            }
+        };
+        let (first, last) = match &r {
+            Ok(s) => (s.first_unix_ms, s.last_unix_ms),
+            Err(_) => (None, None),
+        };
+        let end = NewEntry {
+            action: "live.end".into(),
+            from_ms: first.or(entry.from_ms),
+            to_ms: last.or(first).or(entry.from_ms),
+            outcome,
+            ..entry
+        };
+        if let Err(e) = st.audit.append(end) {
+            error!(error = %e, "cannot log the end of a live view");
+            st.metrics.audit_failures.inc();
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "video/mp4")
+        .header(header::CONTENT_DISPOSITION, "inline; filename=\"live.mp4\"")
+        .body(Body::from_stream(stream))
+        .map_err(|_| ApiError::internal())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -356,7 +356,7 @@ impl AuditLog {
             );
         }
         if f.footage_views_only {
-            sql += " AND action IN ('live', 'playback', 'export') AND outcome = 'allowed'";
+            sql += " AND action IN ('live', 'live.end', 'playback', 'export') AND outcome LIKE 'allowed%'";
         }
         sql += " ORDER BY seq";
         if let Some(l) = f.limit {

@@ -4,12 +4,14 @@
 //! every request ([`policy::authorize`]), and a hash-chained access log ([`audit`])
 //! written before any footage leaves. Footage is read from the recorder's store
 //! through `recorder::footage` and served as MP4 built on the fly from the original
-//! frames ([`mp4`], [`playback`]), without re-encoding.
+//! frames ([`mp4`], [`playback`]), without re-encoding; live view is the segment being
+//! written, tailed, as fragmented MP4 ([`live`]).
 
 pub mod api;
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod live;
 pub mod metrics;
 pub mod mp4;
 pub mod openapi;

@@ -163,6 +163,7 @@ pub fn layout(
             base,
             co64,
             creation_unix_ms,
+            false,
         );
         if large_mdat {
             w.u32(1);
@@ -212,6 +213,7 @@ fn write_moov(
     base: u64,
     co64: bool,
     creation_unix_ms: i64,
+    fragmented: bool,
 ) {
     let duration_90k: u64 = samples.iter().map(|s| u64::from(s.duration_90k)).sum();
     let duration_ms = duration_90k / 90;
@@ -295,7 +297,106 @@ fn write_moov(
                 });
             });
         });
+        if fragmented {
+            w.boxed(b"mvex", |w| {
+                w.full(b"trex", 0, 0, |w| {
+                    w.u32(1); // track
+                    w.u32(1); // sample description
+                    w.u32(0); // duration
+                    w.u32(0); // size
+                    w.u32(0); // flags
+                });
+            });
+        }
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// fragmented MP4 (live view)
+
+/// Seconds from 1900-01-01 (NTP epoch) to 1970-01-01.
+const NTP_EPOCH_OFFSET: u64 = 2_208_988_800;
+const SAMPLE_FLAGS_KEY: u32 = 0x0200_0000; // depends on no other sample
+const SAMPLE_FLAGS_DELTA: u32 = 0x0101_0000; // depends on others, not a sync sample
+
+/// The initialization segment of a fragmented MP4: `ftyp` and a `moov` with an empty
+/// sample table and `mvex`; [`fragment`]s follow.
+pub fn init_segment(params: &TrackParams, creation_unix_ms: i64) -> Result<Vec<u8>, MuxError> {
+    if params.extra_data.len() < 7 || params.extra_data.len() > 65_535 {
+        return Err(MuxError::BadExtraData);
+    }
+    let mut w = W(Vec::new());
+    write_ftyp(&mut w, params.codec);
+    write_moov(
+        &mut w,
+        params,
+        &[],
+        &[],
+        &[],
+        0,
+        false,
+        creation_unix_ms,
+        true,
+    );
+    Ok(w.0)
+}
+
+/// The boxes of one fragment before its sample bytes: `prft` (the wall-clock time of
+/// the first sample, as the recorder received it), `moof` (sequence `seq`, decode time
+/// `base_90k`, one `trun` entry per sample) and the `mdat` header. The samples' bytes,
+/// back to back, complete the fragment.
+pub fn fragment_header(
+    seq: u32,
+    base_90k: u64,
+    first_unix_ms: i64,
+    samples: &[Sample],
+) -> Result<Vec<u8>, MuxError> {
+    if samples.is_empty() {
+        return Err(MuxError::Empty);
+    }
+    let payload: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    if payload + 8 > u64::from(u32::MAX) {
+        return Err(MuxError::Inconsistent("fragment too large"));
+    }
+    let mut w = W(Vec::new());
+    // prft: NTP time of the first sample and its media time.
+    let ms = first_unix_ms.max(0) as u64;
+    let ntp = ((ms / 1000 + NTP_EPOCH_OFFSET) << 32) | (((ms % 1000) << 32) / 1000);
+    w.full(b"prft", 1, 0, |w| {
+        w.u32(1);
+        w.u64(ntp);
+        w.u64(base_90k);
+    });
+    let moof_start = w.0.len();
+    let mut data_offset_at = 0;
+    w.boxed(b"moof", |w| {
+        w.full(b"mfhd", 0, 0, |w| w.u32(seq));
+        w.boxed(b"traf", |w| {
+            // default-base-is-moof
+            w.full(b"tfhd", 0, 0x02_0000, |w| w.u32(1));
+            w.full(b"tfdt", 1, 0, |w| w.u64(base_90k));
+            // data offset, duration, size, flags per sample
+            w.full(b"trun", 0, 0x0001 | 0x0100 | 0x0200 | 0x0400, |w| {
+                w.u32(samples.len() as u32);
+                data_offset_at = w.0.len();
+                w.u32(0);
+                for s in samples {
+                    w.u32(s.duration_90k);
+                    w.u32(s.size);
+                    w.u32(if s.key {
+                        SAMPLE_FLAGS_KEY
+                    } else {
+                        SAMPLE_FLAGS_DELTA
+                    });
+                }
+            });
+        });
+    });
+    let moof_len = (w.0.len() - moof_start) as u32;
+    w.0[data_offset_at..data_offset_at + 4].copy_from_slice(&(moof_len + 8).to_be_bytes());
+    w.u32((payload + 8) as u32);
+    w.bytes(b"mdat");
+    Ok(w.0)
 }
 
 fn write_stbl(

@@ -51,6 +51,8 @@ pub struct SegmentKey {
     pub key: String,
     pub start_ms: i64,
     pub end_ms: i64,
+    /// Still being written (its end is not known yet).
+    pub open: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -66,11 +68,32 @@ pub struct GopData {
     pub frames: Vec<FrameData>,
 }
 
+/// What [`GopStream::poll_gop`] found.
+#[derive(Debug)]
+pub enum Polled {
+    Gop(GopData),
+    /// The segment is still being written and has nothing more yet: try again later.
+    Pending,
+    /// The segment is complete and everything in it was read.
+    End,
+}
+
+/// The chunks of one segment, in order. A "GOP" here is one stored chunk: normally a
+/// key frame and its followers, but a chunk that does not start with a key frame
+/// continues the GOP of the chunk before it.
 pub trait GopStream: Send {
     fn params(&self) -> &TrackParams;
     /// The next GOP, `None` at the end (or at the authentic end of a segment still
     /// being written).
     fn next_gop(&mut self) -> Result<Option<GopData>, SourceError>;
+    /// Like [`next_gop`](Self::next_gop), but tells a segment still being written
+    /// (`Pending`; a later call continues where this one stopped) from its end.
+    fn poll_gop(&mut self) -> Result<Polled, SourceError> {
+        Ok(match self.next_gop()? {
+            Some(g) => Polled::Gop(g),
+            None => Polled::End,
+        })
+    }
 }
 
 /// The read side of the store, as the viewer-api needs it.
@@ -134,20 +157,34 @@ const DEFAULT_STEP_90K: i64 = 3_600;
 /// How far before `from` a segment may end and still hold the GOP covering `from`.
 const LOOKBACK_MS: i64 = 60_000;
 
-fn frame_unix_ms(gop: &GopData, pts: i64) -> i64 {
+/// Wall time of the frame at `pts` of a chunk.
+pub fn frame_unix_ms(gop: &GopData, pts: i64) -> i64 {
     gop.start_unix_ms + (pts - gop.frames[0].pts_90k) / 90
 }
 
 /// Builds the frame index of `[from, to)`: from the key frame at or before `from`
 /// (or the first one after it, if recording began later) to the last frame before
 /// `to`. Stops early where the codec parameters change. `Ok(None)`: nothing recorded.
+///
+/// Works on chunks, not GOPs: a chunk normally starts with a key frame, but the
+/// recorder also closes a chunk inside a long GOP (so that little is lost on a power
+/// cut); such a chunk starts with a non-key frame and continues the GOP of the chunk
+/// before it. Each chunk becomes one MP4 chunk; the key flags go to `stss`.
 pub fn build_index(
     src: &dyn FootageSource,
     camera: &str,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Option<FrameIndex>, SourceError> {
-    let segments = src.segments(camera, from_ms - LOOKBACK_MS, to_ms)?;
+    let mut segments = src.segments(camera, from_ms - LOOKBACK_MS, to_ms)?;
+    // A closed segment starting at or before `from` starts with the key frame at or
+    // before `from` (segments always start on one): nothing before it is needed.
+    if let Some(last) = segments
+        .iter()
+        .rposition(|s| !s.open && s.start_ms <= from_ms)
+    {
+        segments.drain(..last);
+    }
     let mut params: Option<TrackParams> = None;
     let mut used_segments: Vec<SegmentKey> = Vec::new();
     let mut gops: Vec<GopLoc> = Vec::new();
@@ -155,26 +192,34 @@ pub fn build_index(
     let mut frames: Vec<(i64, bool, u32)> = Vec::new();
     let mut first_unix_ms = None;
     let mut end_unix_ms = from_ms;
-    // The last GOP starting at or before `from`, held until we know it is the one.
-    let mut candidate: Option<(GopLoc, GopData)> = None;
+    // The chunks of the last GOP starting at or before `from` (its key chunk and its
+    // continuations), held until we know it is the one.
+    let mut candidate: Vec<(GopLoc, GopData)> = Vec::new();
+    // Past `from`: every chunk before `to` is taken.
+    let mut taking = false;
     let mut done = false;
 
-    let mut take =
-        |loc: GopLoc, gop: &GopData, gops: &mut Vec<GopLoc>, frames: &mut Vec<(i64, bool, u32)>| {
-            let mut n = 0;
-            for f in &gop.frames {
-                let t = frame_unix_ms(gop, f.pts_90k);
-                if t >= to_ms && n > 0 {
-                    break;
-                }
-                frames.push((f.pts_90k, f.key, f.data.len() as u32));
-                first_unix_ms.get_or_insert(t);
-                n += 1;
+    // Takes the frames of one chunk before `to`; false when the chunk was cut there.
+    let mut take = |loc: GopLoc,
+                    gop: &GopData,
+                    gops: &mut Vec<GopLoc>,
+                    frames: &mut Vec<(i64, bool, u32)>|
+     -> bool {
+        let mut n = 0;
+        for f in &gop.frames {
+            let t = frame_unix_ms(gop, f.pts_90k);
+            if t >= to_ms && n > 0 {
+                break;
             }
-            let last = gop.frames[n - 1].pts_90k;
-            end_unix_ms = frame_unix_ms(gop, last);
-            gops.push(GopLoc { frames: n, ..loc });
-        };
+            frames.push((f.pts_90k, f.key, f.data.len() as u32));
+            first_unix_ms.get_or_insert(t);
+            n += 1;
+        }
+        let last = gop.frames[n - 1].pts_90k;
+        end_unix_ms = frame_unix_ms(gop, last);
+        gops.push(GopLoc { frames: n, ..loc });
+        n == gop.frames.len()
+    };
 
     for seg in segments {
         if done {
@@ -196,29 +241,58 @@ pub fn build_index(
                 frames: gop.frames.len(),
             };
             ordinal += 1;
-            if gop.frames.is_empty() || !gop.frames[0].key {
+            if gop.frames.is_empty() {
                 continue;
             }
-            if gop.start_unix_ms <= from_ms {
-                candidate = Some((loc, gop));
-                continue;
-            }
+            let key_start = gop.frames[0].key;
             if gop.start_unix_ms >= to_ms {
                 done = true;
                 break;
             }
-            if let Some((cloc, cgop)) = candidate.take() {
-                take(cloc, &cgop, &mut gops, &mut frames);
+            if taking {
+                if !take(loc, &gop, &mut gops, &mut frames) {
+                    done = true;
+                    break;
+                }
+                continue;
             }
-            take(loc, &gop, &mut gops, &mut frames);
+            if gop.start_unix_ms <= from_ms {
+                if key_start {
+                    candidate = vec![(loc, gop)];
+                } else if !candidate.is_empty() {
+                    candidate.push((loc, gop));
+                }
+                continue;
+            }
+            // The first chunk after `from`.
+            if candidate.is_empty() && !key_start {
+                // A continuation whose key frame we do not have: cannot start here.
+                continue;
+            }
+            taking = true;
+            for (cloc, cgop) in candidate.drain(..) {
+                if !take(cloc, &cgop, &mut gops, &mut frames) {
+                    done = true;
+                }
+            }
+            if !done && !take(loc, &gop, &mut gops, &mut frames) {
+                done = true;
+            }
+            if done {
+                break;
+            }
         }
     }
-    if let Some((cloc, cgop)) = candidate.take() {
+    if !taking && let Some((_, last_gop)) = candidate.last() {
         // Everything recorded starts at or before `from`: serve the GOP covering it,
         // if it reaches `from` at all (a GOP of a stopped recording may end long before).
-        let last = frame_unix_ms(&cgop, cgop.frames[cgop.frames.len() - 1].pts_90k);
+        let last = frame_unix_ms(last_gop, last_gop.frames[last_gop.frames.len() - 1].pts_90k);
         if last + 10_000 >= from_ms {
-            take(cloc, &cgop, &mut gops, &mut frames);
+            for (cloc, cgop) in candidate.drain(..) {
+                if !take(cloc, &cgop, &mut gops, &mut frames) {
+                    break;
+                }
+            }
         }
     }
     let Some(params) = params else {
@@ -345,6 +419,7 @@ impl MemorySource {
                 key,
                 start_ms,
                 end_ms,
+                open: false,
             },
             params,
             gops,
@@ -530,6 +605,120 @@ mod tests {
             &bytes[(layout.header.len() as u64 + off) as usize..],
             &tail[..]
         );
+    }
+
+    /// Frames as chunks: a key chunk per GOP, or (`split`) also continuation chunks
+    /// every `split` frames inside a GOP, as the recorder writes them in long GOPs.
+    fn chunks(frames: &[testdata::TestFrame], split: Option<usize>) -> Vec<GopData> {
+        let mut gops: Vec<GopData> = Vec::new();
+        let mut n = 0;
+        for f in frames {
+            if f.key || split.is_some_and(|s| n % s == 0) {
+                n = 0;
+                gops.push(GopData {
+                    start_unix_ms: T0 + f.pts_90k / 90,
+                    frames: vec![],
+                });
+            }
+            n += 1;
+            gops.last_mut().unwrap().frames.push(FrameData {
+                pts_90k: f.pts_90k,
+                key: f.key,
+                data: f.data.clone(),
+            });
+        }
+        gops
+    }
+
+    fn one_camera(params: TrackParams, segments: Vec<Vec<GopData>>) -> MemorySource {
+        let src = MemorySource {
+            cameras: vec![CameraInfo {
+                id: "gate".into(),
+                name: "Gate".into(),
+                state: "recording".into(),
+            }],
+            ..Default::default()
+        };
+        for s in segments {
+            src.add_segment("gate", params.clone(), s);
+        }
+        src
+    }
+
+    #[test]
+    fn continuation_chunks_are_part_of_their_gop() {
+        // 6 s, one key frame every 2 s (50 frames), a chunk every 10 frames (400 ms).
+        let (avcc, frames) = testdata::h264_frames(6, 25, 50).expect("ffmpeg");
+        let params = TrackParams {
+            codec: VideoCodec::H264,
+            extra_data: avcc,
+            width: 320,
+            height: 240,
+        };
+        let mut all = chunks(&frames, Some(10));
+        assert_eq!(all.len(), 15);
+        assert!(!all[1].frames[0].key);
+        let second = all.split_off(10); // a segment starts on the key frame at 4 s
+        assert!(second[0].frames[0].key);
+        let src = one_camera(params, vec![all, second]);
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(i64, i64, usize, i64); 5] = [
+            // from, to, frames served, first frame at
+            (0, 6_000, 150, 0),
+            // inside the 2nd GOP, in its 3rd chunk: from the key frame at 2 s
+            (2_900, 3_500, 38, 2_000),
+            // exactly on a continuation chunk's start
+            (2_400, 4_000, 50, 2_000),
+            // across the segment boundary, ending inside a continuation chunk
+            (3_000, 4_500, 50 + 13, 2_000),
+            // the last GOP, to the end
+            (5_500, 9_000, 50, 4_000),
+        ];
+        for (i, (from, to, n, first)) in cases.into_iter().enumerate() {
+            let idx = build_index(&src, "gate", T0 + from, T0 + to)
+                .unwrap()
+                .unwrap();
+            assert_eq!(idx.samples.len(), n, "case {i}");
+            assert_eq!(idx.first_unix_ms, T0 + first, "case {i}");
+            assert!(idx.samples[0].key, "case {i}");
+            let path = dir.path().join(format!("c{i}.mp4"));
+            std::fs::write(&path, whole_file(&src, &idx)).unwrap();
+            assert_eq!(
+                testdata::check_with_ffmpeg(&path).unwrap(),
+                n as u64,
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn h265_muxes_as_hvc1_and_plays() {
+        let (hvcc, frames) = testdata::h265_frames(4, 25, 25).expect("ffmpeg with libx265");
+        assert_eq!(frames.len(), 100);
+        assert_eq!(frames.iter().filter(|f| f.key).count(), 4);
+        let params = TrackParams {
+            codec: VideoCodec::H265,
+            extra_data: hvcc,
+            width: 320,
+            height: 240,
+        };
+        let mut all = chunks(&frames, Some(10));
+        let second = all.split_off(all.len() / 2);
+        let src = one_camera(params, vec![all, second]);
+        let dir = tempfile::tempdir().unwrap();
+        let idx = build_index(&src, "gate", T0, T0 + 4_000).unwrap().unwrap();
+        let path = dir.path().join("h265.mp4");
+        std::fs::write(&path, whole_file(&src, &idx)).unwrap();
+        assert_eq!(testdata::probe_codec(&path).unwrap(), "hevc,hvc1");
+        assert_eq!(testdata::check_with_ffmpeg(&path).unwrap(), 100);
+        // a part, from the key frame at 1 s
+        let idx = build_index(&src, "gate", T0 + 1_500, T0 + 2_500)
+            .unwrap()
+            .unwrap();
+        assert_eq!(idx.samples.len(), 38);
+        let path = dir.path().join("h265-part.mp4");
+        std::fs::write(&path, whole_file(&src, &idx)).unwrap();
+        assert_eq!(testdata::check_with_ffmpeg(&path).unwrap(), 38);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use recorder::segment::{Codec, SegmentError, SegmentReader};
 
 use crate::mp4::{TrackParams, VideoCodec};
 use crate::playback::{
-    CameraInfo, FootageSource, FrameData, GapInfo, GopData, GopStream, Recordings, SegmentKey,
-    SourceError, merge_spans,
+    CameraInfo, FootageSource, FrameData, GapInfo, GopData, GopStream, Polled, Recordings,
+    SegmentKey, SourceError, merge_spans,
 };
 
 pub struct RecorderSource {
@@ -44,8 +44,15 @@ impl GopStream for SegStream {
     }
 
     fn next_gop(&mut self) -> Result<Option<GopData>, SourceError> {
+        match self.poll_gop()? {
+            Polled::Gop(g) => Ok(Some(g)),
+            Polled::Pending | Polled::End => Ok(None),
+        }
+    }
+
+    fn poll_gop(&mut self) -> Result<Polled, SourceError> {
         match self.reader.next_gop() {
-            Ok(Some(g)) => Ok(Some(GopData {
+            Ok(Some(g)) => Ok(Polled::Gop(GopData {
                 start_unix_ms: g.start_unix_ms,
                 frames: g
                     .frames
@@ -57,7 +64,10 @@ impl GopStream for SegStream {
                     })
                     .collect(),
             })),
-            Ok(None) | Err(SegmentError::Cut { .. }) => Ok(None),
+            Ok(None) => Ok(Polled::End),
+            // The authentic end of a segment still being written; the reader rewinds
+            // to the last complete chunk, so a later call reads what has been added.
+            Err(SegmentError::Cut { .. }) => Ok(Polled::Pending),
             Err(e) => Err(store_err(e)),
         }
     }
@@ -130,6 +140,7 @@ impl FootageSource for RecorderSource {
                     key: key.clone(),
                     start_ms: r.start_unix_ms,
                     end_ms: r.end_unix_ms,
+                    open: r.open,
                 };
                 cache.insert(key, r);
                 k

@@ -1,8 +1,8 @@
 //! Test footage made with ffmpeg (tests only; never used by the service).
 //!
-//! ffmpeg encodes a synthetic H.264 stream (Annex B, access unit delimiters on);
-//! here it is cut into access units, converted to length-prefixed NAL units as the
-//! recorder stores them, and the avcC record is built from its SPS and PPS.
+//! ffmpeg encodes a synthetic H.264 or H.265 stream (Annex B, access unit delimiters
+//! on); here it is cut into access units, converted to length-prefixed NAL units as the
+//! recorder stores them, and the avcC / hvcC record is built from its parameter sets.
 
 use std::process::Command;
 
@@ -86,6 +86,136 @@ pub fn h264_frames(secs: u32, fps: u32, gop: u32) -> Result<(Vec<u8>, Vec<TestFr
     avcc.extend_from_slice(&(pps.len() as u16).to_be_bytes());
     avcc.extend_from_slice(&pps);
     Ok((avcc, frames))
+}
+
+/// `secs` seconds of 320×240 H.265 (x265, closed GOPs, no B-frames) at `fps`, a key
+/// frame every `gop` frames. Returns the hvcC record and the frames.
+pub fn h265_frames(secs: u32, fps: u32, gop: u32) -> Result<(Vec<u8>, Vec<TestFrame>), String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x240:rate={fps}"))
+        .args(["-t", &secs.to_string()])
+        .args(["-pix_fmt", "yuv420p", "-c:v", "libx265", "-x265-params"])
+        .arg(format!(
+            "open-gop=0:bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0:aud=1:log-level=error"
+        ))
+        .args(["-f", "hevc", "-"])
+        .output()
+        .map_err(|e| format!("cannot run ffmpeg: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ffmpeg failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let (mut vps, mut sps, mut pps) = (None, None, None);
+    let mut frames = Vec::new();
+    let mut cur: Option<TestFrame> = None;
+    let dur = 90_000 / i64::from(fps);
+    for nal in split_annexb(&out.stdout) {
+        if nal.len() < 2 {
+            continue;
+        }
+        match (nal[0] >> 1) & 0x3f {
+            35 => {
+                if let Some(f) = cur.take() {
+                    frames.push(f);
+                }
+                cur = Some(TestFrame {
+                    pts_90k: frames.len() as i64 * dur,
+                    key: false,
+                    data: Vec::new(),
+                });
+                continue;
+            }
+            32 => {
+                vps.get_or_insert_with(|| nal.to_vec());
+                continue;
+            }
+            33 => {
+                sps.get_or_insert_with(|| nal.to_vec());
+                continue;
+            }
+            34 => {
+                pps.get_or_insert_with(|| nal.to_vec());
+                continue;
+            }
+            16..=23 => {
+                if let Some(f) = cur.as_mut() {
+                    f.key = true;
+                }
+            }
+            _ => {}
+        }
+        if let Some(f) = cur.as_mut() {
+            f.data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            f.data.extend_from_slice(nal);
+        }
+    }
+    if let Some(f) = cur.take() {
+        frames.push(f);
+    }
+    frames.retain(|f| !f.data.is_empty());
+    let (Some(vps), Some(sps), Some(pps)) = (vps, sps, pps) else {
+        return Err("no VPS/SPS/PPS in ffmpeg output".into());
+    };
+    Ok((hvcc(&vps, &sps, &pps)?, frames))
+}
+
+/// The RBSP of a NAL unit: emulation prevention bytes (00 00 03) removed.
+fn unescape(nal: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(nal.len());
+    let mut zeros = 0;
+    for &b in nal {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// An HEVCDecoderConfigurationRecord (ISO/IEC 14496-15) for 8-bit 4:2:0 video.
+fn hvcc(vps: &[u8], sps: &[u8], pps: &[u8]) -> Result<Vec<u8>, String> {
+    let rbsp = unescape(&sps[2..]);
+    if rbsp.len() < 13 {
+        return Err("SPS too short".into());
+    }
+    let sub_layers = ((rbsp[0] >> 1) & 0x07) + 1;
+    let nested = rbsp[0] & 1;
+    let mut h = vec![1];
+    h.extend_from_slice(&rbsp[1..13]); // profile, compatibility, constraints, level
+    h.extend_from_slice(&[0xf0, 0x00, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0]);
+    h.push((sub_layers << 3) | (nested << 2) | 3);
+    h.push(3);
+    for (t, nal) in [(32u8, vps), (33, sps), (34, pps)] {
+        h.push(0x80 | t);
+        h.extend_from_slice(&1u16.to_be_bytes());
+        h.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+        h.extend_from_slice(nal);
+    }
+    Ok(h)
+}
+
+/// `codec_name,codec_tag_string` of the first video stream, as ffprobe sees it.
+pub fn probe_codec(path: &std::path::Path) -> Result<String, String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,codec_tag_string",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn split_annexb(b: &[u8]) -> Vec<&[u8]> {

@@ -462,6 +462,9 @@ impl Feeder {
         if let (Some(clock), Some(base)) = (clock, base) {
             let id = clock.new_single_shot_id(base + pts);
             let _ = id.wait();
+        } else {
+            // No clock (not expected in PLAYING): still never spin.
+            std::thread::sleep(self.frame_duration().into());
         }
 
         let frame = &self.clip.frames[self.next];
@@ -596,14 +599,20 @@ fn run(cli: Cli) -> Result<()> {
     }
 
     let cache_dir = cli.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    // Mounts with identical parameters share one in-memory clip.
+    let mut by_path: std::collections::HashMap<PathBuf, Arc<Clip>> = Default::default();
     let mut clips = Vec::new();
     for m in &mounts {
         let path = ensure_clip(m, cli.clip_secs, &cache_dir, false)?;
+        if let Some(clip) = by_path.get(&path) {
+            clips.push(clip.clone());
+            continue;
+        }
         let clip = match demux_clip(&path, m.fps) {
             Ok(c) => c,
             Err(e) => {
                 log!("cached clip unusable ({e:#}), re-encoding");
-                let path = ensure_clip(m, cli.clip_secs, &cache_dir, true)?;
+                ensure_clip(m, cli.clip_secs, &cache_dir, true)?;
                 demux_clip(&path, m.fps)?
             }
         };
@@ -620,7 +629,9 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|s| s.name().to_string())
                 .unwrap_or_default()
         );
-        clips.push(Arc::new(clip));
+        let clip = Arc::new(clip);
+        by_path.insert(path, clip.clone());
+        clips.push(clip);
     }
 
     let main_loop = glib::MainLoop::new(None, false);
