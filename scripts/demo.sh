@@ -7,6 +7,7 @@ DEMO="$PWD/demo"
 mkdir -p "$DEMO"
 CAM_PORT="${CAM_PORT:-8554}"
 METRICS_PORT="${METRICS_PORT:-9810}"
+API_PORT="${API_PORT:-8443}"
 CONFIG="$DEMO/ringfence.toml"
 if [ ! -f "$CONFIG" ]; then
   cat > "$CONFIG" <<TOML
@@ -21,6 +22,8 @@ sync_interval_ms = 1000
 kek_file = "$DEMO/kek"
 [metrics]
 addr = "127.0.0.1:$METRICS_PORT"
+[api]
+addr = "127.0.0.1:$API_PORT"
 [[cameras]]
 id = "demo-h264"
 name = "Demo camera (H.264)"
@@ -46,13 +49,33 @@ echo "== starting the test camera on rtsp://127.0.0.1:$CAM_PORT (pre-encoding cl
 pids+=($!)
 sleep 1
 "$BIN/recorder" init --config "$CONFIG"
-echo
-echo "== recording. Footage goes (encrypted) to $DEMO/store"
-echo "   metrics:          curl http://127.0.0.1:$METRICS_PORT/metrics"
-echo "   check the store:  $BIN/recorder check --config $CONFIG"
-echo "   viewer-api:       not built yet (see the open issue); no login exists yet"
-echo "   stop:             Ctrl-C"
-echo
+CREDS="$DEMO/credentials.txt"
+if [ ! -f "$CREDS" ]; then
+  umask 077
+  : > "$CREDS"
+  for spec in officer:police it-admin:it auditor:auditor; do
+    name="${spec%%:*}"; role="${spec##*:}"
+    pw="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    printf '%s\n' "$pw" | "$BIN/viewer-api" user add --config "$CONFIG" --name "$name" --role "$role" >/dev/null
+    echo "$name ($role): $pw" >> "$CREDS"
+  done
+fi
 "$BIN/recorder" run --config "$CONFIG" &
 pids+=($!)
+"$BIN/viewer-api" serve --config "$CONFIG" &
+pids+=($!)
+sleep 2
+echo
+echo "== recording. Footage goes (encrypted) to $DEMO/store"
+echo "   viewer-api:       https://127.0.0.1:$API_PORT/api/v1/  (self-signed certificate: curl -k)"
+echo "   demo logins ($CREDS):"
+sed 's/^/                     /' "$CREDS"
+echo "   log in:           curl -k -X POST https://127.0.0.1:$API_PORT/api/v1/login -H 'content-type: application/json' \\"
+echo "                       -d '{\"username\":\"officer\",\"password\":\"<from above>\"}'"
+echo "   a clip:           curl -k -H 'Authorization: Bearer TOKEN' -o clip.mp4 \\"
+echo "                       'https://127.0.0.1:$API_PORT/api/v1/cameras/demo-h264/video.mp4?from=<RFC 3339>&to=<RFC 3339>&case=DEMO-1'"
+echo "   metrics:          curl http://127.0.0.1:$METRICS_PORT/metrics"
+echo "   check the store:  $BIN/recorder check --config $CONFIG"
+echo "   stop:             Ctrl-C"
+echo
 wait "${pids[1]}"
