@@ -160,16 +160,25 @@ impl CameraTask {
         let mut params: Option<Arc<CodecParams>> = None;
         let mut gop: Option<Gop> = None;
         let mut announced = false;
+        // One ticking timer for the silence check, rather than a timer armed per frame.
+        let mut silence_check = tokio::time::interval(Duration::from_secs(1));
+        silence_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_video = tokio::time::Instant::now();
         let result = loop {
             let next = tokio::select! {
-                n = tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()) => n,
+                n = demuxed.next() => n,
+                _ = silence_check.tick() => {
+                    if last_video.elapsed() >= FRAME_TIMEOUT {
+                        break Err("no video received for 10 s".to_string());
+                    }
+                    continue;
+                }
                 _ = stop.wait_for(|s| *s) => break Ok(()),
             };
             let item = match next {
-                Err(_) => break Err("no video received for 10 s".to_string()),
-                Ok(None) => break Err("the camera closed the session".to_string()),
-                Ok(Some(Err(e))) => break Err(format!("stream error: {e}")),
-                Ok(Some(Ok(item))) => item,
+                None => break Err("the camera closed the session".to_string()),
+                Some(Err(e)) => break Err(format!("stream error: {e}")),
+                Some(Ok(item)) => item,
             };
             let CodecItem::VideoFrame(frame) = item else {
                 continue;
@@ -177,6 +186,7 @@ impl CameraTask {
             if frame.stream_id() != stream_i {
                 continue;
             }
+            last_video = tokio::time::Instant::now();
             bytes_c.inc_by(frame.data().len() as u64);
             let key = frame.is_random_access_point();
             if frame.has_new_parameters() || params.is_none() {

@@ -58,8 +58,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("cannot start the retention thread")?
     };
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("recorder-rt")
         .build()
