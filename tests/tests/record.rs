@@ -662,3 +662,24 @@ fn bad_configs_and_keys_are_refused_with_clear_errors_and_nothing_is_overwritten
     fs::set_permissions(&kek_path, fs::Permissions::from_mode(0o600)).unwrap();
     assert!(rec.cmd(&["check"]).status.success());
 }
+
+#[test]
+fn udp_transport_records_too() {
+    let cam = TestCamera::start(&camera_opts(vec![small("a", false)])).unwrap();
+    let mut rec = Recorder::new(
+        &[Cam {
+            id: "udp-cam",
+            url: cam.url("a"),
+            extra: "transport = \"udp\"",
+        }],
+        "",
+    );
+    rec.init();
+    rec.start();
+    rec.wait_stored("udp-cam", 3.0 * FPS as f64, Duration::from_secs(60));
+    rec.stop();
+    let v = rec.check_ok();
+    let c = camera(&v, "udp-cam");
+    assert!(c["frames"].as_u64().unwrap() >= 3 * FPS as u64, "{c:#}");
+    assert_eq!(c["codec"], "h264");
+}
