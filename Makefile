@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build lint bench clean-demo
+.PHONY: run test deps build lint bench bench-api bench-export clean-demo
 
 deps:
 	bash scripts/install-deps.sh
@@ -28,6 +28,16 @@ lint:
 bench: deps
 	$(CARGO) build --release --workspace --bins
 	bash scripts/bench-record.sh
+
+# Playback benchmark of the viewer-api (HOURS=4 N=20 by default); see README.md.
+bench-api: deps
+	$(CARGO) build --release -p viewer-api
+	bash scripts/bench-api.sh
+
+# Export benchmark: 1 h of one 4 Mbit/s camera beside ffmpeg -c copy; see README.md.
+bench-export: deps
+	$(CARGO) build --release -p viewer-api
+	bash scripts/bench-export.sh
 
 clean-demo:
 	rm -rf demo

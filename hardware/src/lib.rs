@@ -6,5 +6,6 @@
 //! the footage unreadable, so providers never overwrite an existing key.
 
 pub mod keys;
+pub mod signing;
 
 pub use keys::{FileKeyProvider, Kek, KeyError, KeyProvider, MemoryKeyProvider};

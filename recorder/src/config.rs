@@ -64,13 +64,29 @@ pub struct StorageConfig {
 pub struct KeysConfig {
     #[serde(default = "default_kek_file")]
     pub kek_file: PathBuf,
+    /// The device's Ed25519 export-signing key; default `signing.key` beside `kek_file`.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl Default for KeysConfig {
     fn default() -> Self {
         KeysConfig {
             kek_file: default_kek_file(),
+            signing_key_file: None,
         }
+    }
+}
+
+impl KeysConfig {
+    /// Where the device signing key lives.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file.clone().unwrap_or_else(|| {
+            self.kek_file
+                .parent()
+                .unwrap_or_else(|| Path::new(""))
+                .join("signing.key")
+        })
     }
 }
 

@@ -67,6 +67,11 @@ pub fn key_provider(config: &Config) -> FileKeyProvider {
     FileKeyProvider::new(&config.keys.kek_file)
 }
 
+/// The device's export-signing key (`[keys] signing_key_file`).
+pub fn signing_key_provider(config: &Config) -> hardware::signing::FileSigningKeyProvider {
+    hardware::signing::FileSigningKeyProvider::new(config.keys.signing_key_path())
+}
+
 /// `recorder init`: creates the store and the KEK when absent. Idempotent; never
 /// replaces a key. Returns a line per thing it did, for the operator.
 pub fn init(config: &Config, keys: &dyn KeyProvider) -> Result<Vec<String>> {
@@ -84,22 +89,7 @@ pub fn init(config: &Config, keys: &dyn KeyProvider) -> Result<Vec<String>> {
     let cat = Catalog::open(store)?;
     match cat.meta(KEK_CHECK_KEY)? {
         Some(expected) => {
-            let kek = match keys.load() {
-                Ok(k) => k,
-                Err(KeyError::Missing { .. }) => {
-                    return Err(StoreError::KekMissing {
-                        provider: keys.describe(),
-                        store: store.clone(),
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if !constant_time_eq(kek_check(&kek).as_bytes(), expected.as_bytes()) {
-                return Err(StoreError::KekMismatch {
-                    provider: keys.describe(),
-                    store: store.clone(),
-                });
-            }
+            load_matching_kek(keys, store, &expected)?;
         }
         None => {
             if keys.create_if_absent()? {
@@ -112,6 +102,21 @@ pub fn init(config: &Config, keys: &dyn KeyProvider) -> Result<Vec<String>> {
             }
             let kek = keys.load()?;
             cat.set_meta(KEK_CHECK_KEY, &kek_check(&kek))?;
+        }
+    }
+    // The device signing key (exports): made once, never replaced.
+    let signing = signing_key_provider(config);
+    {
+        use hardware::signing::SigningKeyProvider;
+        let created = signing.create_if_absent().map_err(|e| StoreError::Io {
+            path: signing.path().to_path_buf(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        if created {
+            did.push(format!(
+                "created device signing key in {}",
+                signing.describe()
+            ));
         }
     }
     for c in &config.cameras {
@@ -139,12 +144,17 @@ pub fn load_kek(config: &Config, keys: &dyn KeyProvider) -> Result<Kek> {
         .ok_or_else(|| StoreError::NotInitialised {
             store: store.clone(),
         })?;
+    load_matching_kek(keys, store, &expected)
+}
+
+/// The provider's KEK, if it is the one whose check value the store recorded.
+fn load_matching_kek(keys: &dyn KeyProvider, store: &Path, expected: &str) -> Result<Kek> {
     let kek = match keys.load() {
         Ok(k) => k,
         Err(KeyError::Missing { .. }) => {
             return Err(StoreError::KekMissing {
                 provider: keys.describe(),
-                store: store.clone(),
+                store: store.to_path_buf(),
             });
         }
         Err(e) => return Err(e.into()),
@@ -152,7 +162,7 @@ pub fn load_kek(config: &Config, keys: &dyn KeyProvider) -> Result<Kek> {
     if !constant_time_eq(kek_check(&kek).as_bytes(), expected.as_bytes()) {
         return Err(StoreError::KekMismatch {
             provider: keys.describe(),
-            store: store.clone(),
+            store: store.to_path_buf(),
         });
     }
     Ok(kek)

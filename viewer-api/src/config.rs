@@ -23,6 +23,19 @@ pub struct ApiConfig {
     /// The access log; default `<storage.path>/audit.sqlite`.
     #[serde(default)]
     pub audit_db: Option<PathBuf>,
+    /// How long a finished export stays downloadable (humantime); default 7 days.
+    #[serde(default)]
+    pub export_ttl: Option<String>,
+}
+
+impl ApiConfig {
+    /// `export_ttl`, parsed (validated by [`parse_api`]).
+    pub fn export_ttl(&self) -> std::time::Duration {
+        self.export_ttl
+            .as_deref()
+            .and_then(|s| humantime::parse_duration(s).ok())
+            .unwrap_or(crate::export::DEFAULT_TTL)
+    }
 }
 
 /// Everything the viewer-api takes from the config file.
@@ -63,6 +76,7 @@ pub fn parse_api(table: Option<&toml::Table>) -> Result<ApiConfig, String> {
             tls_cert: None,
             tls_key: None,
             audit_db: None,
+            export_ttl: None,
         });
     };
     let c = ApiConfig::deserialize(toml::Value::Table(t.clone()))
@@ -71,6 +85,13 @@ pub fn parse_api(table: Option<&toml::Table>) -> Result<ApiConfig, String> {
         return Err(
             "give both tls_cert and tls_key, or neither (a self-signed pair is then made)".into(),
         );
+    }
+    if let Some(t) = &c.export_ttl {
+        match humantime::parse_duration(t) {
+            Ok(d) if d.as_secs() >= 60 && d <= crate::export::MAX_TTL => {}
+            Ok(_) => return Err(format!("export_ttl = {t:?} must be between 1m and 30d")),
+            Err(e) => return Err(format!("export_ttl = {t:?} is not a duration ({e})")),
+        }
     }
     for p in [&c.tls_cert, &c.tls_key, &c.audit_db].into_iter().flatten() {
         if p.as_os_str().is_empty() {

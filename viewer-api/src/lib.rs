@@ -9,8 +9,11 @@
 
 pub mod api;
 pub mod audit;
+#[doc(hidden)]
+pub mod benchfill;
 pub mod clock;
 pub mod config;
+pub mod export;
 pub mod live;
 pub mod metrics;
 pub mod mp4;

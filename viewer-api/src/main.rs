@@ -40,10 +40,42 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Check an export bundle (signature, hashes, MP4s) on any computer: needs only
+    /// the bundle. Exit 0 when everything checks, 1 otherwise.
+    VerifyExport {
+        bundle: PathBuf,
+        /// The device's public key (PEM) to require, e.g. from `GET /api/v1/device-key`.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
     /// The access log.
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
+    },
+    /// Benchmarks only: fill a store with hours of footage from an H.264 clip.
+    #[command(hide = true)]
+    BenchFill {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        camera: String,
+        /// H.264 Annex B with access unit delimiters, a whole number of GOPs.
+        #[arg(long)]
+        clip: PathBuf,
+        #[arg(long, default_value_t = 1920)]
+        width: u32,
+        #[arg(long, default_value_t = 1080)]
+        height: u32,
+        #[arg(long, default_value_t = 25)]
+        fps: u32,
+        #[arg(long, default_value_t = 4.0)]
+        hours: f64,
+        #[arg(long, default_value_t = 60)]
+        segment_secs: u32,
+        /// Where to list the segments written (start ms, end ms, path).
+        #[arg(long)]
+        manifest: PathBuf,
     },
 }
 
@@ -201,6 +233,55 @@ fn run() -> anyhow::Result<ExitCode> {
                 .block_on(server::serve(settings))?;
         }
         Cmd::User { cmd } => user_cmd(cmd)?,
+        Cmd::VerifyExport { bundle, key } => {
+            let pinned = key
+                .map(|k| std::fs::read_to_string(&k).with_context(|| format!("cannot read {}", k.display())))
+                .transpose()?;
+            let report = viewer_api::export::verify::verify(&bundle, pinned.as_deref());
+            for l in &report.lines {
+                println!("{l}");
+            }
+            if report.ok {
+                println!("export verified: {}", bundle.display());
+            } else {
+                println!("EXPORT REJECTED: {}", bundle.display());
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Cmd::BenchFill {
+            config,
+            camera,
+            clip,
+            width,
+            height,
+            fps,
+            hours,
+            segment_secs,
+            manifest,
+        } => {
+            let settings = Settings::load(&config)?;
+            let clip =
+                std::fs::read(&clip).with_context(|| format!("cannot read {}", clip.display()))?;
+            let started = std::time::Instant::now();
+            let f = viewer_api::benchfill::fill(
+                &settings.recorder,
+                &camera,
+                &clip,
+                (width, height),
+                fps,
+                hours,
+                segment_secs,
+                &manifest,
+            )?;
+            println!(
+                "filled {} segments, {} bytes, {} .. {} in {:.1} s",
+                f.segments,
+                f.bytes,
+                f.first_unix_ms,
+                f.end_unix_ms,
+                started.elapsed().as_secs_f64()
+            );
+        }
         Cmd::Audit {
             cmd: AuditCmd::Verify { config },
         } => {
@@ -228,6 +309,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run() {
         Ok(code) => code,

@@ -9,8 +9,11 @@
 //!
 //! Layout: `ftyp`, `moov` (one video track: `avc1`/`avcC` or `hvc1`/`hvcC`, `stts`,
 //! `stss`, `stsc`, `stsz`, `stco` or `co64`), then `mdat` with the samples in order.
-//! One chunk per GOP. No `ctts`: samples are written in presentation order, which is
-//! what the recorder stores (cameras in this deployment send no B-frames).
+//! One MP4 chunk per stored chunk: a whole GOP, or a part of one (the recorder also
+//! closes chunks inside long GOPs, so a chunk may start with a non-key frame; key
+//! frames are found through `stss`, never assumed at chunk starts). No `ctts`: samples
+//! are written in presentation order, which is what the recorder stores (cameras in
+//! this deployment send no B-frames).
 
 use thiserror::Error;
 
@@ -57,7 +60,7 @@ pub struct Layout {
     pub header: Vec<u8>,
     /// Total file length: header plus all sample bytes.
     pub total_len: u64,
-    /// Start of each chunk (GOP) relative to the end of the header.
+    /// Start of each chunk relative to the end of the header.
     pub chunk_payload_offsets: Vec<u64>,
     pub payload_len: u64,
 }

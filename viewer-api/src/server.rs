@@ -111,7 +111,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("cannot open the footage store")?;
     let source: Arc<dyn FootageSource> = Arc::new(crate::store::RecorderSource::new(footage));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = state(&settings, source, clock)?;
+    let state = state(&settings, source, clock.clone())?;
+    let exports = crate::export::Exports::from_settings(&settings, state.audit.clone(), clock)?;
+    let _export_worker = exports.spawn_worker();
     let (cert, key) = tls_files(&settings)?;
     let tls = RustlsConfig::from_pem_file(&cert, &key)
         .await
@@ -122,7 +124,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                 key.display()
             )
         })?;
-    let app = api::router(state);
+    let app = api::router(state.clone()).merge(crate::export::api::router(state, exports));
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {

@@ -33,7 +33,13 @@ pub fn h264_frames(secs: u32, fps: u32, gop: u32) -> Result<(Vec<u8>, Vec<TestFr
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let nals = split_annexb(&out.stdout);
+    h264_annexb_frames(&out.stdout, fps)
+}
+
+/// Cuts an H.264 Annex B stream (with access unit delimiters) into frames as the
+/// recorder stores them, and builds the avcC record from its first SPS and PPS.
+pub fn h264_annexb_frames(stream: &[u8], fps: u32) -> Result<(Vec<u8>, Vec<TestFrame>), String> {
+    let nals = split_annexb(stream);
     let (mut sps, mut pps) = (None, None);
     let mut frames = Vec::new();
     let mut cur: Option<TestFrame> = None;

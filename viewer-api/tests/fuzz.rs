@@ -248,8 +248,8 @@ fn body() -> impl Strategy<Value = BodyKind> {
             }
             g
         });
-    let login = (json_value(), "\\PC{0,40}")
-        .prop_map(|(u, p)| json!({"username": u, "password": p}));
+    let login =
+        (json_value(), "\\PC{0,40}").prop_map(|(u, p)| json!({"username": u, "password": p}));
     prop_oneof![
         Just(BodyKind::None),
         json_value().prop_map(BodyKind::Json),
@@ -412,11 +412,7 @@ fn random_requests_never_fail_the_server_and_keep_the_log_intact() {
                 return Ok(()); // not a valid HTTP request at all
             };
             let (status, body) = rt.block_on(send(&env, req));
-            *statuses
-                .lock()
-                .unwrap()
-                .entry(status.as_u16())
-                .or_default() += 1;
+            *statuses.lock().unwrap().entry(status.as_u16()).or_default() += 1;
             if status.is_server_error() {
                 return Err(TestCaseError::fail(format!(
                     "{method} {} → {status}: {}",
@@ -442,7 +438,10 @@ fn random_requests_never_fail_the_server_and_keep_the_log_intact() {
         enc(&rfc3339(T0 + 1000))
     );
     let req = Request::get(&uri)
-        .header(header::AUTHORIZATION, format!("Bearer {}", env.token(0).unwrap()))
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", env.token(0).unwrap()),
+        )
         .body(Body::empty())
         .unwrap();
     let (status, _) = rt.block_on(send(&env, req));

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Export benchmark: one hour of one 1080p 4 Mbit/s H.264 camera, exported by the police
+# through the API of `viewer-api serve` (release): sealed segments decrypted, muxed to
+# MP4 by GStreamer, hashed, zipped with the signed manifest and sealed again. Beside it,
+# in the same run, `ffmpeg -c copy` of the same frames from a plain Annex B file (no
+# decryption, no hashing, no bundle). The store is filled quickly by the hidden
+# `viewer-api bench-fill` (the recorder's segment writer and catalog, a pre-encoded clip
+# looped). Both sides run with a warm page cache.
+# Targets: export ≤ 1.5 × ffmpeg's time, ≥ 100 × real time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HOURS="${HOURS:-1}"; FPS=25; KBPS="${KBPS:-4000}"
+BIN="${BIN:-target/release}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/ringfence-bench-export.XXXXXX")"
+CLIP_CACHE="${RINGFENCE_CLIP_CACHE:-${TMPDIR:-/tmp}/ringfence-clips}"
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[ -x "$BIN/viewer-api" ] || cargo build --release -p viewer-api
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null \
+  || echo $(( 20000 + RANDOM % 20000 )); }
+ms() { date +%s%3N; }
+iso() { date -u -d "@$(( $1 / 1000 )).$(printf %03d $(( $1 % 1000 )))" +%Y-%m-%dT%H:%M:%S.%3NZ; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b-a)/1000}'; }
+
+# --- a 10 s 1080p clip at 4 Mbit/s CBR (cached), key frame every second, AUDs on
+mkdir -p "$CLIP_CACHE"
+CLIP="$CLIP_CACHE/bench-api-1080p-${KBPS}k.h264"
+if [ ! -s "$CLIP" ]; then
+  ffmpeg -v error -f lavfi -i "testsrc2=size=1920x1080:rate=$FPS" -t 10 -pix_fmt yuv420p \
+    -c:v libx264 -preset veryfast -profile:v high -bf 0 -g $FPS -keyint_min $FPS -sc_threshold 0 \
+    -b:v "${KBPS}k" -minrate "${KBPS}k" -maxrate "${KBPS}k" -bufsize "$(( KBPS * 2 ))k" \
+    -x264-params "aud=1:nal-hrd=cbr:force-cfr=1" -f h264 "$CLIP.tmp"
+  mv "$CLIP.tmp" "$CLIP"
+fi
+
+PORT=$(free_port)
+CONFIG="$WORK/ringfence.toml"
+cat > "$CONFIG" <<EOF
+[storage]
+path = "$WORK/store"
+segment_secs = 60
+[keys]
+kek_file = "$WORK/kek"
+[[cameras]]
+id = "bench"
+url = "rtsp://127.0.0.1:9/bench"
+[api]
+addr = "127.0.0.1:$PORT"
+EOF
+
+echo "filling $HOURS h of 1080p ${KBPS} kbit/s footage ..."
+"$BIN/viewer-api" bench-fill --config "$CONFIG" --camera bench --clip "$CLIP" \
+  --hours "$HOURS" --segment-secs 60 --manifest "$WORK/segments.tsv" >/dev/null
+store_bytes=$(du -sb "$WORK/store/segments" | cut -f1)
+first_ms=$(head -1 "$WORK/segments.tsv" | cut -f1)
+end_ms=$(tail -1 "$WORK/segments.tsv" | cut -f2)
+range_secs=$(( (end_ms - first_ms) / 1000 ))
+
+# --- the same frames as one Annex B file, for ffmpeg (the clip looped as often)
+loops=$(awk -v h="$HOURS" 'BEGIN{printf "%d", h*360}')
+for _ in $(seq 1 "$loops"); do cat "$CLIP"; done > "$WORK/same.h264"
+
+# warm both sides' inputs
+cat "$WORK"/store/segments/bench/*.seg > /dev/null
+cat "$WORK/same.h264" > /dev/null
+
+echo "ffmpeg -c copy of the same frames ..."
+t=$(ms)
+ffmpeg -v error -y -framerate $FPS -f h264 -i "$WORK/same.h264" -c copy "$WORK/ffmpeg.mp4"
+t2=$(ms)
+ffmpeg_secs=$(secs "$t" "$t2")
+rm -f "$WORK/ffmpeg.mp4"
+
+echo "bench-pw-12345" | "$BIN/viewer-api" user add --config "$CONFIG" --name officer --role police >/dev/null
+RUST_LOG=warn "$BIN/viewer-api" serve --config "$CONFIG" 2> "$WORK/serve.err" &
+server=$!
+for _ in $(seq 1 100); do
+  curl -sk -o /dev/null "https://127.0.0.1:$PORT/api/v1/openapi.json" && break; sleep 0.1
+done
+BASE="https://127.0.0.1:$PORT/api/v1"
+TOKEN=$(curl -sk -H 'content-type: application/json' \
+  -d '{"username":"officer","password":"bench-pw-12345"}' "$BASE/login" | grep -o '"token":"[0-9a-f]*"' | cut -d'"' -f4)
+[ -n "$TOKEN" ] || { echo "login failed"; cat "$WORK/serve.err"; exit 1; }
+AUTH="authorization: Bearer $TOKEN"
+
+echo "export of ${range_secs} s through the API ..."
+t=$(ms)
+ID=$(curl -sk -H "$AUTH" -H 'content-type: application/json' \
+  -d "{\"cameras\":[\"bench\"],\"from\":\"$(iso "$first_ms")\",\"to\":\"$(iso "$end_ms")\",\"case\":\"BENCH-1\",\"reason\":\"benchmark\"}" \
+  "$BASE/exports" | grep -o '"id":"[0-9a-f]*"' | cut -d'"' -f4)
+[ -n "$ID" ] || { echo "export request failed"; cat "$WORK/serve.err"; exit 1; }
+while :; do
+  st=$(curl -sk -H "$AUTH" "$BASE/exports/$ID")
+  case "$st" in
+    *'"state":"done"'*) break ;;
+    *'"state":"failed"'*) echo "export failed: $st"; exit 1 ;;
+  esac
+  sleep 0.05
+done
+t2=$(ms)
+export_secs=$(secs "$t" "$t2")
+t=$(ms)
+curl -sk -H "$AUTH" -o "$WORK/bundle.zip" "$BASE/exports/$ID/download"
+t2=$(ms)
+download_secs=$(secs "$t" "$t2")
+bundle_bytes=$(stat -c %s "$WORK/bundle.zip")
+"$BIN/viewer-api" verify-export "$WORK/bundle.zip" > "$WORK/verify.txt" || { cat "$WORK/verify.txt"; exit 1; }
+
+ratio=$(awk -v a="$export_secs" -v b="$ffmpeg_secs" 'BEGIN{printf "%.2f", a/b}')
+rt=$(awk -v r="$range_secs" -v a="$export_secs" 'BEGIN{printf "%.0f", r/a}')
+echo
+printf "%-46s %12s %12s\n" "export of ${range_secs} s, 1080p ${KBPS} kbit/s" "measured" "target"
+printf "%-46s %12s %12s\n" "store (sealed segments), bytes" "$store_bytes" ""
+printf "%-46s %12s %12s\n" "ffmpeg -c copy (Annex B → MP4), s" "$ffmpeg_secs" ""
+printf "%-46s %12s %12s\n" "export request → done (bundle sealed), s" "$export_secs" ""
+printf "%-46s %12s %12s\n" "export ÷ ffmpeg" "$ratio" "≤ 1.5"
+printf "%-46s %12s %12s\n" "multiple of real time" "${rt}×" "≥ 100×"
+printf "%-46s %12s %12s\n" "download (decrypt + HTTPS), s" "$download_secs" ""
+printf "%-46s %12s %12s\n" "bundle, bytes (verify-export: ok)" "$bundle_bytes" ""

@@ -1,0 +1,447 @@
+//! The export endpoints, merged into the API router by the server:
+//!
+//! * `POST /api/v1/exports` `{"cameras","from","to","case","reason"}` → 202 `{"id"}`
+//!   (police only: 403 otherwise; no case or reason → 400). Logged as `export.request`
+//!   whatever the outcome, before anything happens.
+//! * `GET /api/v1/exports/{id}[?case=REF]` → `{"id","state","progress","error"?,...}`.
+//! * `GET /api/v1/exports/{id}/download[?case=REF]` → `application/zip`, logged as
+//!   `export.download` (committed before the first byte).
+//! * `GET /api/v1/device-key` → the device's Ed25519 public key (PEM). The one route
+//!   besides login and the OpenAPI document that needs no session: it is public by
+//!   nature, and whoever checks an export must be able to compare it.
+//!
+//! An export is seen and downloaded by the police user who asked for it, or by another
+//! police user who names the same case (`?case=`); in both cases the cameras must be in
+//! the user's scope, as [`authorize`] decides for [`Action::Export`].
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::error;
+
+use super::{ExportError, Exports, Job, NewExport, State as JobState};
+use crate::api::{ApiError, Caller, Shared};
+use crate::audit::NewEntry;
+use crate::clock::{parse_rfc3339, rfc3339};
+use crate::policy::{Action, Decision, Resource, Role, authorize};
+
+const MAX_TEXT: usize = 200;
+const MAX_CAMERAS: usize = 32;
+
+pub fn router(state: Shared, exports: Arc<Exports>) -> Router {
+    Router::new()
+        .route("/api/v1/exports", post(create))
+        .route("/api/v1/exports/{id}", get(status))
+        .route("/api/v1/exports/{id}/download", get(download))
+        .route("/api/v1/device-key", get(device_key))
+        .layer(Extension(exports))
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
+fn bad(m: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, m)
+}
+
+fn forbidden(m: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, m)
+}
+
+fn internal() -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        error!(error = %e, "blocking task failed");
+        internal()
+    })
+}
+
+/// Appends to the access log; 503 when it cannot (nothing is then done or served).
+async fn log(state: &Shared, e: NewEntry) -> Result<(), ApiError> {
+    let audit = state.audit.clone();
+    match blocking(move || audit.append(e)).await? {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            error!(error = %err, "access log append failed");
+            state.metrics.audit_failures.inc();
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the access log cannot be written; nothing is served until it can",
+            ))
+        }
+    }
+}
+
+fn entry(caller: &Caller, action: &str) -> NewEntry {
+    NewEntry {
+        actor: caller.principal.name.clone(),
+        role: caller.principal.role.as_str().into(),
+        action: action.into(),
+        client: Some(caller.client.clone()),
+        ..Default::default()
+    }
+}
+
+fn check_text(name: &str, v: &Option<String>) -> Result<String, ApiError> {
+    let s = v.as_deref().map(str::trim).unwrap_or_default();
+    if s.is_empty() {
+        return Err(bad(format!("{name} is required")));
+    }
+    if s.len() > MAX_TEXT || s.chars().any(char::is_control) {
+        return Err(bad(format!(
+            "{name} must be at most {MAX_TEXT} characters, without control characters"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportReq {
+    cameras: Vec<String>,
+    from: String,
+    to: String,
+    case: Option<String>,
+    reason: Option<String>,
+}
+
+fn allow_cameras(
+    state: &Shared,
+    caller: &Caller,
+    cameras: &[String],
+    case: &str,
+    from: i64,
+    to: i64,
+) -> Result<(), ApiError> {
+    for cam in cameras {
+        let d = authorize(
+            &caller.principal,
+            Action::Export,
+            &Resource {
+                camera: Some(cam),
+                from_ms: Some(from),
+                to_ms: Some(to),
+                case: Some(case),
+                now_ms: state.clock.now_unix_ms(),
+                ..Default::default()
+            },
+        );
+        if let Decision::Deny(why) = d {
+            return Err(forbidden(why));
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    State(state): State<Shared>,
+    Extension(exports): Extension<Arc<Exports>>,
+    caller: Caller,
+    body: Result<Json<ExportReq>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let mut e = entry(&caller, "export.request");
+    let checked = async {
+        if caller.principal.role != Role::Police {
+            return Err(forbidden(format!(
+                "role {} may not export",
+                caller.principal.role
+            )));
+        }
+        let Json(req) = body.map_err(|r| match r {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/json",
+            ),
+            other => bad(format!("invalid JSON body: {}", other.body_text())),
+        })?;
+        e.camera = Some(req.cameras.join(",").chars().take(400).collect());
+        let case = check_text("case", &req.case)?;
+        e.case = Some(case.clone());
+        let reason = check_text("reason", &req.reason)?;
+        e.purpose = Some(reason.clone());
+        if req.cameras.is_empty() || req.cameras.len() > MAX_CAMERAS {
+            return Err(bad(format!("name 1 to {MAX_CAMERAS} cameras")));
+        }
+        let mut cams: Vec<String> = Vec::new();
+        for c in &req.cameras {
+            if !crate::users::valid_camera_id(c) {
+                return Err(bad("invalid camera id: use 1 to 32 of a-z, 0-9 and -"));
+            }
+            if !cams.contains(c) {
+                cams.push(c.clone());
+            }
+        }
+        let from = parse_rfc3339(&req.from).map_err(|m| bad(format!("from: {m}")))?;
+        let to = parse_rfc3339(&req.to).map_err(|m| bad(format!("to: {m}")))?;
+        e.from_ms = Some(from);
+        e.to_ms = Some(to);
+        if to <= from {
+            return Err(bad("to must be after from"));
+        }
+        if to - from > super::MAX_RANGE_MS {
+            return Err(bad("an export covers at most 24 hours"));
+        }
+        let src = state.source.clone();
+        let known = blocking(move || src.cameras()).await?.map_err(|err| {
+            error!(error = %err, "footage store error");
+            internal()
+        })?;
+        for c in &cams {
+            if !known.iter().any(|k| &k.id == c) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown camera {c}"),
+                ));
+            }
+        }
+        allow_cameras(&state, &caller, &cams, &case, from, to)?;
+        Ok(NewExport {
+            cameras: cams,
+            from_ms: from,
+            to_ms: to,
+            case,
+            reason,
+            by: caller.principal.name.clone(),
+            client: Some(caller.client.clone()),
+        })
+    }
+    .await;
+    e.outcome = match &checked {
+        Ok(_) => "allowed".into(),
+        Err(err) => format!("denied: {}", err.message),
+    };
+    log(&state, e).await?;
+    let req = checked?;
+    let ex = exports.clone();
+    match blocking(move || ex.request(&req)).await? {
+        Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()),
+        Err(ExportError::Invalid(m)) => Err(bad(m)),
+        Err(err) => {
+            error!(error = %err, "cannot queue an export");
+            Err(internal())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseQuery {
+    case: Option<String>,
+}
+
+/// The job, if this caller may see it: its owner, or police naming its case; the
+/// cameras in the caller's scope.
+async fn visible_job(
+    state: &Shared,
+    exports: &Arc<Exports>,
+    caller: &Caller,
+    id: &str,
+    q: Result<Query<CaseQuery>, QueryRejection>,
+) -> Result<Job, ApiError> {
+    if caller.principal.role != Role::Police {
+        return Err(forbidden(format!(
+            "role {} may not see exports",
+            caller.principal.role
+        )));
+    }
+    let Query(q) = q.map_err(|r| bad(format!("invalid query: {}", r.body_text())))?;
+    let ex = exports.clone();
+    let id2 = id.to_string();
+    let job = blocking(move || ex.job(&id2))
+        .await?
+        .map_err(|err| {
+            error!(error = %err, "exports database error");
+            internal()
+        })?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such export"))?;
+    let same_case = q.case.as_deref().map(str::trim) == Some(job.case.as_str());
+    if job.owner != caller.principal.name && !same_case {
+        return Err(forbidden(
+            "only the officer who asked for this export, or police naming its case (case=REF), may have it",
+        ));
+    }
+    allow_cameras(
+        state,
+        caller,
+        &job.cameras,
+        &job.case,
+        job.from_ms,
+        job.to_ms,
+    )?;
+    Ok(job)
+}
+
+async fn status(
+    State(state): State<Shared>,
+    Extension(exports): Extension<Arc<Exports>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<CaseQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let job = visible_job(&state, &exports, &caller, &id, q).await?;
+    let ex = exports.clone();
+    let st = blocking(move || ex.status(&job.id))
+        .await?
+        .map_err(|_| internal())?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such export"))?;
+    let j = &st.job;
+    if j.state == JobState::Expired {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "this export expired and was deleted",
+        ));
+    }
+    let mut v = json!({
+        "id": j.id,
+        "state": j.state.as_str(),
+        "progress": st.progress,
+        "case": j.case,
+        "reason": j.reason,
+        "cameras": j.cameras,
+        "from": rfc3339(j.from_ms),
+        "to": rfc3339(j.to_ms),
+        "requested_by": j.owner,
+        "created": rfc3339(j.created_ms),
+    });
+    if let Some(e) = &j.error {
+        v["error"] = json!(e);
+    }
+    if let Some(t) = j.expires_ms {
+        v["expires"] = json!(rfc3339(t));
+    }
+    if let Some(b) = j.bytes {
+        v["bytes"] = json!(b);
+    }
+    Ok(Json(v).into_response())
+}
+
+async fn download(
+    State(state): State<Shared>,
+    Extension(exports): Extension<Arc<Exports>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<CaseQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut e = entry(&caller, "export.download");
+    e.purpose = Some(format!(
+        "download export {}",
+        id.chars().take(40).collect::<String>()
+    ));
+    let checked = visible_job(&state, &exports, &caller, &id, q)
+        .await
+        .and_then(|job| match job.state {
+            JobState::Done => Ok(job),
+            JobState::Expired => Err(ApiError::new(
+                StatusCode::GONE,
+                "this export expired and was deleted",
+            )),
+            JobState::Failed => Err(ApiError::new(StatusCode::CONFLICT, "this export failed")),
+            _ => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "this export is not finished yet",
+            )),
+        });
+    if let Ok(job) = &checked {
+        e.camera = Some(job.cameras.join(","));
+        e.from_ms = Some(job.from_ms);
+        e.to_ms = Some(job.to_ms);
+        e.case = Some(job.case.clone());
+        e.purpose = Some(format!("download export {}: {}", job.id, job.reason));
+    }
+    e.outcome = match &checked {
+        Ok(_) => "allowed".into(),
+        Err(err) => format!("denied: {}", err.message),
+    };
+    state
+        .metrics
+        .footage_requests
+        .get_or_create(&vec![(
+            "outcome".into(),
+            if checked.is_ok() { "allowed" } else { "denied" }.into(),
+        )])
+        .inc();
+    // Committed before anything of the export is read.
+    log(&state, e).await?;
+    let job = checked?;
+    let ex = exports.clone();
+    let j2 = job.clone();
+    let mut reader = blocking(move || ex.open_bundle(&j2))
+        .await?
+        .map_err(|err| {
+            error!(error = %err, export = %job.id, "cannot open an export");
+            internal()
+        })?;
+    let len = reader.len();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let metrics = state.metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        loop {
+            match reader.next_chunk() {
+                Ok(Some(c)) => {
+                    metrics.footage_bytes.inc_by(c.len() as u64);
+                    if tx.blocking_send(Ok(Bytes::copy_from_slice(c))).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    error!(error = %err, "export download aborted");
+                    let _ = tx.blocking_send(Err(std::io::Error::other("export unreadable")));
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/zip")
+        .header(header::CONTENT_LENGTH, len)
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"ringfence-export-{}.zip\"", job.id),
+        )
+        .body(Body::from_stream(stream))
+        .map_err(|_| internal())
+}
+
+async fn device_key(Extension(exports): Extension<Arc<Exports>>) -> Result<Response, ApiError> {
+    match exports.device_key_pem() {
+        Ok(pem) => Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this device has no signing key yet (run `recorder init`)",
+        )),
+    }
+}

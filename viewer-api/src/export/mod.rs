@@ -1,0 +1,1218 @@
+//! Police exports that stand as evidence.
+//!
+//! A police officer asks for one time range (≤ 24 h) of one or more cameras, with a case
+//! reference and a reason ([`api`]). The request is logged, a legal hold
+//! (`recorder::holds`) is placed on the range so the ring buffer cannot delete what is
+//! being copied, and a background job ([`Exports::run_pending`]) copies the original
+//! frames, from the key frame at or before `from`, into one MP4 per camera with
+//! GStreamer ([`mux`]); no re-encoding. The result is a zip ([`bundle`]) with the MP4s,
+//! a manifest (device, case, officer, range, gaps, file hashes, and the recorded
+//! SHA-256 of every source segment) signed with the device's Ed25519 key, its public
+//! key, and instructions; anyone can check it with `openssl` and `sha256sum`, or with
+//! `viewer-api verify-export` ([`verify`]).
+//!
+//! Exports are personal data: the zip is kept sealed on the appliance ([`crypt`],
+//! AES-256-GCM under a per-export key wrapped by the KEK; the MP4s being built are
+//! sealed the same way, so no plaintext touches the disk), streamed decrypted to the
+//! officer who asked or another police user of the same case, and deleted after
+//! `[api] export_ttl` (default 7 days). Request, completion, every download and every
+//! expiry are written to the access log.
+
+pub mod api;
+pub mod bundle;
+pub mod crypt;
+pub mod mux;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use hardware::Kek;
+use hardware::signing::DeviceSigner;
+use recorder::catalog::{Catalog, SegmentRow};
+use recorder::footage::Footage;
+use recorder::holds::{self, HoldCameras, NewHold};
+use recorder::segment::{self, CodecParams, DataKey, SegmentError, SegmentId};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use tracing::{error, info, warn};
+
+use crate::audit::{AuditLog, NewEntry};
+use crate::clock::{Clock, rfc3339};
+use bundle::{CameraEntry, DeviceInfo, FileEntry, GapEntry, Manifest, SegmentEntry};
+use crypt::{EncReader, EncWriter, FileKey};
+use mux::{MuxFrame, Muxer};
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest range one export may cover.
+pub const MAX_RANGE_MS: i64 = 24 * 3600 * 1000;
+/// How long the hold of a job outlives its start if the job never ends (crash).
+pub const HOLD_SAFETY_MS: i64 = 48 * 3600 * 1000;
+/// How far before `from` the key frame that starts the export may lie.
+pub const LOOKBACK_MS: i64 = 60_000;
+/// A hole in the recorded spans longer than this is listed as a gap.
+const HOLE_TOLERANCE_MS: i64 = 2_000;
+pub const DB_FILE: &str = "exports.sqlite";
+pub const DIR: &str = "exports";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("exports database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("exports: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("exports: {0}")]
+    Store(String),
+}
+
+/// An export as asked for (already authorised).
+#[derive(Debug, Clone)]
+pub struct NewExport {
+    pub cameras: Vec<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub case: String,
+    pub reason: String,
+    pub by: String,
+    pub client: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Expired,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Expired => "expired",
+        }
+    }
+    fn parse(s: &str) -> State {
+        match s {
+            "queued" => State::Queued,
+            "running" => State::Running,
+            "done" => State::Done,
+            "expired" => State::Expired,
+            _ => State::Failed,
+        }
+    }
+}
+
+/// An export's row.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub owner: String,
+    pub case: String,
+    pub reason: String,
+    pub cameras: Vec<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub state: State,
+    pub error: Option<String>,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub expires_ms: Option<i64>,
+    pub hold_id: Option<i64>,
+    pub bytes: Option<u64>,
+    pub client: Option<String>,
+}
+
+/// Where the job is, for `GET /exports/{id}`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub job: Job,
+    pub progress: f64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS exports (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    case_ref TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    cameras TEXT NOT NULL,
+    from_ms INTEGER NOT NULL,
+    to_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT,
+    created_ms INTEGER NOT NULL,
+    finished_ms INTEGER,
+    expires_ms INTEGER,
+    hold_id INTEGER,
+    wrapped_key BLOB,
+    bytes INTEGER,
+    manifest_sha256 TEXT,
+    client TEXT,
+    deleted_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS exports_by_state ON exports (state, expires_ms);
+";
+
+const COLUMNS: &str = "id, owner, case_ref, reason, cameras, from_ms, to_ms, state, error, \
+                       created_ms, finished_ms, expires_ms, hold_id, bytes, client";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        case: r.get(2)?,
+        reason: r.get(3)?,
+        cameras: r
+            .get::<_, String>(4)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        from_ms: r.get(5)?,
+        to_ms: r.get(6)?,
+        state: State::parse(&r.get::<_, String>(7)?),
+        error: r.get(8)?,
+        created_ms: r.get(9)?,
+        finished_ms: r.get(10)?,
+        expires_ms: r.get(11)?,
+        hold_id: r.get(12)?,
+        bytes: r.get::<_, Option<i64>>(13)?.map(|b| b as u64),
+        client: r.get(14)?,
+    })
+}
+
+fn parse_id(id: &str) -> Option<[u8; 16]> {
+    if id.len() != 32 {
+        return None;
+    }
+    let v = hex::decode(id).ok()?;
+    v.try_into().ok()
+}
+
+/// Test hook, run after each source segment a job has read.
+pub type SegmentHook = Box<dyn Fn(&SegmentRow) + Send + Sync>;
+
+/// The export service: the jobs table, the worker, downloads and expiry.
+pub struct Exports {
+    store: PathBuf,
+    dir: PathBuf,
+    footage: Footage,
+    kek: Kek,
+    signer: Result<Arc<dyn DeviceSigner>, String>,
+    audit: Arc<AuditLog>,
+    clock: Arc<dyn Clock>,
+    db: Mutex<Connection>,
+    ttl_ms: i64,
+    progress: Mutex<HashMap<String, f64>>,
+    wake: (Mutex<bool>, Condvar),
+    #[doc(hidden)]
+    pub after_segment: Mutex<Option<SegmentHook>>,
+}
+
+impl std::fmt::Debug for Exports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exports")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything an export service is made of.
+pub struct Parts {
+    /// The recorder's store (catalog, segments); exports live in `<store>/exports`.
+    pub store: PathBuf,
+    pub kek: Kek,
+    pub signer: Result<Arc<dyn DeviceSigner>, String>,
+    pub audit: Arc<AuditLog>,
+    pub clock: Arc<dyn Clock>,
+    pub ttl: Duration,
+}
+
+impl Exports {
+    /// Opens the service; jobs a restart interrupted are marked failed (and their
+    /// holds released), leftovers removed.
+    pub fn open(p: Parts) -> Result<Arc<Exports>, ExportError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = p.store.join(DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let conn = Connection::open(p.store.join(DB_FILE))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        let e = Arc::new(Exports {
+            footage: Footage::new(p.store.clone(), p.kek.clone()),
+            store: p.store,
+            dir,
+            kek: p.kek,
+            signer: p.signer,
+            audit: p.audit,
+            clock: p.clock,
+            db: Mutex::new(conn),
+            ttl_ms: p.ttl.as_millis() as i64,
+            progress: Mutex::new(HashMap::new()),
+            wake: (Mutex::new(false), Condvar::new()),
+            after_segment: Mutex::new(None),
+        });
+        e.recover()?;
+        Ok(e)
+    }
+
+    /// From the shared configuration: the store, its KEK, the device signing key.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        audit: Arc<AuditLog>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<Exports>> {
+        use hardware::signing::SigningKeyProvider;
+        let config = &settings.recorder;
+        let kek = recorder::store::load_kek(config, &recorder::store::key_provider(config))?;
+        let signer = recorder::store::signing_key_provider(config)
+            .load()
+            .map(Arc::from)
+            .map_err(|e| e.to_string());
+        if let Err(e) = &signer {
+            warn!(error = %e, "no device signing key: exports are unavailable until `recorder init` makes one");
+        }
+        Ok(Exports::open(Parts {
+            store: settings.store().to_path_buf(),
+            kek,
+            signer,
+            audit,
+            clock,
+            ttl: settings.api.export_ttl(),
+        })?)
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The device's public key as PEM, if the device has a signing key.
+    pub fn device_key_pem(&self) -> Result<String, String> {
+        let s = self.signer.as_ref().map_err(Clone::clone)?;
+        Ok(hardware::signing::public_key_pem(&s.public_key()))
+    }
+
+    fn spool_path(&self, id: &str, n: usize) -> PathBuf {
+        self.dir.join(format!("{id}.{n}.spool"))
+    }
+
+    fn bundle_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.rfx"))
+    }
+
+    fn log(&self, e: NewEntry) {
+        if let Err(err) = self.audit.append(e) {
+            error!(error = %err, "cannot write an export entry to the access log");
+        }
+    }
+
+    fn job_entry(job: &Job, action: &str, outcome: String) -> NewEntry {
+        NewEntry {
+            actor: job.owner.clone(),
+            role: "police".into(),
+            action: action.into(),
+            camera: Some(job.cameras.join(",")),
+            from_ms: Some(job.from_ms),
+            to_ms: Some(job.to_ms),
+            purpose: Some(format!("export {}: {}", job.id, job.reason)),
+            case: Some(job.case.clone()),
+            client: job.client.clone(),
+            outcome,
+        }
+    }
+
+    fn release_hold(&self, job: &Job) {
+        let Some(hold) = job.hold_id else { return };
+        let r = Catalog::open(&self.store)
+            .map_err(|e| e.to_string())
+            .and_then(|cat| {
+                match holds::release(
+                    &cat,
+                    hold,
+                    &format!("export {}", job.id),
+                    self.clock.now_unix_ms(),
+                ) {
+                    Ok(()) | Err(holds::HoldError::AlreadyReleased { .. }) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            });
+        if let Err(e) = r {
+            error!(export = %job.id, hold, error = %e, "cannot release an export's hold; it expires by itself");
+        }
+    }
+
+    fn recover(&self) -> Result<(), ExportError> {
+        let stale: Vec<Job> = {
+            let db = self.db();
+            let mut st = db.prepare(&format!(
+                "SELECT {COLUMNS} FROM exports WHERE state IN ('queued','running')"
+            ))?;
+            st.query_map([], job_row)?.collect::<Result<_, _>>()?
+        };
+        for job in stale {
+            warn!(export = %job.id, "export interrupted by a restart; marked failed");
+            self.fail(&job, "interrupted: the service restarted");
+        }
+        // Spools and bundles no row claims are garbage.
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.split('.').next().unwrap_or_default().to_string();
+                let keep = name.ends_with(".rfx")
+                    && self
+                        .job(&id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|j| j.state == State::Done);
+                if !keep {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&self, job: &Job, why: &str) {
+        let now = self.clock.now_unix_ms();
+        let r = self.db().execute(
+            "UPDATE exports SET state='failed', error=?2, finished_ms=?3, wrapped_key=NULL WHERE id=?1",
+            params![job.id, why, now],
+        );
+        if let Err(e) = r {
+            error!(export = %job.id, error = %e, "cannot mark an export failed");
+        }
+        for n in 0..=job.cameras.len() * 8 {
+            let _ = std::fs::remove_file(self.spool_path(&job.id, n));
+        }
+        let _ = std::fs::remove_file(self.bundle_path(&job.id));
+        self.release_hold(job);
+        self.log(Self::job_entry(
+            job,
+            "export.failed",
+            format!("allowed; failed: {why}"),
+        ));
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job.id);
+    }
+
+    /// Validates and queues an export, placing its hold. The caller has authorised
+    /// and logged the request. Returns the export id.
+    pub fn request(&self, req: &NewExport) -> Result<String, ExportError> {
+        let now = self.clock.now_unix_ms();
+        if self.signer.is_err() {
+            return Err(ExportError::Store(
+                "this device has no signing key yet (run `recorder init`)".into(),
+            ));
+        }
+        if req.cameras.is_empty() {
+            return Err(ExportError::Invalid("name at least one camera".into()));
+        }
+        if req.from_ms >= req.to_ms {
+            return Err(ExportError::Invalid("from must be earlier than to".into()));
+        }
+        if req.to_ms - req.from_ms > MAX_RANGE_MS {
+            return Err(ExportError::Invalid(
+                "an export covers at most 24 hours".into(),
+            ));
+        }
+        let id = hex::encode(SegmentId::random().0);
+        let cat = Catalog::open(&self.store).map_err(|e| ExportError::Store(e.to_string()))?;
+        let hold = holds::add(
+            &cat,
+            &NewHold {
+                cameras: HoldCameras::Some(req.cameras.clone()),
+                from_unix_ms: req.from_ms - LOOKBACK_MS,
+                to_unix_ms: req.to_ms,
+                case_ref: req.case.clone(),
+                placed_by: req.by.clone(),
+                until_unix_ms: Some(now + HOLD_SAFETY_MS),
+            },
+            now,
+        )
+        .map_err(|e| match e {
+            holds::HoldError::Invalid(m) => ExportError::Invalid(m),
+            e => ExportError::Store(e.to_string()),
+        })?;
+        let r = self.db().execute(
+            "INSERT INTO exports(id, owner, case_ref, reason, cameras, from_ms, to_ms, state,
+                                 created_ms, hold_id, client)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)",
+            params![
+                id,
+                req.by,
+                req.case,
+                req.reason,
+                req.cameras.join(","),
+                req.from_ms,
+                req.to_ms,
+                now,
+                hold,
+                req.client
+            ],
+        );
+        if let Err(e) = r {
+            let _ = holds::release(&cat, hold, "export request failed", now);
+            return Err(e.into());
+        }
+        info!(export = %id, by = %req.by, case = %req.case, cameras = %req.cameras.join(","), "export queued");
+        let (m, cv) = &self.wake;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        Ok(id)
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<Job>, ExportError> {
+        if parse_id(id).is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .db()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM exports WHERE id=?1"),
+                [id],
+                job_row,
+            )
+            .optional()?)
+    }
+
+    pub fn status(&self, id: &str) -> Result<Option<Status>, ExportError> {
+        let Some(job) = self.job(id)? else {
+            return Ok(None);
+        };
+        let progress = match job.state {
+            State::Done => 1.0,
+            State::Queued => 0.0,
+            _ => self
+                .progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+                .copied()
+                .unwrap_or(0.0),
+        };
+        Ok(Some(Status { job, progress }))
+    }
+
+    fn set_progress(&self, id: &str, p: f64) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), p.clamp(0.0, 1.0));
+    }
+
+    /// Runs every queued job, oldest first; returns how many ran.
+    pub fn run_pending(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let next: Option<Job> = {
+                let db = self.db();
+                let r = db
+                    .query_row(
+                        &format!(
+                            "SELECT {COLUMNS} FROM exports WHERE state='queued' ORDER BY created_ms, rowid LIMIT 1"
+                        ),
+                        [],
+                        job_row,
+                    )
+                    .optional();
+                match r {
+                    Ok(Some(j)) => {
+                        if let Err(e) =
+                            db.execute("UPDATE exports SET state='running' WHERE id=?1", [&j.id])
+                        {
+                            error!(error = %e, "cannot start an export");
+                            return n;
+                        }
+                        Some(j)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        error!(error = %e, "cannot read the export queue");
+                        None
+                    }
+                }
+            };
+            let Some(job) = next else { return n };
+            n += 1;
+            self.set_progress(&job.id, 0.0);
+            let started = std::time::Instant::now();
+            match self.run_job(&job) {
+                Ok(done) => {
+                    let now = self.clock.now_unix_ms();
+                    let expires = now + self.ttl_ms;
+                    let r = self.db().execute(
+                        "UPDATE exports SET state='done', finished_ms=?2, expires_ms=?3,
+                                wrapped_key=?4, bytes=?5, manifest_sha256=?6 WHERE id=?1",
+                        params![
+                            job.id,
+                            now,
+                            expires,
+                            done.wrapped_key,
+                            done.bytes as i64,
+                            done.manifest_sha256
+                        ],
+                    );
+                    match r {
+                        Ok(_) => {
+                            self.release_hold(&job);
+                            self.log(Self::job_entry(
+                                &job,
+                                "export.done",
+                                format!(
+                                    "allowed; done: {} bytes, {} frames, manifest sha256 {}; expires {}",
+                                    done.bytes,
+                                    done.frames,
+                                    done.manifest_sha256,
+                                    rfc3339(expires)
+                                ),
+                            ));
+                            info!(export = %job.id, bytes = done.bytes, frames = done.frames,
+                                  secs = started.elapsed().as_secs_f64(), "export done");
+                        }
+                        Err(e) => self.fail(&job, &format!("cannot record the result: {e}")),
+                    }
+                }
+                Err(why) => {
+                    warn!(export = %job.id, error = %why, "export failed");
+                    self.fail(&job, &why);
+                }
+            }
+            self.progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&job.id);
+        }
+    }
+
+    /// Deletes finished exports whose time is up (and failed ones' leftovers),
+    /// journaling each in the access log. Returns how many expired.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now_unix_ms();
+        let due: Vec<Job> = {
+            let db = self.db();
+            let r = db
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM exports WHERE state='done' AND expires_ms <= ?1"
+                ))
+                .and_then(|mut st| st.query_map([now], job_row)?.collect());
+            match r {
+                Ok(v) => v,
+                Err(e) => {
+                    error!(error = %e, "cannot list expired exports");
+                    return 0;
+                }
+            }
+        };
+        let mut n = 0;
+        for job in due {
+            // Journal first: a deletion is never without its entry.
+            let entry = NewEntry {
+                actor: "system".into(),
+                role: "system".into(),
+                client: None,
+                ..Self::job_entry(
+                    &job,
+                    "export.expire",
+                    format!(
+                        "allowed; deleted: export_ttl reached ({})",
+                        job.expires_ms.map(rfc3339).unwrap_or_default()
+                    ),
+                )
+            };
+            if let Err(e) = self.audit.append(entry) {
+                error!(error = %e, "cannot journal an export expiry; it stays until the log can be written");
+                return n;
+            }
+            let r = self.db().execute(
+                "UPDATE exports SET state='expired', wrapped_key=NULL, deleted_ms=?2 WHERE id=?1",
+                params![job.id, now],
+            );
+            if let Err(e) = r {
+                error!(error = %e, "cannot mark an export expired");
+                continue;
+            }
+            let _ = std::fs::remove_file(self.bundle_path(&job.id));
+            let _ = recorder::store::sync_dir(&self.dir);
+            info!(export = %job.id, "export expired and deleted");
+            n += 1;
+        }
+        n
+    }
+
+    /// Starts the background worker: runs queued jobs, expires old exports (at least
+    /// every minute).
+    pub fn spawn_worker(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+        let me = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("exports".into())
+            .spawn(move || {
+                loop {
+                    let Some(e) = me.upgrade() else { return };
+                    e.run_pending();
+                    e.sweep();
+                    let (m, cv) = &e.wake;
+                    let mut woken = m.lock().unwrap_or_else(|p| p.into_inner());
+                    if !*woken {
+                        woken = cv
+                            .wait_timeout(woken, Duration::from_secs(30))
+                            .map(|(g, _)| g)
+                            .unwrap_or_else(|p| p.into_inner().0);
+                    }
+                    *woken = false;
+                }
+            })
+            .expect("spawn the export worker")
+    }
+
+    /// Opens a finished export for download: the decrypting reader and its length.
+    pub fn open_bundle(&self, job: &Job) -> Result<EncReader, ExportError> {
+        let wrapped: Option<Vec<u8>> = self.db().query_row(
+            "SELECT wrapped_key FROM exports WHERE id=?1 AND state='done'",
+            [&job.id],
+            |r| r.get(0),
+        )?;
+        let wrapped = wrapped.ok_or_else(|| ExportError::Store("export has no key".into()))?;
+        let fid = parse_id(&job.id).ok_or_else(|| ExportError::Store("bad id".into()))?;
+        let key = segment::unwrap_key(self.kek.as_bytes(), SegmentId(fid), &wrapped)
+            .map_err(|e| ExportError::Store(e.to_string()))?;
+        Ok(EncReader::open(
+            &self.bundle_path(&job.id),
+            &FileKey(zeroize::Zeroizing::new(*key.as_bytes())),
+            fid,
+        )?)
+    }
+
+    // ---------------------------------------------------------------------------------
+    // the job
+
+    fn run_job(&self, job: &Job) -> Result<Done, String> {
+        let signer = self.signer.as_ref().map_err(Clone::clone)?.clone();
+        let names: HashMap<String, String> = self
+            .footage
+            .cameras()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| (c.id, c.name))
+            .collect();
+        // Plan: the segments of every camera, for progress.
+        let mut plan = Vec::new();
+        let mut total = 0u64;
+        for cam in &job.cameras {
+            let rows = self
+                .footage
+                .segments(cam, job.from_ms - LOOKBACK_MS, job.to_ms)
+                .map_err(|e| e.to_string())?;
+            total += rows.iter().map(|r| r.bytes.max(1)).sum::<u64>();
+            plan.push((cam.clone(), rows));
+        }
+        let mut done_bytes = 0u64;
+        let mut spools: Vec<Spool> = Vec::new();
+        let mut cameras = Vec::new();
+        let mut segments = Vec::new();
+        let mut gaps = Vec::new();
+        let r = (|| -> Result<(), String> {
+            for (cam, rows) in &plan {
+                let out = self.export_camera(job, cam, rows, &mut spools, &mut |b| {
+                    done_bytes += b;
+                    self.set_progress(&job.id, 0.9 * done_bytes as f64 / total.max(1) as f64);
+                })?;
+                let name = names.get(cam).cloned().unwrap_or_else(|| cam.clone());
+                cameras.push(CameraEntry {
+                    id: cam.clone(),
+                    name,
+                    codec: out.params.as_ref().map(|p| p.codec.as_str().to_string()),
+                    width: out.params.as_ref().map(|p| p.width),
+                    height: out.params.as_ref().map(|p| p.height),
+                    files: out.files,
+                    frames: out.frames,
+                    first_frame: out.first_ms.map(rfc3339),
+                    last_frame: out.last_ms.map(rfc3339),
+                });
+                segments.extend(out.segments);
+                gaps.extend(self.gaps(cam, rows, job)?);
+            }
+            Ok(())
+        })();
+        let result = r.and_then(|()| {
+            self.build_bundle(job, signer.as_ref(), &spools, cameras, gaps, segments)
+        });
+        for s in &spools {
+            let _ = std::fs::remove_file(&s.path);
+        }
+        result
+    }
+
+    /// Catalog gaps in the range, and holes where nothing was recorded at all.
+    fn gaps(&self, cam: &str, rows: &[SegmentRow], job: &Job) -> Result<Vec<GapEntry>, String> {
+        let catalog_gaps = self
+            .footage
+            .gaps(cam, job.from_ms, job.to_ms)
+            .map_err(|e| e.to_string())?;
+        let mut out: Vec<GapEntry> = catalog_gaps
+            .iter()
+            .map(|g| GapEntry {
+                camera: cam.to_string(),
+                from: rfc3339(g.from_unix_ms.max(job.from_ms)),
+                to: g.to_unix_ms.map(|t| rfc3339(t.min(job.to_ms))),
+                reason: g.reason.clone(),
+            })
+            .collect();
+        let now = self.clock.now_unix_ms();
+        let mut spans: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|r| {
+                let end = if r.open { now } else { r.end_unix_ms };
+                (r.start_unix_ms, end.max(r.start_unix_ms))
+            })
+            .collect();
+        spans.sort();
+        let mut holes = Vec::new();
+        let mut covered_to = job.from_ms;
+        for (s, e) in spans {
+            if s > covered_to + HOLE_TOLERANCE_MS {
+                holes.push((covered_to, s.min(job.to_ms)));
+            }
+            covered_to = covered_to.max(e);
+            if covered_to >= job.to_ms {
+                break;
+            }
+        }
+        if covered_to + HOLE_TOLERANCE_MS < job.to_ms {
+            holes.push((covered_to, job.to_ms));
+        }
+        for (f, t) in holes {
+            if f >= t {
+                continue;
+            }
+            let explained = catalog_gaps.iter().any(|g| {
+                g.from_unix_ms <= f + HOLE_TOLERANCE_MS
+                    && g.to_unix_ms.is_none_or(|gt| gt + HOLE_TOLERANCE_MS >= t)
+            });
+            if !explained {
+                out.push(GapEntry {
+                    camera: cam.to_string(),
+                    from: rfc3339(f),
+                    to: Some(rfc3339(t)),
+                    reason: "no footage stored".into(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn new_spool(
+        &self,
+        job: &Job,
+        spools: &mut Vec<Spool>,
+        name: String,
+    ) -> Result<EncWriter, String> {
+        let n = spools.len();
+        let path = self.spool_path(&job.id, n);
+        let key = FileKey::random();
+        let file_id = SegmentId::random().0;
+        let w = EncWriter::create(&path, &key, file_id).map_err(|e| format!("spool: {e}"))?;
+        spools.push(Spool {
+            name,
+            path,
+            key,
+            file_id,
+        });
+        Ok(w)
+    }
+
+    fn export_camera(
+        &self,
+        job: &Job,
+        cam: &str,
+        rows: &[SegmentRow],
+        spools: &mut Vec<Spool>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<CameraOut, String> {
+        let mut out = CameraOut::default();
+        let mut sel = Selector::new(job.from_ms, job.to_ms);
+        let mut part: Option<PartState> = None;
+        let mut used = vec![false; rows.len()];
+        let emit = |f: Sel,
+                    part: &mut Option<PartState>,
+                    out: &mut CameraOut,
+                    spools: &mut Vec<Spool>|
+         -> Result<(), String> {
+            if part.as_ref().is_some_and(|p| *p.params != *f.params) {
+                let p = part.take().expect("checked");
+                p.finish()?;
+            }
+            if part.is_none() {
+                let name = if out.files.is_empty() {
+                    format!("{cam}.mp4")
+                } else {
+                    format!("{cam}-part{}.mp4", out.files.len() + 1)
+                };
+                let w = self.new_spool(job, spools, name.clone())?;
+                let title = format!("{cam} from {}", rfc3339(f.t_ms));
+                let m = Muxer::start(&f.params, f.t_ms, &title, w).map_err(|e| e.to_string())?;
+                out.files.push(name);
+                out.params.get_or_insert_with(|| (*f.params).clone());
+                *part = Some(PartState {
+                    muxer: m,
+                    params: f.params.clone(),
+                    base_ms: f.t_ms,
+                    run_base_ns: 0,
+                    run_base_pts: f.pts,
+                    last_ns: None,
+                    last_pts: f.pts,
+                });
+            }
+            let p = part.as_mut().expect("just made");
+            let t_ns = p.place(f.pts, f.t_ms);
+            out.frames += 1;
+            out.first_ms.get_or_insert(f.t_ms);
+            out.last_ms = Some(f.t_ms);
+            p.muxer
+                .push(MuxFrame {
+                    t_ns,
+                    key: f.key,
+                    data: f.data,
+                })
+                .map_err(|e| e.to_string())
+        };
+        'rows: for (i, row) in rows.iter().enumerate() {
+            let mut reader = self
+                .footage
+                .open_segment(row)
+                .map_err(|e| format!("camera {cam}: {e}"))?;
+            let params = Arc::new(reader.params().clone());
+            loop {
+                let gop = match reader.next_gop() {
+                    Ok(Some(g)) => g,
+                    Ok(None) | Err(SegmentError::Cut { .. }) => break,
+                    Err(e) => return Err(format!("camera {cam}: segment {}: {e}", row.id)),
+                };
+                let Some(first_pts) = gop.frames.first().map(|f| f.pts_90k) else {
+                    continue;
+                };
+                for f in gop.frames {
+                    let t_ms = gop.start_unix_ms + (f.pts_90k - first_pts) / 90;
+                    let s = Sel {
+                        params: params.clone(),
+                        seg: i,
+                        t_ms,
+                        pts: f.pts_90k,
+                        key: f.key,
+                        data: f.data,
+                    };
+                    match sel.offer(s) {
+                        Offer::Stop => {
+                            progress(row.bytes.max(1));
+                            break 'rows;
+                        }
+                        Offer::Emit(v) => {
+                            for s in v {
+                                used[s.seg] = true;
+                                emit(s, &mut part, &mut out, spools)?;
+                            }
+                        }
+                        Offer::Held => {}
+                    }
+                }
+            }
+            progress(row.bytes.max(1));
+            if let Some(h) = self
+                .after_segment
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                h(row);
+            }
+        }
+        if let Some(p) = part.take() {
+            p.finish()?;
+        }
+        for (row, u) in rows.iter().zip(&used) {
+            if *u {
+                out.segments.push(SegmentEntry {
+                    camera: cam.to_string(),
+                    id: row.id.to_string(),
+                    start: rfc3339(row.start_unix_ms),
+                    end: rfc3339(row.end_unix_ms),
+                    bytes: row.bytes,
+                    sha256: row.sha256.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn build_bundle(
+        &self,
+        job: &Job,
+        signer: &dyn DeviceSigner,
+        spools: &[Spool],
+        cameras: Vec<CameraEntry>,
+        gaps: Vec<GapEntry>,
+        segments: Vec<SegmentEntry>,
+    ) -> Result<Done, String> {
+        let io = |e: std::io::Error| format!("bundle: {e}");
+        let ze = |e: zip::result::ZipError| format!("bundle: {e}");
+        let now = self.clock.now_unix_ms();
+        let file_id = parse_id(&job.id).ok_or("bad export id")?;
+        let key = FileKey::random();
+        let path = self.bundle_path(&job.id);
+        let _ = std::fs::remove_file(&path);
+        let w = EncWriter::create(&path, &key, file_id).map_err(io)?;
+        let mut zip = zip::ZipWriter::new(w);
+        let mtime = zip_time(now);
+        let opts = |big: bool| {
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .last_modified_time(mtime)
+                .unix_permissions(0o644)
+                .large_file(big)
+        };
+        let mut files = Vec::new();
+        let total: u64 = spools
+            .iter()
+            .map(|s| std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        let mut copied = 0u64;
+        let mut frames = 0u64;
+        for s in spools {
+            let mut r = EncReader::open(&s.path, &s.key, s.file_id).map_err(io)?;
+            let len = r.len();
+            zip.start_file(s.name.as_str(), opts(len >= 0xFFFF_0000))
+                .map_err(ze)?;
+            let mut h = Sha256::new();
+            while let Some(chunk) = r.next_chunk().map_err(io)? {
+                h.update(chunk);
+                zip.write_all(chunk).map_err(io)?;
+                copied += chunk.len() as u64;
+                self.set_progress(&job.id, 0.9 + 0.1 * copied as f64 / total.max(1) as f64);
+            }
+            files.push(FileEntry {
+                name: s.name.clone(),
+                sha256: hex::encode(h.finalize()),
+                bytes: len,
+            });
+        }
+        for c in &cameras {
+            frames += c.frames;
+        }
+        let pk = signer.public_key();
+        let manifest = Manifest {
+            format: bundle::FORMAT.into(),
+            format_version: bundle::FORMAT_VERSION,
+            export_id: job.id.clone(),
+            device: DeviceInfo::from_public_key(&pk),
+            case: job.case.clone(),
+            reason: job.reason.clone(),
+            exported_by: job.owner.clone(),
+            exported_at: rfc3339(now),
+            from: rfc3339(job.from_ms),
+            to: rfc3339(job.to_ms),
+            cameras,
+            gaps,
+            files,
+            segments,
+        };
+        let mbytes = bundle::manifest_bytes(&manifest);
+        let sig = signer.sign(&mbytes);
+        let small: [(&str, Vec<u8>); 4] = [
+            (bundle::MANIFEST, mbytes.clone()),
+            (bundle::SIGNATURE, sig.to_vec()),
+            (
+                bundle::PUBLIC_KEY,
+                hardware::signing::public_key_pem(&pk).into_bytes(),
+            ),
+            (bundle::README, bundle::verify_text(&manifest).into_bytes()),
+        ];
+        for (name, data) in small {
+            zip.start_file(name, opts(false)).map_err(ze)?;
+            zip.write_all(&data).map_err(io)?;
+        }
+        let w = zip.finish().map_err(ze)?;
+        let bytes = w.finish().map_err(io)?;
+        let _ = recorder::store::sync_dir(&self.dir);
+        let wrapped = segment::wrap_key(
+            self.kek.as_bytes(),
+            SegmentId(file_id),
+            &DataKey::from_bytes(*key.0),
+        );
+        Ok(Done {
+            wrapped_key: wrapped,
+            bytes,
+            frames,
+            manifest_sha256: hex::encode(Sha256::digest(&mbytes)),
+        })
+    }
+}
+
+fn zip_time(unix_ms: i64) -> zip::DateTime {
+    use chrono::{Datelike, Timelike};
+    chrono::DateTime::from_timestamp_millis(unix_ms)
+        .and_then(|t| {
+            zip::DateTime::from_date_and_time(
+                t.year().clamp(1980, 2107) as u16,
+                t.month() as u8,
+                t.day() as u8,
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+            )
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+struct Done {
+    wrapped_key: Vec<u8>,
+    bytes: u64,
+    frames: u64,
+    manifest_sha256: String,
+}
+
+struct Spool {
+    name: String,
+    path: PathBuf,
+    key: FileKey,
+    file_id: [u8; 16],
+}
+
+#[derive(Default)]
+struct CameraOut {
+    files: Vec<String>,
+    params: Option<CodecParams>,
+    frames: u64,
+    first_ms: Option<i64>,
+    last_ms: Option<i64>,
+    segments: Vec<SegmentEntry>,
+}
+
+/// One MP4 being written, and its timeline.
+struct PartState {
+    muxer: Muxer<EncWriter>,
+    params: Arc<CodecParams>,
+    base_ms: i64,
+    run_base_ns: u64,
+    run_base_pts: i64,
+    last_ns: Option<u64>,
+    last_pts: i64,
+}
+
+impl PartState {
+    /// The frame's time in the file: media time (90 kHz) while it runs on, wall
+    /// time across a discontinuity (a gap, a reconnection), so the file's timeline
+    /// is the recording's.
+    fn place(&mut self, pts: i64, t_ms: i64) -> u64 {
+        let wall_ns = ((t_ms - self.base_ms).max(0) as u64) * 1_000_000;
+        let Some(last) = self.last_ns else {
+            self.last_ns = Some(0);
+            self.last_pts = pts;
+            self.run_base_pts = pts;
+            self.run_base_ns = 0;
+            return 0;
+        };
+        let step = pts - self.last_pts;
+        let by_pts = (step > 0 && step <= 5 * 90_000)
+            .then(|| self.run_base_ns + ((pts - self.run_base_pts) as u64) * 100_000 / 9);
+        let t = match by_pts {
+            Some(t) if t.abs_diff(wall_ns) <= 1_500_000_000 => t,
+            _ => {
+                let t = wall_ns.max(last + 1_000_000);
+                self.run_base_ns = t;
+                self.run_base_pts = pts;
+                t
+            }
+        };
+        let t = t.max(last + 1);
+        self.last_ns = Some(t);
+        self.last_pts = pts;
+        t
+    }
+
+    fn finish(self) -> Result<(), String> {
+        let (w, _) = self.muxer.finish().map_err(|e| e.to_string())?;
+        w.finish().map_err(|e| format!("spool: {e}"))?;
+        Ok(())
+    }
+}
+
+/// A frame offered to the selector.
+struct Sel {
+    params: Arc<CodecParams>,
+    seg: usize,
+    t_ms: i64,
+    pts: i64,
+    key: bool,
+    data: Vec<u8>,
+}
+
+enum Offer {
+    Held,
+    Emit(Vec<Sel>),
+    Stop,
+}
+
+/// Picks the frames of `[from, to)`: from the key frame at or before `from` (or the
+/// first key frame after it), to the last frame before `to`.
+struct Selector {
+    from: i64,
+    to: i64,
+    started: bool,
+    pending: Vec<Sel>,
+}
+
+impl Selector {
+    fn new(from: i64, to: i64) -> Self {
+        Selector {
+            from,
+            to,
+            started: false,
+            pending: Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, f: Sel) -> Offer {
+        if f.t_ms >= self.to {
+            return Offer::Stop;
+        }
+        if self.started {
+            return Offer::Emit(vec![f]);
+        }
+        if f.t_ms < self.from || (f.key && f.t_ms <= self.from) {
+            if f.key {
+                self.pending.clear();
+                self.pending.push(f);
+            } else if !self.pending.is_empty() {
+                self.pending.push(f);
+            }
+            return Offer::Held;
+        }
+        // At or after `from`.
+        if self.pending.is_empty() && !f.key {
+            return Offer::Held; // no key frame yet: wait for one
+        }
+        self.started = true;
+        let mut v = std::mem::take(&mut self.pending);
+        v.push(f);
+        Offer::Emit(v)
+    }
+}

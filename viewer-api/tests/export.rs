@@ -1,0 +1,827 @@
+//! Exports in-process: a real store (the recorder's segment writer and catalog, frames
+//! encoded by ffmpeg), the real API router, a manual clock. The bundle is checked with
+//! `openssl`, `sha256sum`, `ffprobe`/`ffmpeg` and `verify-export`'s checker; tampering,
+//! gaps, retention during a job, roles, the access log and expiry.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use hardware::signing::{DeviceSigner, MemorySigner, SigningKeyProvider};
+use recorder::catalog::{self, Catalog, ClosedSegment};
+use recorder::config::Config;
+use recorder::footage::Footage;
+use recorder::segment::{self, Codec, CodecParams, DataKey, Frame, Gop, SegmentId, SegmentWriter};
+use viewer_api::api::AppState;
+use viewer_api::audit::{AuditLog, Filter};
+use viewer_api::clock::{ManualClock, rfc3339};
+use viewer_api::export::bundle::Manifest;
+use viewer_api::export::{self, Exports, Parts};
+use viewer_api::metrics::Metrics;
+use viewer_api::policy::Role;
+use viewer_api::testdata::{TestFrame, check_with_ffmpeg};
+use viewer_api::throttle::Throttle;
+use viewer_api::users::UserDb;
+
+/// 2026-01-01T00:00:00Z: recording starts here.
+const T0: i64 = 1_767_225_600_000;
+const NOW: i64 = T0 + 3_600_000;
+const PW: &str = "password-123";
+const FPS: i64 = 25;
+/// gate is offline from T0+20 s to T0+26 s.
+const GAP: (i64, i64) = (T0 + 20_000, T0 + 26_000);
+
+type Clip = (Vec<u8>, Vec<TestFrame>);
+
+fn clips() -> &'static (Clip, Clip) {
+    static C: OnceLock<(Clip, Clip)> = OnceLock::new();
+    C.get_or_init(|| {
+        (
+            viewer_api::testdata::h264_frames(4, FPS as u32, FPS as u32).expect("ffmpeg h264"),
+            viewer_api::testdata::h265_frames(4, FPS as u32, FPS as u32).expect("ffmpeg h265"),
+        )
+    })
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    store: PathBuf,
+    config: Config,
+    clock: Arc<ManualClock>,
+    app: axum::Router,
+    audit: Arc<AuditLog>,
+    exports: Arc<Exports>,
+}
+
+/// Writes `camera`'s footage from `from` to `to` (wall ms) in 2 s segments.
+fn record(cfg: &Config, cat: &Catalog, camera: &str, codec: Codec, from: i64, to: i64) {
+    let kek = recorder::store::load_kek(cfg, &recorder::store::key_provider(cfg)).unwrap();
+    let ((avcc, f264), (hvcc, f265)) = clips();
+    let (extra, frames) = match codec {
+        Codec::H264 => (avcc, f264),
+        Codec::H265 => (hvcc, f265),
+    };
+    let params = CodecParams {
+        codec,
+        extra_data: extra.clone(),
+        width: 320,
+        height: 240,
+        rfc6381: String::new(),
+    };
+    let dur = 90_000 / FPS;
+    let total = (to - from) * FPS / 1000;
+    let unix = |n: i64| from + n * 1000 / FPS;
+    let mut n = 0i64;
+    while n < total {
+        let id = SegmentId::random();
+        let key = DataKey::random();
+        let start = unix(n);
+        cat.insert_open_segment(
+            id,
+            camera,
+            codec,
+            start,
+            n * dur,
+            &segment::wrap_key(kek.as_bytes(), id, &key),
+        )
+        .unwrap();
+        let path = catalog::segment_path(&cfg.storage.path, camera, id);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut w = SegmentWriter::create(&path, id, camera, &key, &params, start).unwrap();
+        let first = n;
+        while n < total && n - first < 2 * FPS {
+            let mut gop = Gop {
+                start_unix_ms: unix(n),
+                frames: vec![],
+            };
+            loop {
+                let f = &frames[n as usize % frames.len()];
+                gop.frames.push(Frame {
+                    pts_90k: n * dur,
+                    key: f.key,
+                    data: f.data.clone(),
+                });
+                n += 1;
+                if n >= total || frames[n as usize % frames.len()].key {
+                    break;
+                }
+            }
+            w.append_gop(&gop).unwrap();
+        }
+        let fin = w.finish().unwrap();
+        cat.close_segment(
+            id,
+            &ClosedSegment {
+                end_unix_ms: unix(n - 1),
+                start_90k: first * dur,
+                end_90k: (n - 1) * dur,
+                bytes: fin.bytes,
+                frames: fin.trailer.frames,
+                key_frames: fin.trailer.key_frames,
+                sha256: fin.sha256,
+            },
+            false,
+        )
+        .unwrap();
+    }
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let text = format!(
+        "[storage]\npath = \"{}\"\n[keys]\nkek_file = \"{}\"\n\
+         [[cameras]]\nid = \"gate\"\nname = \"Gate\"\nurl = \"rtsp://127.0.0.1:1/a\"\n\
+         [[cameras]]\nid = \"hall\"\nname = \"Hall\"\nurl = \"rtsp://127.0.0.1:1/b\"\n\
+         [api]\naddr = \"127.0.0.1:0\"\nexport_ttl = \"2h\"\n",
+        store.display(),
+        dir.path().join("keys/kek").display()
+    );
+    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let did = recorder::store::init(&config, &recorder::store::key_provider(&config)).unwrap();
+    assert!(did.iter().any(|l| l.contains("signing key")), "{did:?}");
+    assert!(dir.path().join("keys/signing.key").exists());
+    let cat = Catalog::open(&store).unwrap();
+    record(&config, &cat, "gate", Codec::H264, T0, GAP.0);
+    let g = cat.open_gap("gate", GAP.0, "camera offline").unwrap();
+    cat.close_gap(g, GAP.1).unwrap();
+    record(&config, &cat, "gate", Codec::H264, GAP.1, T0 + 40_000);
+    record(&config, &cat, "hall", Codec::H265, T0, T0 + 40_000);
+
+    let clock = Arc::new(ManualClock::new(NOW));
+    let users = UserDb::open(
+        &dir.path().join("users.sqlite"),
+        clock.clone(),
+        UserDb::test_argon(),
+    )
+    .unwrap();
+    users
+        .add_user(
+            "pia",
+            Role::Police,
+            Some(vec!["gate".into(), "hall".into()]),
+            PW,
+        )
+        .unwrap();
+    users
+        .add_user("pete", Role::Police, Some(vec!["gate".into()]), PW)
+        .unwrap();
+    users.add_user("ivan", Role::It, None, PW).unwrap();
+    users.add_user("carl", Role::Contractor, None, PW).unwrap();
+    users.add_user("ada", Role::Auditor, None, PW).unwrap();
+    let audit = Arc::new(
+        AuditLog::open(
+            &dir.path().join("audit.sqlite"),
+            clock.clone(),
+            Duration::from_millis(500),
+        )
+        .unwrap(),
+    );
+    let kek = recorder::store::load_kek(&config, &recorder::store::key_provider(&config)).unwrap();
+    let signer = recorder::store::signing_key_provider(&config)
+        .load()
+        .unwrap();
+    let exports = Exports::open(Parts {
+        store: store.clone(),
+        kek: kek.clone(),
+        signer: Ok(Arc::from(signer)),
+        audit: audit.clone(),
+        clock: clock.clone(),
+        ttl: Duration::from_secs(2 * 3600),
+    })
+    .unwrap();
+    let state = Arc::new(AppState {
+        users: Arc::new(users),
+        audit: audit.clone(),
+        source: Arc::new(viewer_api::store::RecorderSource::new(Footage::new(
+            store.clone(),
+            kek,
+        ))),
+        clock: clock.clone(),
+        throttle: Throttle::new(clock.clone(), Duration::ZERO),
+        metrics: Arc::new(Metrics::new()),
+    });
+    let app =
+        viewer_api::api::router(state.clone()).merge(export::api::router(state, exports.clone()));
+    Env {
+        dir,
+        store,
+        config,
+        clock,
+        app,
+        audit,
+        exports,
+    }
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+impl Env {
+    async fn send(&self, mut req: Request<Body>) -> Resp {
+        req.extensions_mut()
+            .insert(ConnectInfo("10.1.2.3:5555".parse::<SocketAddr>().unwrap()));
+        let r = self.app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn token(&self, user: &str) -> String {
+        let r = self
+            .send(
+                Request::post("/api/v1/login")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        json!({"username": user, "password": PW}).to_string(),
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
+    async fn get(&self, tok: &str, uri: &str) -> Resp {
+        self.send(
+            Request::get(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn post(&self, tok: &str, body: Value) -> Resp {
+        self.send(
+            Request::post("/api/v1/exports")
+                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    fn entries(&self, action: &str) -> Vec<viewer_api::audit::Entry> {
+        self.audit
+            .query(&Filter::default())
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == action)
+            .collect()
+    }
+
+    /// Asks, runs the job, downloads; returns the export id and the zip bytes.
+    async fn export(&self, tok: &str, cams: &[&str], from: i64, to: i64) -> (String, Vec<u8>) {
+        let r = self
+            .post(
+                tok,
+                json!({"cameras": cams, "from": rfc3339(from), "to": rfc3339(to),
+                       "case": "CASE-2026-17", "reason": "burglary at the gate"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.json());
+        let id = r.json()["id"].as_str().unwrap().to_string();
+        let s = self.get(tok, &format!("/api/v1/exports/{id}")).await.json();
+        assert_eq!(s["state"], "queued");
+        assert_eq!(self.exports.run_pending(), 1);
+        let s = self.get(tok, &format!("/api/v1/exports/{id}")).await.json();
+        assert_eq!(s["state"], "done", "{s}");
+        assert_eq!(s["progress"], 1.0);
+        let d = self
+            .get(tok, &format!("/api/v1/exports/{id}/download"))
+            .await;
+        assert_eq!(d.status, StatusCode::OK);
+        assert_eq!(d.headers[header::CONTENT_TYPE], "application/zip");
+        (id, d.body)
+    }
+}
+
+/// Frames the store holds for `[from, to)` of `camera`, counted from the key frame at
+/// or before `from`, read independently of the export code.
+fn stored_frames(env: &Env, camera: &str, from: i64, to: i64) -> u64 {
+    let footage = Footage::open(&env.config).unwrap();
+    let mut times = Vec::new();
+    for row in footage.segments(camera, from - 60_000, to).unwrap() {
+        let mut r = footage.open_segment(&row).unwrap();
+        while let Some(g) = r.next_gop().unwrap() {
+            let p0 = g.frames[0].pts_90k;
+            for f in &g.frames {
+                times.push((g.start_unix_ms + (f.pts_90k - p0) / 90, f.key));
+            }
+        }
+    }
+    let start = times
+        .iter()
+        .filter(|(t, k)| *k && *t <= from)
+        .map(|(t, _)| *t)
+        .max()
+        .unwrap();
+    times.iter().filter(|(t, _)| *t >= start && *t < to).count() as u64
+}
+
+fn unzip(bytes: &[u8], dir: &Path) -> Vec<String> {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut names = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        std::fs::write(dir.join(f.name()), v).unwrap();
+        names.push(f.name().to_string());
+    }
+    names
+}
+
+fn rezip(bytes: &[u8], change: impl Fn(&str, Vec<u8>) -> Vec<u8>) -> Vec<u8> {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        let name = f.name().to_string();
+        w.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(&change(&name, v)).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn verify_bytes(dir: &Path, bytes: &[u8], key: Option<&str>) -> viewer_api::export::verify::Report {
+    let p = dir.join("check.zip");
+    std::fs::write(&p, bytes).unwrap();
+    viewer_api::export::verify::verify(&p, key)
+}
+
+fn sh(cmd: &mut Command) -> (bool, String) {
+    let o = cmd.output().unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_camera_export_verifies_with_standard_tools_and_tampering_is_rejected() {
+    let env = env();
+    let pia = env.token("pia").await;
+    let (from, to) = (T0 + 5_500, T0 + 15_200);
+    let (id, zip) = env.export(&pia, &["gate", "hall"], from, to).await;
+
+    // the access log has the request, the completion and the download
+    for action in ["export.request", "export.done", "export.download"] {
+        let e = env.entries(action);
+        assert_eq!(e.len(), 1, "{action}");
+        assert_eq!(e[0].actor, "pia");
+        assert_eq!(e[0].case.as_deref(), Some("CASE-2026-17"));
+        assert!(e[0].outcome.starts_with("allowed"), "{}", e[0].outcome);
+    }
+
+    // sealed at rest: no plaintext zip, no spool left
+    let files: Vec<_> = std::fs::read_dir(env.store.join(export::DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let sealed = std::fs::read(&files[0]).unwrap();
+    assert!(!sealed.windows(13).any(|w| w == b"manifest.json"));
+    assert!(!sealed.windows(4).any(|w| w == b"PK\x03\x04"));
+
+    let out = env.dir.path().join("unzipped");
+    std::fs::create_dir(&out).unwrap();
+    let mut names = unzip(&zip, &out);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "VERIFY.txt",
+            "device.pub.pem",
+            "gate.mp4",
+            "hall.mp4",
+            "manifest.json",
+            "manifest.sig"
+        ]
+    );
+    // openssl, as VERIFY.txt says
+    let (ok, text) = sh(Command::new("openssl")
+        .current_dir(&out)
+        .args([
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "device.pub.pem",
+            "-rawin",
+        ])
+        .args(["-in", "manifest.json", "-sigfile", "manifest.sig"]));
+    assert!(
+        ok && text.contains("Signature Verified Successfully"),
+        "{text}"
+    );
+    let readme = std::fs::read_to_string(out.join("VERIFY.txt")).unwrap();
+    assert!(readme.contains("openssl pkeyutl -verify") && readme.contains("sha256sum"));
+    // the device key is the one the API publishes
+    let pem = env
+        .send(
+            Request::get("/api/v1/device-key")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(pem.status, StatusCode::OK);
+    assert_eq!(pem.body, std::fs::read(out.join("device.pub.pem")).unwrap());
+    let m: Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m.export_id, id);
+    assert_eq!(
+        (m.case.as_str(), m.exported_by.as_str()),
+        ("CASE-2026-17", "pia")
+    );
+    assert_eq!((m.from.clone(), m.to.clone()), (rfc3339(from), rfc3339(to)));
+    assert!(m.device.id.starts_with("rf-"));
+    // sha256sum, as VERIFY.txt says
+    let (ok, sums) = sh(Command::new("sha256sum")
+        .current_dir(&out)
+        .args(["gate.mp4", "hall.mp4"]));
+    assert!(ok, "{sums}");
+    for f in &m.files {
+        assert!(
+            sums.contains(&format!("{}  {}", f.sha256, f.name)),
+            "{sums}"
+        );
+        assert_eq!(f.bytes, std::fs::metadata(out.join(&f.name)).unwrap().len());
+    }
+    // every MP4 decodes, with exactly the stored frames of the range
+    for (cam, codec) in [("gate", "h264"), ("hall", "hevc")] {
+        let path = out.join(format!("{cam}.mp4"));
+        let frames = check_with_ffmpeg(&path).unwrap_or_else(|e| panic!("{cam}: {e}"));
+        let want = stored_frames(&env, cam, from, to);
+        assert_eq!(frames, want, "{cam}");
+        let c = m.cameras.iter().find(|c| c.id == cam).unwrap();
+        assert_eq!(c.frames, want);
+        assert_eq!(
+            c.codec.as_deref(),
+            Some(if cam == "gate" { "h264" } else { "h265" })
+        );
+        // starts at the key frame at or before `from`: T0+5 s (a key frame per second)
+        assert_eq!(c.first_frame.as_deref(), Some(rfc3339(T0 + 5_000).as_str()));
+        assert_eq!(
+            viewer_api::testdata::probe_codec(&path)
+                .unwrap()
+                .split(',')
+                .next(),
+            Some(codec)
+        );
+        // the recording's wall-clock start is in the file's metadata
+        let (_, tags) = sh(Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format_tags", "-of", "json"])
+            .arg(&path));
+        assert!(tags.contains("2026-01-01T00:00:05"), "{cam}: {tags}");
+    }
+    // source segments with their recorded hashes, as the catalog has them
+    let rows = Footage::open(&env.config)
+        .unwrap()
+        .segments("gate", from, to)
+        .unwrap();
+    for r in &rows {
+        let s = m
+            .segments
+            .iter()
+            .find(|s| s.id == r.id.to_string())
+            .unwrap();
+        assert_eq!(s.sha256, r.sha256);
+        assert!(s.sha256.as_ref().is_some_and(|h| h.len() == 64));
+    }
+    assert!(m.gaps.is_empty(), "{:?}", m.gaps);
+
+    // verify-export's checker: the bundle passes ...
+    let rep = verify_bytes(env.dir.path(), &zip, None);
+    assert!(rep.ok, "{:#?}", rep.lines);
+    let pin = String::from_utf8(pem.body.clone()).unwrap();
+    assert!(verify_bytes(env.dir.path(), &zip, Some(&pin)).ok);
+    // ... a flipped byte in any file does not
+    for name in [
+        "gate.mp4",
+        "hall.mp4",
+        "manifest.json",
+        "manifest.sig",
+        "device.pub.pem",
+    ] {
+        let bad = rezip(&zip, |n, mut v| {
+            if n == name {
+                let i = v.len() / 2;
+                v[i] ^= 0x01;
+            }
+            v
+        });
+        let rep = verify_bytes(env.dir.path(), &bad, None);
+        assert!(!rep.ok, "flipped byte in {name} accepted");
+    }
+    // a changed manifest (even re-serialised cleanly) does not
+    let bad = rezip(&zip, |n, v| {
+        if n == "manifest.json" {
+            String::from_utf8(v)
+                .unwrap()
+                .replace("CASE-2026-17", "CASE-2026-18")
+                .into_bytes()
+        } else {
+            v
+        }
+    });
+    assert!(!verify_bytes(env.dir.path(), &bad, None).ok);
+    // a manifest signed by another key does not (with or without its key swapped in)
+    let other = MemorySigner::random();
+    let msg = std::fs::read(out.join("manifest.json")).unwrap();
+    let sig = other.sign(&msg).to_vec();
+    let other_pem = hardware::signing::public_key_pem(&other.public_key());
+    let resigned = rezip(&zip, |n, v| match n {
+        "manifest.sig" => sig.clone(),
+        _ => v,
+    });
+    assert!(!verify_bytes(env.dir.path(), &resigned, None).ok);
+    let swapped = rezip(&zip, |n, v| match n {
+        "manifest.sig" => sig.clone(),
+        "device.pub.pem" => other_pem.clone().into_bytes(),
+        _ => v,
+    });
+    let rep = verify_bytes(env.dir.path(), &swapped, None);
+    assert!(!rep.ok, "{:#?}", rep.lines);
+    assert!(!verify_bytes(env.dir.path(), &swapped, Some(&pin)).ok);
+    // openssl agrees about the foreign signature
+    std::fs::write(out.join("manifest.sig"), &sig).unwrap();
+    let (ok, _) = sh(Command::new("openssl")
+        .current_dir(&out)
+        .args([
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "device.pub.pem",
+            "-rawin",
+        ])
+        .args(["-in", "manifest.json", "-sigfile", "manifest.sig"]));
+    assert!(!ok);
+    // an added file is refused too
+    let mut extra = zip::ZipWriter::new_append(std::io::Cursor::new(zip.clone())).unwrap();
+    extra
+        .start_file("extra.mp4", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    extra.write_all(b"x").unwrap();
+    let extra = extra.finish().unwrap().into_inner();
+    assert!(!verify_bytes(env.dir.path(), &extra, None).ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_over_a_gap_lists_the_gap() {
+    let env = env();
+    let pia = env.token("pia").await;
+    let (from, to) = (T0 + 15_000, T0 + 31_000);
+    let (_, zip) = env.export(&pia, &["gate"], from, to).await;
+    let out = env.dir.path().join("gap");
+    std::fs::create_dir(&out).unwrap();
+    unzip(&zip, &out);
+    let m: Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m.gaps.len(), 1, "{:?}", m.gaps);
+    assert_eq!(m.gaps[0].reason, "camera offline");
+    assert_eq!(m.gaps[0].from, rfc3339(GAP.0));
+    assert_eq!(m.gaps[0].to.as_deref(), Some(rfc3339(GAP.1).as_str()));
+    let frames = check_with_ffmpeg(&out.join("gate.mp4")).unwrap();
+    assert_eq!(frames, stored_frames(&env, "gate", from, to));
+    assert_eq!(frames as i64, (GAP.0 - from + to - GAP.1) * FPS / 1000);
+    // the file's timeline keeps the gap: its duration is the wall-clock span
+    let (_, d) = sh(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(out.join("gate.mp4")));
+    let secs: f64 = d.trim().parse().unwrap();
+    assert!((secs - 16.0).abs() < 0.2, "{secs}");
+    assert!(verify_bytes(env.dir.path(), &zip, None).ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn footage_due_for_deletion_survives_while_the_job_runs() {
+    use recorder::retention::{Policy, Retention};
+    let env = env();
+    let pia = env.token("pia").await;
+    // Retention of 30 min at NOW (T0 + 1 h): every segment is due for deletion.
+    let wall = Arc::new(recorder::clock::ManualClock::new(NOW));
+    let mono = Arc::new(recorder::clock::ManualClock::new(0));
+    let policy = Policy {
+        retention_ms: 30 * 60 * 1000,
+        camera_retention_ms: Default::default(),
+        max_bytes: u64::MAX / 4,
+        camera_max_bytes: Default::default(),
+        min_free_bytes: 0,
+    };
+    let ret = Arc::new(Mutex::new(
+        Retention::new(&env.store, policy, wall.clone(), mono.clone(), None).unwrap(),
+    ));
+    let (from, to) = (T0 + 2_000, T0 + 9_000);
+    let r = env
+        .post(
+            &pia,
+            json!({"cameras": ["gate"], "from": rfc3339(from), "to": rfc3339(to),
+                   "case": "CASE-9", "reason": "assault"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let want = stored_frames(&env, "gate", from, to);
+    // A retention pass runs after each segment the job reads.
+    let deleted = Arc::new(Mutex::new(0u64));
+    {
+        let (ret, deleted, wall, mono) = (ret.clone(), deleted.clone(), wall.clone(), mono.clone());
+        *env.exports.after_segment.lock().unwrap() = Some(Box::new(move |_| {
+            wall.advance_ms(1_000);
+            mono.advance_ms(1_000);
+            let rep = ret.lock().unwrap().pass().unwrap();
+            *deleted.lock().unwrap() += rep.deleted();
+        }));
+    }
+    assert_eq!(env.exports.run_pending(), 1);
+    let s = env.get(&pia, &format!("/api/v1/exports/{id}")).await.json();
+    assert_eq!(s["state"], "done", "{s}");
+    assert!(*deleted.lock().unwrap() > 10, "retention deleted nothing");
+    let d = env
+        .get(&pia, &format!("/api/v1/exports/{id}/download"))
+        .await;
+    let out = env.dir.path().join("held");
+    std::fs::create_dir(&out).unwrap();
+    unzip(&d.body, &out);
+    assert_eq!(check_with_ffmpeg(&out.join("gate.mp4")).unwrap(), want);
+    // the hold went with the job: the next pass deletes the footage
+    let cat = Catalog::open(&env.store).unwrap();
+    let holds = recorder::holds::list(&cat).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].case_ref, "CASE-9");
+    assert_eq!(holds[0].placed_by, "pia");
+    assert!(holds[0].released_unix_ms.is_some());
+    *env.exports.after_segment.lock().unwrap() = None;
+    wall.advance_ms(1_000);
+    mono.advance_ms(1_000);
+    ret.lock().unwrap().pass().unwrap();
+    assert!(cat.segments(Some("gate")).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_cases_and_scopes_are_enforced_and_logged() {
+    let env = env();
+    let pia = env.token("pia").await;
+    let pete = env.token("pete").await;
+    let body = |cams: Value| {
+        json!({"cameras": cams, "from": rfc3339(T0 + 1_000), "to": rfc3339(T0 + 3_000),
+               "case": "CASE-1", "reason": "theft"})
+    };
+    for user in ["ivan", "carl", "ada"] {
+        let t = env.token(user).await;
+        assert_eq!(
+            env.post(&t, body(json!(["gate"]))).await.status,
+            StatusCode::FORBIDDEN,
+            "{user}"
+        );
+    }
+    let mut no_case = body(json!(["gate"]));
+    no_case.as_object_mut().unwrap().remove("case");
+    assert_eq!(
+        env.post(&pia, no_case).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut blank_case = body(json!(["gate"]));
+    blank_case["case"] = json!("  ");
+    assert_eq!(
+        env.post(&pia, blank_case).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut no_reason = body(json!(["gate"]));
+    no_reason.as_object_mut().unwrap().remove("reason");
+    assert_eq!(
+        env.post(&pia, no_reason).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut long = body(json!(["gate"]));
+    long["to"] = json!(rfc3339(T0 + 25 * 3_600_000));
+    assert_eq!(env.post(&pia, long).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        env.post(&pia, body(json!(["roof"]))).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        env.post(&pete, body(json!(["hall"]))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // nothing was queued, every refusal is in the log
+    assert_eq!(env.exports.run_pending(), 0);
+    let denied = env.entries("export.request");
+    assert_eq!(denied.len(), 9);
+    assert!(denied.iter().all(|e| e.outcome.starts_with("denied")));
+
+    // pia's export of gate
+    let (id, _) = env.export(&pia, &["gate"], T0 + 1_000, T0 + 3_000).await;
+    let status = format!("/api/v1/exports/{id}");
+    let dl = format!("/api/v1/exports/{id}/download");
+    // another police user: only naming the same case
+    assert_eq!(env.get(&pete, &status).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(env.get(&pete, &dl).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        env.get(&pete, &format!("{dl}?case=CASE-2")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let ok = env.get(&pete, &format!("{dl}?case=CASE-2026-17")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(&ok.body[..4], b"PK\x03\x04");
+    // other roles never
+    for user in ["ivan", "ada", "carl"] {
+        let t = env.token(user).await;
+        assert_eq!(env.get(&t, &status).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            env.get(&t, &format!("{dl}?case=CASE-2026-17")).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(
+        env.get(&pia, "/api/v1/exports/00000000000000000000000000000000")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // every download attempt is logged, before the bytes
+    let d = env.entries("export.download");
+    let allowed: Vec<_> = d.iter().filter(|e| e.outcome == "allowed").collect();
+    assert_eq!(allowed.len(), 2);
+    assert_eq!(allowed[1].actor, "pete");
+    assert_eq!(allowed[1].camera.as_deref(), Some("gate"));
+    assert_eq!(d.len(), 2 + 2 + 3);
+    assert!(viewer_api::audit::verify(&env.dir.path().join("audit.sqlite")).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_exports_are_deleted_and_journaled() {
+    let env = env();
+    let pia = env.token("pia").await;
+    let (id, _) = env.export(&pia, &["hall"], T0 + 1_000, T0 + 2_000).await;
+    let bundle = env.store.join(export::DIR).join(format!("{id}.rfx"));
+    assert!(bundle.exists());
+    env.clock.advance_ms(2 * 3_600_000 - 1_000);
+    assert_eq!(env.exports.sweep(), 0);
+    assert!(bundle.exists());
+    env.clock.advance_ms(2_000);
+    assert_eq!(env.exports.sweep(), 1);
+    let pia = env.token("pia").await;
+    assert!(!bundle.exists());
+    let e = env.entries("export.expire");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].actor, "system");
+    assert!(e[0].purpose.as_deref().unwrap().contains(&id));
+    let s = env.get(&pia, &format!("/api/v1/exports/{id}")).await;
+    assert_eq!(s.status, StatusCode::GONE);
+    let d = env
+        .get(&pia, &format!("/api/v1/exports/{id}/download"))
+        .await;
+    assert_eq!(d.status, StatusCode::GONE);
+    assert_eq!(env.exports.sweep(), 0);
+}
