@@ -108,6 +108,9 @@ impl<W: Write + Seek + Send + 'static> Muxer<W> {
             .sync(false)
             .max_buffers(64)
             .build();
+        // No preroll: the pipeline reaches PLAYING before the first frame is pushed, so
+        // pushing never races the asynchronous state change.
+        sink.set_property("async", false);
         let pipeline = gst::Pipeline::new();
         pipeline
             .add_many([src.upcast_ref(), &parse, &mux, sink.upcast_ref()])
@@ -150,6 +153,18 @@ impl<W: Write + Seek + Send + 'static> Muxer<W> {
             gst::PadProbeReturn::Ok
         });
 
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| MuxError::Gst("cannot start the muxing pipeline".into()))?;
+        let (changed, state, _) = pipeline.state(gst::ClockTime::from_seconds(10));
+        if changed.is_err() || state != gst::State::Playing {
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(MuxError::Gst(format!(
+                "the muxing pipeline did not start (state {state:?})"
+            )));
+        }
+        // Started only now: appsink answers a pull made before it is PLAYING with
+        // "nothing more", which would end the writer before the first byte.
         let sink_thread = std::thread::Builder::new()
             .name("export-mp4-sink".into())
             .spawn(move || -> Result<W, MuxError> {
@@ -177,9 +192,6 @@ impl<W: Write + Seek + Send + 'static> Muxer<W> {
                 }
             })?;
 
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| MuxError::Gst("cannot start the muxing pipeline".into()))?;
         Ok(Muxer {
             pipeline,
             src,
@@ -277,10 +289,11 @@ impl<W: Write + Seek + Send + 'static> Muxer<W> {
             .join()
             .map_err(|_| gst_err("the MP4 writer thread panicked"))?;
         let _ = self.pipeline.set_state(gst::State::Null);
+        // The writer's own failure explains a muxer that never finished: report it.
+        let out = out?;
         if let Some(e) = err {
             return Err(e);
         }
-        let out = out?;
         Ok((
             out,
             MuxStats {
