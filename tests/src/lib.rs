@@ -19,6 +19,8 @@
 //! # drop(url);
 //! ```
 
+pub mod procs;
+
 use std::{
     collections::VecDeque,
     io::{BufRead, BufReader},

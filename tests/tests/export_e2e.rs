@@ -3,11 +3,12 @@
 //! stranger would: `viewer-api verify-export`, `openssl`, `sha256sum`, `ffprobe` and a
 //! full `ffmpeg` decode, with the frame counts the store holds for the range.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use ringfence_tests::procs::{Api, Proc, add_user, now_ms, run_bin};
 use ringfence_tests::{CameraOpts, MountSpec, TestCamera, bin_path, free_port};
 use serde_json::{Value, json};
 use viewer_api::clock::rfc3339;
@@ -16,100 +17,10 @@ use viewer_api::testdata::check_with_ffmpeg;
 const FPS: u32 = 25;
 const PW: &str = "export-e2e-pw-1";
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
+/// Runs a workspace binary; (exit code, stdout and stderr together).
 fn run(bin: &str, args: &[&str], config: Option<&Path>, stdin: Option<&str>) -> (i32, String) {
-    let mut cmd = Command::new(bin_path(bin));
-    cmd.args(args);
-    if let Some(c) = config {
-        cmd.arg("--config").arg(c);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn add_user(config: &Path, name: &str, role: &str, cameras: Option<&str>) {
-    let mut args = vec!["user", "add", "--name", name, "--role", role];
-    if let Some(c) = cameras {
-        args.extend(["--cameras", c]);
-    }
-    let (code, out) = run("viewer-api", &args, Some(config), Some(&format!("{PW}\n")));
-    assert_eq!(code, 0, "user add {name}: {out}");
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn login(&self, user: &str) -> String {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/login", self.base))
-            .json(&json!({"username": user, "password": PW}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "login {user}");
-        let v: Value = r.json().await.unwrap();
-        format!("Bearer {}", v["token"].as_str().unwrap())
-    }
-
-    async fn get(&self, auth: &str, path: &str) -> (u16, Vec<u8>) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("authorization", auth)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
-    }
-
-    async fn post(&self, auth: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/exports", self.base))
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
+    let (code, out, err) = run_bin(bin, args, config, stdin);
+    (code, format!("{out}{err}"))
 }
 
 /// Frames the store holds for `[from, to)`, from the key frame at or before `from`.
@@ -186,8 +97,8 @@ async fn police_export_of_two_cameras_verifies_with_standard_tools() {
             .spawn()
             .unwrap(),
     );
-    add_user(&config, "pia", "police", Some("gate,hall"));
-    add_user(&config, "ivan", "it", None);
+    add_user(&config, "pia", "police", Some("gate,hall"), PW);
+    add_user(&config, "ivan", "it", None, PW);
     let vlog = std::fs::File::create(dir.path().join("viewer-api.log")).unwrap();
     let _server = Proc(
         Command::new(bin_path("viewer-api"))
@@ -198,46 +109,33 @@ async fn police_export_of_two_cameras_verifies_with_standard_tools() {
             .spawn()
             .unwrap(),
     );
-    let api = Api {
-        base: format!("https://127.0.0.1:{port}"),
-        http: reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-    };
-    let up = Instant::now();
-    while api
-        .http
-        .get(format!("{}/api/v1/openapi.json", api.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(up.elapsed() < Duration::from_secs(20), "viewer-api not up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let pia = api.login("pia").await;
-    let ivan = api.login("ivan").await;
+    let api = Api::new(port);
+    api.wait_up(Duration::from_secs(20)).await;
+    let pia = api.login("pia", PW).await;
+    let ivan = api.login("ivan", PW).await;
 
     // Record a while; the range lies in closed segments.
     tokio::time::sleep(Duration::from_secs(9)).await;
     let (from, to) = (t_start + 3_300, now_ms() - 2_500);
     let body = json!({"cameras": ["gate", "hall"], "from": rfc3339(from), "to": rfc3339(to),
                       "case": "CASE-E2E-1", "reason": "incident at the gate"});
-    let (s, _) = api.post(&ivan, body.clone()).await;
+    let s = api
+        .post(&ivan, "/api/v1/exports", body.clone())
+        .await
+        .status;
     assert_eq!(s, 403, "it may not export");
     let mut no_case = body.clone();
     no_case.as_object_mut().unwrap().remove("case");
-    assert_eq!(api.post(&pia, no_case).await.0, 400);
-    let (s, v) = api.post(&pia, body).await;
+    assert_eq!(api.post(&pia, "/api/v1/exports", no_case).await.status, 400);
+    let r = api.post(&pia, "/api/v1/exports", body).await;
+    let (s, v) = (r.status, r.json());
     assert_eq!(s, 202, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let t_req = Instant::now();
     loop {
-        let (s, b) = api.get(&pia, &format!("/api/v1/exports/{id}")).await;
-        assert_eq!(s, 200);
-        let st: Value = serde_json::from_slice(&b).unwrap();
+        let r = api.get(&pia, &format!("/api/v1/exports/{id}")).await;
+        assert_eq!(r.status, 200);
+        let st = r.json();
         let p = st["progress"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&p));
         match st["state"].as_str().unwrap() {
@@ -248,10 +146,11 @@ async fn police_export_of_two_cameras_verifies_with_standard_tools() {
         assert!(t_req.elapsed() < Duration::from_secs(30), "export too slow");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (s, zip) = api
+    let r = api
         .get(&pia, &format!("/api/v1/exports/{id}/download"))
         .await;
-    assert_eq!(s, 200);
+    assert_eq!(r.status, 200);
+    let zip = r.body;
     let bundle = dir.path().join("bundle.zip");
     std::fs::write(&bundle, &zip).unwrap();
 
@@ -361,9 +260,9 @@ async fn police_export_of_two_cameras_verifies_with_standard_tools() {
     assert!(out.contains("EXPORT REJECTED"), "{out}");
 
     // the access log shows the request, the completion and the download
-    let (s, b) = api.get(&pia, "/api/v1/audit").await;
-    assert_eq!(s, 200);
-    let log: Value = serde_json::from_slice(&b).unwrap();
+    let r = api.get(&pia, "/api/v1/audit").await;
+    assert_eq!(r.status, 200);
+    let log = r.json();
     for action in ["export.request", "export.done", "export.download"] {
         assert!(
             log.as_array().unwrap().iter().any(|e| e["action"] == action

@@ -7,11 +7,11 @@
 //! `recorder check --json` says is stored. Then the role table over real HTTP, the
 //! access log as the API shows it, and `viewer-api audit verify`.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use ringfence_tests::procs::{Api, Proc, add_user, now_ms, run_bin};
 use ringfence_tests::{CameraOpts, MountSpec, TestCamera, bin_path, free_port};
 use serde_json::{Value, json};
 use viewer_api::clock::{parse_rfc3339, rfc3339};
@@ -19,137 +19,6 @@ use viewer_api::testdata::{check_with_ffmpeg, probe_codec};
 
 const FPS: u32 = 25;
 const PW: &str = "viewer-e2e-pw-1";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// SIGTERM, then wait (at most 10 s) for a clean exit.
-    fn stop(mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                assert!(s.success(), "exited with {s}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("process did not stop within 10 s");
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn run(bin: &str, args: &[&str], config: &Path, stdin: Option<&str>) -> (i32, String, String) {
-    let mut child = Command::new(bin_path(bin))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn add_user(config: &Path, name: &str, role: &str, cameras: Option<&str>) {
-    let mut args = vec!["user", "add", "--name", name, "--role", role];
-    if let Some(c) = cameras {
-        args.extend(["--cameras", c]);
-    }
-    let (code, _, err) = run("viewer-api", &args, config, Some(&format!("{PW}\n")));
-    assert_eq!(code, 0, "user add {name}: {err}");
-}
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-impl Api {
-    async fn login(&self, user: &str) -> String {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/login", self.base))
-            .json(&json!({"username": user, "password": PW}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "login {user}");
-        let v: Value = r.json().await.unwrap();
-        format!("Bearer {}", v["token"].as_str().unwrap())
-    }
-
-    async fn get(&self, auth: &str, path: &str) -> Reply {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("authorization", auth)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        Reply {
-            status,
-            body: r.bytes().await.unwrap().to_vec(),
-        }
-    }
-
-    async fn post(&self, auth: &str, path: &str, body: Value) -> Reply {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        Reply {
-            status,
-            body: r.bytes().await.unwrap().to_vec(),
-        }
-    }
-}
 
 fn enc(s: &str) -> String {
     s.replace('+', "%2B")
@@ -311,7 +180,7 @@ async fn camera_recorder_viewer_api_roles_live_and_audit() {
         ),
     )
     .unwrap();
-    let (code, _, err) = run("recorder", &["init"], &config, None);
+    let (code, _, err) = run_bin("recorder", &["init"], Some(&config), None);
     assert_eq!(code, 0, "recorder init: {err}");
     let log = std::fs::File::create(dir.path().join("recorder.log")).unwrap();
     let recorder = Proc(
@@ -323,11 +192,11 @@ async fn camera_recorder_viewer_api_roles_live_and_audit() {
             .spawn()
             .unwrap(),
     );
-    add_user(&config, "pia", "police", Some("gate,hall"));
-    add_user(&config, "pete", "police", Some("gate"));
-    add_user(&config, "ivan", "it", None);
-    add_user(&config, "carl", "contractor", None);
-    add_user(&config, "ada", "auditor", None);
+    add_user(&config, "pia", "police", Some("gate,hall"), PW);
+    add_user(&config, "pete", "police", Some("gate"), PW);
+    add_user(&config, "ivan", "it", None, PW);
+    add_user(&config, "carl", "contractor", None, PW);
+    add_user(&config, "ada", "auditor", None, PW);
     let vlog = std::fs::File::create(dir.path().join("viewer-api.log")).unwrap();
     let server = Proc(
         Command::new(bin_path("viewer-api"))
@@ -338,30 +207,13 @@ async fn camera_recorder_viewer_api_roles_live_and_audit() {
             .spawn()
             .unwrap(),
     );
-    let api = Api {
-        base: format!("https://127.0.0.1:{port}"),
-        http: reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-    };
-    let up = Instant::now();
-    while api
-        .http
-        .get(format!("{}/api/v1/openapi.json", api.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(up.elapsed() < Duration::from_secs(20), "viewer-api not up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let pia = api.login("pia").await;
-    let pete = api.login("pete").await;
-    let ivan = api.login("ivan").await;
-    let carl = api.login("carl").await;
-    let ada = api.login("ada").await;
+    let api = Api::new(port);
+    api.wait_up(Duration::from_secs(20)).await;
+    let pia = api.login("pia", PW).await;
+    let pete = api.login("pete", PW).await;
+    let ivan = api.login("ivan", PW).await;
+    let carl = api.login("carl", PW).await;
+    let ada = api.login("ada", PW).await;
 
     // --- live view while recording: starts at a key frame, ≤ 2 s behind the recorder
     let live = watch_live(&api, &ivan, "gate", 7).await;
@@ -397,7 +249,7 @@ async fn camera_recorder_viewer_api_roles_live_and_audit() {
 
     // --- stop recording; the store is what `recorder check` says it is
     recorder.stop();
-    let (code, out, err) = run("recorder", &["check", "--json"], &config, None);
+    let (code, out, err) = run_bin("recorder", &["check", "--json"], Some(&config), None);
     assert_eq!(code, 0, "recorder check: {out}{err}");
     let check: Value = serde_json::from_str(&out).unwrap();
     let mut ranges = Vec::new();
@@ -546,7 +398,7 @@ async fn camera_recorder_viewer_api_roles_live_and_audit() {
     assert_eq!(api.get(&carl, "/api/v1/audit").await.status, 403);
 
     server.stop();
-    let (code, out, err) = run("viewer-api", &["audit", "verify"], &config, None);
+    let (code, out, err) = run_bin("viewer-api", &["audit", "verify"], Some(&config), None);
     assert_eq!(code, 0, "audit verify: {out}{err}");
     assert!(out.contains("intact"), "{out}");
     eprintln!("viewer e2e took {:?}", test_started.elapsed());
