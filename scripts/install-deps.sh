@@ -19,6 +19,8 @@ PACKAGES=(
   # procps and curl: measuring the recorder in benchmarks (/proc, metrics).
   procps
   curl
+  # openssl: the export tests check bundles as a stranger would (openssl pkeyutl).
+  openssl
 )
 
 missing=()
