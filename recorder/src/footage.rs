@@ -11,7 +11,7 @@ use hardware::Kek;
 
 use crate::catalog::{self, Catalog, CatalogError, GapRow, SegmentRow};
 use crate::config::Config;
-use crate::segment::{self, SegmentError, SegmentId, SegmentReader};
+use crate::segment::{self, SegmentError, SegmentId, SegmentIndex, SegmentReader};
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -140,5 +140,16 @@ impl Footage {
             segment::unwrap_key(self.kek.as_bytes(), row.id, &row.wrapped_key).map_err(seg)?;
         let path = catalog::segment_path(&self.store, &row.camera, row.id);
         SegmentReader::open(&path, row.id, &row.camera, &key).map_err(seg)
+    }
+
+    /// The stored index of a closed segment (frames' times, sizes and chunk locations),
+    /// read without decrypting its footage. A segment still being written, or cut, has
+    /// none: [`SegmentError::NoIndex`]; read it with [`open_segment`](Self::open_segment).
+    pub fn segment_index(&self, row: &SegmentRow) -> Result<SegmentIndex, FootageError> {
+        let seg = |source| FootageError::Segment { id: row.id, source };
+        let key =
+            segment::unwrap_key(self.kek.as_bytes(), row.id, &row.wrapped_key).map_err(seg)?;
+        let path = catalog::segment_path(&self.store, &row.camera, row.id);
+        SegmentReader::open_index(&path, row.id, &row.camera, &key).map_err(seg)
     }
 }

@@ -731,8 +731,7 @@ fn stream_body(
             let (a, b) = (pos.max(at), (end + 1).min(at + len));
             at += len;
             if a < b {
-                let slice =
-                    Bytes::from(buf).slice((a - (at - len)) as usize..(b - (at - len)) as usize);
+                let slice = buf.slice((a - (at - len)) as usize..(b - (at - len)) as usize);
                 metrics.footage_bytes.inc_by(slice.len() as u64);
                 if tx.blocking_send(Ok(slice)).is_err() {
                     return false;

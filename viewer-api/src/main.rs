@@ -235,7 +235,10 @@ fn run() -> anyhow::Result<ExitCode> {
         Cmd::User { cmd } => user_cmd(cmd)?,
         Cmd::VerifyExport { bundle, key } => {
             let pinned = key
-                .map(|k| std::fs::read_to_string(&k).with_context(|| format!("cannot read {}", k.display())))
+                .map(|k| {
+                    std::fs::read_to_string(&k)
+                        .with_context(|| format!("cannot read {}", k.display()))
+                })
                 .transpose()?;
             let report = viewer_api::export::verify::verify(&bundle, pinned.as_deref());
             for l in &report.lines {

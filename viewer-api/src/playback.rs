@@ -1,11 +1,15 @@
 //! From a camera and a time range to MP4 bytes: which GOPs, in which order, and the
 //! exact file they make.
 //!
-//! Two passes over the encrypted segments: [`build_index`] reads the GOPs once to learn
-//! the frames' times and sizes (keeping no image data), so the MP4 layout, its length
-//! and every offset are known before the response starts; [`read_payload`] then reads
-//! again only the GOPs a (possibly partial, `Range`) response needs. Decrypting twice
-//! costs CPU, but keeps memory bounded by the frame index instead of the footage.
+//! Two steps: [`build_index`] learns the frames' times and sizes, so the MP4 layout, its
+//! length and every offset are known before the response starts; [`read_payload`] then
+//! reads only the GOPs a (possibly partial, `Range`) response needs, each decrypted
+//! once. For a closed segment the frame index comes from the segment's own stored index
+//! ([`FootageSource::segment_index`]: one small encrypted chunk at the end of the file)
+//! and gives each chunk's place in the file, so the payload reads go straight to the
+//! chunks wanted. A segment still being written (or cut) has no stored index: it is
+//! read GOP by GOP for the index, and again in order for the payload. Either way memory
+//! stays bounded by the frame index, never the footage.
 //!
 //! The store is behind [`FootageSource`], so that the policy and HTTP tests run on an
 //! in-memory store and the real one ([`crate::store`]) is a thin adapter over the
@@ -13,6 +17,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+use bytes::Bytes;
 
 use crate::mp4::{self, Layout, Sample, TrackParams};
 
@@ -68,6 +74,46 @@ pub struct GopData {
     pub frames: Vec<FrameData>,
 }
 
+/// Where a chunk is in its segment's file: what [`GopStream::read_at`] needs to read it
+/// without reading what comes before. Opaque to this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLoc {
+    pub offset: u64,
+    pub len: u32,
+    pub chunk_index: u64,
+}
+
+/// A frame without its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub pts_90k: i64,
+    pub key: bool,
+    pub size: u32,
+}
+
+/// One chunk of a [`SegIndex`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub start_unix_ms: i64,
+    pub loc: ChunkLoc,
+    pub frames: Vec<FrameInfo>,
+}
+
+/// A closed segment's frame index, known without decrypting its footage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegIndex {
+    pub params: TrackParams,
+    /// Every chunk of the segment, in order.
+    pub chunks: Vec<ChunkInfo>,
+}
+
+/// A chunk read by [`GopStream::read_at`]: its frames, and their bytes back to back.
+#[derive(Debug, Clone)]
+pub struct ChunkPayload {
+    pub frames: Vec<FrameInfo>,
+    pub data: Bytes,
+}
+
 /// What [`GopStream::poll_gop`] found.
 #[derive(Debug)]
 pub enum Polled {
@@ -94,6 +140,19 @@ pub trait GopStream: Send {
             None => Polled::End,
         })
     }
+    /// Hints that the chunk at `loc`, and the ones after it, will be read soon with
+    /// [`read_at`](Self::read_at). Default: nothing.
+    fn will_read(&mut self, loc: &ChunkLoc) {
+        let _ = loc;
+    }
+    /// Reads the chunk at `loc` (from [`FootageSource::segment_index`] of this segment)
+    /// directly; does not move the position of [`next_gop`](Self::next_gop).
+    fn read_at(&mut self, loc: &ChunkLoc) -> Result<ChunkPayload, SourceError> {
+        let _ = loc;
+        Err(SourceError::Store(
+            "this store cannot read a chunk by its location".into(),
+        ))
+    }
 }
 
 /// The read side of the store, as the viewer-api needs it.
@@ -110,6 +169,17 @@ pub trait FootageSource: Send + Sync + 'static {
         to_ms: i64,
     ) -> Result<Vec<SegmentKey>, SourceError>;
     fn open(&self, camera: &str, seg: &SegmentKey) -> Result<Box<dyn GopStream>, SourceError>;
+    /// The frame index of a closed segment, without reading its footage. `Ok(None)` when
+    /// there is none (a segment still being written, or cut; or a store that keeps
+    /// none): the caller reads the segment with [`open`](Self::open) instead.
+    fn segment_index(
+        &self,
+        camera: &str,
+        seg: &SegmentKey,
+    ) -> Result<Option<SegIndex>, SourceError> {
+        let _ = (camera, seg);
+        Ok(None)
+    }
 }
 
 /// Where a GOP of the index lives: segment (index into [`FrameIndex::segments`]) and
@@ -120,6 +190,8 @@ pub struct GopLoc {
     pub ordinal: usize,
     /// How many of its frames are used (the last GOP may be cut at `to`).
     pub frames: usize,
+    /// Where it is in the segment's file, when the segment's index said.
+    pub loc: Option<ChunkLoc>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +234,70 @@ pub fn frame_unix_ms(gop: &GopData, pts: i64) -> i64 {
     gop.start_unix_ms + (pts - gop.frames[0].pts_90k) / 90
 }
 
+/// A chunk as [`build_index`] sees it: times and sizes, no image data.
+struct ChunkMeta {
+    start_unix_ms: i64,
+    frames: Vec<FrameInfo>,
+    loc: Option<ChunkLoc>,
+}
+
+impl ChunkMeta {
+    fn unix_ms(&self, pts: i64) -> i64 {
+        self.start_unix_ms + (pts - self.frames[0].pts_90k) / 90
+    }
+
+    fn of_gop(gop: GopData) -> Self {
+        ChunkMeta {
+            start_unix_ms: gop.start_unix_ms,
+            frames: gop
+                .frames
+                .iter()
+                .map(|f| FrameInfo {
+                    pts_90k: f.pts_90k,
+                    key: f.key,
+                    size: f.data.len() as u32,
+                })
+                .collect(),
+            loc: None,
+        }
+    }
+}
+
+/// The chunks of one segment: from its stored index, or read in order.
+enum SegChunks {
+    Indexed(std::vec::IntoIter<ChunkInfo>),
+    Read(Box<dyn GopStream>),
+}
+
+impl SegChunks {
+    fn next(&mut self) -> Result<Option<ChunkMeta>, SourceError> {
+        Ok(match self {
+            SegChunks::Indexed(it) => it.next().map(|c| ChunkMeta {
+                start_unix_ms: c.start_unix_ms,
+                frames: c.frames,
+                loc: Some(c.loc),
+            }),
+            SegChunks::Read(stream) => stream.next_gop()?.map(ChunkMeta::of_gop),
+        })
+    }
+}
+
+/// Opens a segment for [`build_index`]: its stored index if it is closed and has one,
+/// else a stream to read it in order.
+fn seg_chunks(
+    src: &dyn FootageSource,
+    camera: &str,
+    seg: &SegmentKey,
+) -> Result<(TrackParams, SegChunks), SourceError> {
+    if !seg.open
+        && let Some(idx) = src.segment_index(camera, seg)?
+    {
+        return Ok((idx.params, SegChunks::Indexed(idx.chunks.into_iter())));
+    }
+    let stream = src.open(camera, seg)?;
+    Ok((stream.params().clone(), SegChunks::Read(stream)))
+}
+
 /// Builds the frame index of `[from, to)`: from the key frame at or before `from`
 /// (or the first one after it, if recording began later) to the last frame before
 /// `to`. Stops early where the codec parameters change. `Ok(None)`: nothing recorded.
@@ -170,6 +306,9 @@ pub fn frame_unix_ms(gop: &GopData, pts: i64) -> i64 {
 /// recorder also closes a chunk inside a long GOP (so that little is lost on a power
 /// cut); such a chunk starts with a non-key frame and continues the GOP of the chunk
 /// before it. Each chunk becomes one MP4 chunk; the key flags go to `stss`.
+///
+/// Closed segments are indexed from their stored index (no footage decrypted); only
+/// segments still being written (or without an index) are read.
 pub fn build_index(
     src: &dyn FootageSource,
     camera: &str,
@@ -189,34 +328,34 @@ pub fn build_index(
     let mut used_segments: Vec<SegmentKey> = Vec::new();
     let mut gops: Vec<GopLoc> = Vec::new();
     // (pts, key, size) of selected frames, in order
-    let mut frames: Vec<(i64, bool, u32)> = Vec::new();
+    let mut frames: Vec<FrameInfo> = Vec::new();
     let mut first_unix_ms = None;
     let mut end_unix_ms = from_ms;
     // The chunks of the last GOP starting at or before `from` (its key chunk and its
     // continuations), held until we know it is the one.
-    let mut candidate: Vec<(GopLoc, GopData)> = Vec::new();
+    let mut candidate: Vec<(GopLoc, ChunkMeta)> = Vec::new();
     // Past `from`: every chunk before `to` is taken.
     let mut taking = false;
     let mut done = false;
 
     // Takes the frames of one chunk before `to`; false when the chunk was cut there.
     let mut take = |loc: GopLoc,
-                    gop: &GopData,
+                    gop: &ChunkMeta,
                     gops: &mut Vec<GopLoc>,
-                    frames: &mut Vec<(i64, bool, u32)>|
+                    frames: &mut Vec<FrameInfo>|
      -> bool {
         let mut n = 0;
         for f in &gop.frames {
-            let t = frame_unix_ms(gop, f.pts_90k);
+            let t = gop.unix_ms(f.pts_90k);
             if t >= to_ms && n > 0 {
                 break;
             }
-            frames.push((f.pts_90k, f.key, f.data.len() as u32));
+            frames.push(*f);
             first_unix_ms.get_or_insert(t);
             n += 1;
         }
         let last = gop.frames[n - 1].pts_90k;
-        end_unix_ms = frame_unix_ms(gop, last);
+        end_unix_ms = gop.unix_ms(last);
         gops.push(GopLoc { frames: n, ..loc });
         n == gop.frames.len()
     };
@@ -225,20 +364,21 @@ pub fn build_index(
         if done {
             break;
         }
-        let mut stream = src.open(camera, &seg)?;
+        let (seg_params, mut chunks) = seg_chunks(src, camera, &seg)?;
         match &params {
-            None => params = Some(stream.params().clone()),
-            Some(p) if p != stream.params() => break,
+            None => params = Some(seg_params),
+            Some(p) if *p != seg_params => break,
             Some(_) => {}
         }
         let seg_idx = used_segments.len();
         used_segments.push(seg);
         let mut ordinal = 0;
-        while let Some(gop) = stream.next_gop()? {
+        while let Some(gop) = chunks.next()? {
             let loc = GopLoc {
                 segment: seg_idx,
                 ordinal,
                 frames: gop.frames.len(),
+                loc: gop.loc,
             };
             ordinal += 1;
             if gop.frames.is_empty() {
@@ -286,7 +426,7 @@ pub fn build_index(
     if !taking && let Some((_, last_gop)) = candidate.last() {
         // Everything recorded starts at or before `from`: serve the GOP covering it,
         // if it reaches `from` at all (a GOP of a stopped recording may end long before).
-        let last = frame_unix_ms(last_gop, last_gop.frames[last_gop.frames.len() - 1].pts_90k);
+        let last = last_gop.unix_ms(last_gop.frames[last_gop.frames.len() - 1].pts_90k);
         if last + 10_000 >= from_ms {
             for (cloc, cgop) in candidate.drain(..) {
                 if !take(cloc, &cgop, &mut gops, &mut frames) {
@@ -307,14 +447,14 @@ pub fn build_index(
     for i in 0..frames.len() {
         let step = frames
             .get(i + 1)
-            .map(|n| n.0.wrapping_sub(frames[i].0))
+            .map(|n| n.pts_90k.wrapping_sub(frames[i].pts_90k))
             .filter(|d| (1..=MAX_FRAME_STEP_90K).contains(d))
             .unwrap_or(last_step);
         last_step = step;
         samples.push(Sample {
             duration_90k: step as u32,
-            size: frames[i].2,
-            key: frames[i].1,
+            size: frames[i].size,
+            key: frames[i].key,
         });
     }
     let last_dur_ms = i64::from(samples[samples.len() - 1].duration_90k) / 90;
@@ -329,47 +469,91 @@ pub fn build_index(
     }))
 }
 
+/// How many chunks before the end of a segment [`read_payload`] opens the next one.
+const PREFETCH_GOPS: usize = 4;
+
 /// Reads the payload (sample bytes) from chunk `first_gop` on, calling `sink` with
 /// each GOP's bytes in order until it returns false. Checks every frame's size against
 /// the index: footage that changed underneath fails with [`SourceError::Changed`].
+///
+/// Chunks whose place in the file is known ([`GopLoc::loc`]) are read directly, each
+/// decrypted once, and their bytes passed on without copying; the others are read in
+/// order from the start of their segment.
 pub fn read_payload(
     src: &dyn FootageSource,
     index: &FrameIndex,
     first_gop: usize,
-    sink: &mut dyn FnMut(Vec<u8>) -> bool,
+    sink: &mut dyn FnMut(Bytes) -> bool,
 ) -> Result<(), SourceError> {
     let mut sample_base: usize = index.gops[..first_gop.min(index.gops.len())]
         .iter()
         .map(|g| g.frames)
         .sum();
     let mut g = first_gop;
+    // The next segment's stream, opened a few chunks before it is needed so that its
+    // first chunks are being read from disk meanwhile.
+    let mut next: Option<(usize, Box<dyn GopStream>)> = None;
     while g < index.gops.len() {
         let seg = index.gops[g].segment;
-        let mut stream = src.open(&index.camera, &index.segments[seg])?;
+        let mut stream = match next.take() {
+            Some((s, stream)) if s == seg => stream,
+            _ => src.open(&index.camera, &index.segments[seg])?,
+        };
         let mut ordinal = 0;
         while g < index.gops.len() && index.gops[g].segment == seg {
             let want = index.gops[g];
-            let gop = loop {
-                let Some(gop) = stream.next_gop()? else {
-                    return Err(SourceError::Changed);
-                };
-                ordinal += 1;
-                if ordinal - 1 == want.ordinal {
-                    break gop;
-                }
-            };
-            if gop.frames.len() < want.frames {
-                return Err(SourceError::Changed);
+            let soon = &index.gops[g..(g + PREFETCH_GOPS).min(index.gops.len())];
+            if next.is_none()
+                && let Some(f) = soon.iter().find(|x| x.segment != seg)
+                && let Some(loc) = &f.loc
+            {
+                let mut s = src.open(&index.camera, &index.segments[f.segment])?;
+                s.will_read(loc);
+                next = Some((f.segment, s));
             }
             let expected = &index.samples[sample_base..sample_base + want.frames];
-            let len: usize = expected.iter().map(|s| s.size as usize).sum();
-            let mut buf = Vec::with_capacity(len);
-            for (f, s) in gop.frames.iter().zip(expected) {
-                if f.data.len() != s.size as usize {
-                    return Err(SourceError::Changed);
+            let buf = match &want.loc {
+                Some(loc) => {
+                    let chunk = stream.read_at(loc)?;
+                    if chunk.frames.len() < want.frames
+                        || chunk
+                            .frames
+                            .iter()
+                            .zip(expected)
+                            .any(|(f, s)| f.size != s.size)
+                    {
+                        return Err(SourceError::Changed);
+                    }
+                    let len: usize = expected.iter().map(|s| s.size as usize).sum();
+                    if chunk.data.len() < len {
+                        return Err(SourceError::Changed);
+                    }
+                    chunk.data.slice(..len)
                 }
-                buf.extend_from_slice(&f.data);
-            }
+                None => {
+                    let gop = loop {
+                        let Some(gop) = stream.next_gop()? else {
+                            return Err(SourceError::Changed);
+                        };
+                        ordinal += 1;
+                        if ordinal - 1 == want.ordinal {
+                            break gop;
+                        }
+                    };
+                    if gop.frames.len() < want.frames {
+                        return Err(SourceError::Changed);
+                    }
+                    let len: usize = expected.iter().map(|s| s.size as usize).sum();
+                    let mut buf = Vec::with_capacity(len);
+                    for (f, s) in gop.frames.iter().zip(expected) {
+                        if f.data.len() != s.size as usize {
+                            return Err(SourceError::Changed);
+                        }
+                        buf.extend_from_slice(&f.data);
+                    }
+                    Bytes::from(buf)
+                }
+            };
             sample_base += want.frames;
             g += 1;
             if !sink(buf) {
@@ -380,18 +564,22 @@ pub fn read_payload(
     Ok(())
 }
 
-/// An in-memory store (tests, and a model of what the real one must do).
+/// An in-memory store (tests, and a model of what the real one must do). Its closed
+/// segments have an index (a chunk's location is its ordinal), unless `scan_only`.
 #[derive(Default)]
 pub struct MemorySource {
     pub cameras: Vec<CameraInfo>,
     pub gaps: HashMap<String, Vec<GapInfo>>,
     #[allow(clippy::type_complexity)]
     pub segments: Mutex<HashMap<String, Vec<(SegmentKey, TrackParams, Vec<GopData>)>>>,
+    /// Keep no segment index: every segment is read in order (as an open one is).
+    pub scan_only: bool,
 }
 
 struct MemStream {
     params: TrackParams,
-    gops: std::vec::IntoIter<GopData>,
+    gops: Vec<GopData>,
+    next: usize,
 }
 
 impl GopStream for MemStream {
@@ -399,8 +587,35 @@ impl GopStream for MemStream {
         &self.params
     }
     fn next_gop(&mut self) -> Result<Option<GopData>, SourceError> {
-        Ok(self.gops.next())
+        let g = self.gops.get(self.next).cloned();
+        self.next += 1;
+        Ok(g)
     }
+    fn read_at(&mut self, loc: &ChunkLoc) -> Result<ChunkPayload, SourceError> {
+        let gop = self
+            .gops
+            .get(loc.offset as usize)
+            .ok_or_else(|| SourceError::Store("no chunk there".into()))?;
+        let mut data = Vec::new();
+        for f in &gop.frames {
+            data.extend_from_slice(&f.data);
+        }
+        Ok(ChunkPayload {
+            frames: mem_frames(gop),
+            data: Bytes::from(data),
+        })
+    }
+}
+
+fn mem_frames(gop: &GopData) -> Vec<FrameInfo> {
+    gop.frames
+        .iter()
+        .map(|f| FrameInfo {
+            pts_90k: f.pts_90k,
+            key: f.key,
+            size: f.data.len() as u32,
+        })
+        .collect()
 }
 
 impl MemorySource {
@@ -482,7 +697,40 @@ impl FootageSource for MemorySource {
             .ok_or_else(|| SourceError::Store("segment vanished".into()))?;
         Ok(Box::new(MemStream {
             params: params.clone(),
-            gops: gops.clone().into_iter(),
+            gops: gops.clone(),
+            next: 0,
+        }))
+    }
+
+    fn segment_index(
+        &self,
+        camera: &str,
+        seg: &SegmentKey,
+    ) -> Result<Option<SegIndex>, SourceError> {
+        if self.scan_only || seg.open {
+            return Ok(None);
+        }
+        let map = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, params, gops) = map
+            .get(camera)
+            .and_then(|v| v.iter().find(|(k, _, _)| k.key == seg.key))
+            .ok_or_else(|| SourceError::Store("segment vanished".into()))?;
+        let chunks = gops
+            .iter()
+            .enumerate()
+            .map(|(i, g)| ChunkInfo {
+                start_unix_ms: g.start_unix_ms,
+                loc: ChunkLoc {
+                    offset: i as u64,
+                    len: g.frames.iter().map(|f| f.data.len() as u32).sum(),
+                    chunk_index: i as u64 + 1,
+                },
+                frames: mem_frames(g),
+            })
+            .collect();
+        Ok(Some(SegIndex {
+            params: params.clone(),
+            chunks,
         }))
     }
 }
@@ -513,6 +761,8 @@ mod tests {
     use super::*;
     use crate::mp4::VideoCodec;
     use crate::testdata;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     const T0: i64 = 1_700_000_000_000;
 
@@ -745,6 +995,164 @@ mod tests {
             .push(0);
         let r = read_payload(&src, &idx, 0, &mut |_| true);
         assert!(matches!(r, Err(SourceError::Changed)), "{r:?}");
+    }
+
+    /// Counts what a source is asked to read.
+    struct Counting {
+        inner: MemorySource,
+        in_order: Arc<AtomicUsize>,
+        by_loc: Arc<AtomicUsize>,
+        indices: AtomicUsize,
+    }
+
+    struct CountingStream {
+        inner: Box<dyn GopStream>,
+        in_order: Arc<AtomicUsize>,
+        by_loc: Arc<AtomicUsize>,
+    }
+
+    impl GopStream for CountingStream {
+        fn params(&self) -> &TrackParams {
+            self.inner.params()
+        }
+        fn next_gop(&mut self) -> Result<Option<GopData>, SourceError> {
+            self.in_order.fetch_add(1, Ordering::Relaxed);
+            self.inner.next_gop()
+        }
+        fn read_at(&mut self, loc: &ChunkLoc) -> Result<ChunkPayload, SourceError> {
+            self.by_loc.fetch_add(1, Ordering::Relaxed);
+            self.inner.read_at(loc)
+        }
+    }
+
+    impl FootageSource for Counting {
+        fn cameras(&self) -> Result<Vec<CameraInfo>, SourceError> {
+            self.inner.cameras()
+        }
+        fn recordings(&self, c: &str, f: i64, t: i64) -> Result<Recordings, SourceError> {
+            self.inner.recordings(c, f, t)
+        }
+        fn segments(&self, c: &str, f: i64, t: i64) -> Result<Vec<SegmentKey>, SourceError> {
+            self.inner.segments(c, f, t)
+        }
+        fn open(&self, c: &str, seg: &SegmentKey) -> Result<Box<dyn GopStream>, SourceError> {
+            Ok(Box::new(CountingStream {
+                inner: self.inner.open(c, seg)?,
+                in_order: self.in_order.clone(),
+                by_loc: self.by_loc.clone(),
+            }))
+        }
+        fn segment_index(
+            &self,
+            c: &str,
+            seg: &SegmentKey,
+        ) -> Result<Option<SegIndex>, SourceError> {
+            self.indices.fetch_add(1, Ordering::Relaxed);
+            self.inner.segment_index(c, seg)
+        }
+    }
+
+    fn counting(inner: MemorySource) -> Counting {
+        Counting {
+            inner,
+            in_order: Arc::default(),
+            by_loc: Arc::default(),
+            indices: AtomicUsize::new(0),
+        }
+    }
+
+    fn payload_from(src: &dyn FootageSource, idx: &FrameIndex, first: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        read_payload(src, idx, first, &mut |b| {
+            out.extend_from_slice(&b);
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn stored_index_reads_each_chunk_once_and_only_those_needed() {
+        let (avcc, frames) = testdata::h264_frames(6, 25, 50).expect("ffmpeg");
+        let params = TrackParams {
+            codec: VideoCodec::H264,
+            extra_data: avcc,
+            width: 320,
+            height: 240,
+        };
+        let mut all = chunks(&frames, Some(10));
+        let second = all.split_off(10);
+        let indexed = counting(one_camera(
+            params.clone(),
+            vec![all.clone(), second.clone()],
+        ));
+        let mut scan = one_camera(params, vec![all, second]);
+        scan.scan_only = true;
+        let scan = counting(scan);
+        for (from, to) in [
+            (0, 6_000),
+            (2_900, 3_500),
+            (2_400, 4_000),
+            (3_000, 4_500),
+            (5_500, 9_000),
+            (-500, 100),
+        ] {
+            let ai = build_index(&indexed, "gate", T0 + from, T0 + to)
+                .unwrap()
+                .unwrap();
+            let bi = build_index(&scan, "gate", T0 + from, T0 + to)
+                .unwrap()
+                .unwrap();
+            // the same index either way, but only the stored one knows the locations
+            assert_eq!(ai.samples, bi.samples);
+            assert_eq!(ai.first_unix_ms, bi.first_unix_ms);
+            assert_eq!(ai.end_unix_ms, bi.end_unix_ms);
+            let strip = |g: &[GopLoc]| -> Vec<GopLoc> {
+                g.iter().map(|g| GopLoc { loc: None, ..*g }).collect()
+            };
+            assert_eq!(strip(&ai.gops), strip(&bi.gops));
+            assert!(ai.gops.iter().all(|g| g.loc.is_some()));
+            assert!(bi.gops.iter().all(|g| g.loc.is_none()));
+            assert_eq!(
+                indexed.in_order.load(Ordering::Relaxed),
+                0,
+                "nothing decrypted"
+            );
+            for first in [0, ai.gops.len() / 2, ai.gops.len() - 1] {
+                indexed.by_loc.store(0, Ordering::Relaxed);
+                let a = payload_from(&indexed, &ai, first);
+                assert_eq!(a, payload_from(&scan, &bi, first));
+                // exactly the chunks of the range, each read once
+                assert_eq!(
+                    indexed.by_loc.load(Ordering::Relaxed),
+                    ai.gops.len() - first
+                );
+                assert_eq!(indexed.in_order.load(Ordering::Relaxed), 0);
+            }
+        }
+        assert!(scan.by_loc.load(Ordering::Relaxed) == 0);
+        assert!(indexed.indices.load(Ordering::Relaxed) > 0);
+
+        // an open segment has no stored index: it is read in order
+        let idx = {
+            let mut map = indexed.inner.segments.lock().unwrap();
+            map.get_mut("gate").unwrap()[1].0.open = true;
+            drop(map);
+            build_index(&indexed, "gate", T0, T0 + 6_000)
+                .unwrap()
+                .unwrap()
+        };
+        assert!(indexed.in_order.load(Ordering::Relaxed) > 0);
+        assert!(idx.gops.iter().any(|g| g.segment == 0 && g.loc.is_some()));
+        assert!(idx.gops.iter().any(|g| g.segment == 1 && g.loc.is_none()));
+        assert_eq!(
+            payload_from(&indexed, &idx, 0),
+            payload_from(
+                &scan,
+                &build_index(&scan, "gate", T0, T0 + 6_000).unwrap().unwrap(),
+                0
+            )
+        );
     }
 
     #[test]

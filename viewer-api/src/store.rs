@@ -4,20 +4,22 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use recorder::catalog::SegmentRow;
-use recorder::footage::Footage;
-use recorder::segment::{Codec, SegmentError, SegmentReader};
+use recorder::footage::{Footage, FootageError};
+use recorder::segment::{Codec, CodecParams, IndexedFrame, SegmentError, SegmentReader};
 
 use crate::mp4::{TrackParams, VideoCodec};
 use crate::playback::{
-    CameraInfo, FootageSource, FrameData, GapInfo, GopData, GopStream, Polled, Recordings,
-    SegmentKey, SourceError, merge_spans,
+    CameraInfo, ChunkInfo, ChunkLoc, ChunkPayload, FootageSource, FrameData, FrameInfo, GapInfo,
+    GopData, GopStream, Polled, Recordings, SegIndex, SegmentKey, SourceError, merge_spans,
 };
 
 pub struct RecorderSource {
     footage: Arc<Footage>,
     /// Rows seen by `segments`, so `open` need not scan the catalog again.
     rows: Mutex<HashMap<String, SegmentRow>>,
+    bufs: Arc<BufPool>,
 }
 
 impl RecorderSource {
@@ -25,6 +27,55 @@ impl RecorderSource {
         RecorderSource {
             footage: Arc::new(footage),
             rows: Mutex::new(HashMap::new()),
+            bufs: Arc::default(),
+        }
+    }
+}
+
+/// How far past a chunk read by its location the kernel is asked to read ahead: a few
+/// chunks, so disk reads overlap with decryption without reading much a `Range`
+/// request will not use.
+const READ_AHEAD: u64 = 4 << 20;
+
+/// Chunk buffers handed back once their bytes have been sent, so that streaming does
+/// not allocate (and zero, and fault in) a fresh buffer per chunk.
+#[derive(Default)]
+struct BufPool(Mutex<Vec<Vec<u8>>>);
+
+impl BufPool {
+    const KEEP: usize = 16;
+    const MAX_LEN: usize = 8 << 20;
+
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+}
+
+/// A chunk's frame bytes, owned by a pooled buffer (see [`Bytes::from_owner`]).
+struct Pooled {
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+    pool: Arc<BufPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if buf.capacity() <= BufPool::MAX_LEN {
+            let mut pool = self.pool.0.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < BufPool::KEEP {
+                pool.push(buf);
+            }
         }
     }
 }
@@ -33,9 +84,30 @@ fn store_err(e: impl std::fmt::Display) -> SourceError {
     SourceError::Store(e.to_string())
 }
 
+fn track_params(p: &CodecParams) -> TrackParams {
+    TrackParams {
+        codec: match p.codec {
+            Codec::H264 => VideoCodec::H264,
+            Codec::H265 => VideoCodec::H265,
+        },
+        extra_data: p.extra_data.clone(),
+        width: p.width,
+        height: p.height,
+    }
+}
+
+fn frame_info(f: &IndexedFrame) -> FrameInfo {
+    FrameInfo {
+        pts_90k: f.pts_90k,
+        key: f.key,
+        size: f.size,
+    }
+}
+
 struct SegStream {
     reader: SegmentReader,
     params: TrackParams,
+    bufs: Arc<BufPool>,
 }
 
 impl GopStream for SegStream {
@@ -70,6 +142,31 @@ impl GopStream for SegStream {
             Err(SegmentError::Cut { .. }) => Ok(Polled::Pending),
             Err(e) => Err(store_err(e)),
         }
+    }
+
+    fn will_read(&mut self, loc: &ChunkLoc) {
+        self.reader
+            .will_need(loc.offset.saturating_sub(16), READ_AHEAD);
+    }
+
+    fn read_at(&mut self, loc: &ChunkLoc) -> Result<ChunkPayload, SourceError> {
+        let gop = self
+            .reader
+            .read_gop_bytes_into(loc.offset, loc.len, loc.chunk_index, self.bufs.take())
+            .map_err(store_err)?;
+        // Start reading what most likely comes next while this chunk is sent.
+        let end = loc.offset + u64::from(loc.len) + 33;
+        self.reader.will_need(end, READ_AHEAD);
+        let frames = gop.frames.iter().map(frame_info).collect();
+        let (buf, range) = gop.into_parts();
+        Ok(ChunkPayload {
+            frames,
+            data: Bytes::from_owner(Pooled {
+                buf,
+                range,
+                pool: self.bufs.clone(),
+            }),
+        })
     }
 }
 
@@ -149,24 +246,59 @@ impl FootageSource for RecorderSource {
     }
 
     fn open(&self, _camera: &str, seg: &SegmentKey) -> Result<Box<dyn GopStream>, SourceError> {
-        let row = self
-            .rows
+        let row = self.row(seg)?;
+        let reader = self.footage.open_segment(&row).map_err(store_err)?;
+        let params = track_params(reader.params());
+        Ok(Box::new(SegStream {
+            reader,
+            params,
+            bufs: self.bufs.clone(),
+        }))
+    }
+
+    fn segment_index(
+        &self,
+        _camera: &str,
+        seg: &SegmentKey,
+    ) -> Result<Option<SegIndex>, SourceError> {
+        let row = self.row(seg)?;
+        let idx = match self.footage.segment_index(&row) {
+            Ok(idx) => idx,
+            // Cut, or closed in the catalog before its file was: read it in order.
+            Err(FootageError::Segment {
+                source: SegmentError::NoIndex,
+                ..
+            }) => return Ok(None),
+            Err(e) => return Err(store_err(e)),
+        };
+        let chunks = idx
+            .gops
+            .iter()
+            .enumerate()
+            .map(|(i, g)| ChunkInfo {
+                start_unix_ms: g.start_unix_ms,
+                loc: ChunkLoc {
+                    offset: g.offset,
+                    len: g.len,
+                    chunk_index: g.chunk_index,
+                },
+                frames: idx.gop_frames(i).iter().map(frame_info).collect(),
+            })
+            .collect();
+        Ok(Some(SegIndex {
+            params: track_params(&idx.params),
+            chunks,
+        }))
+    }
+}
+
+impl RecorderSource {
+    fn row(&self, seg: &SegmentKey) -> Result<SegmentRow, SourceError> {
+        self.rows
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&seg.key)
             .cloned()
-            .ok_or_else(|| SourceError::Store("segment no longer listed".into()))?;
-        let reader = self.footage.open_segment(&row).map_err(store_err)?;
-        let p = reader.params();
-        let params = TrackParams {
-            codec: match p.codec {
-                Codec::H264 => VideoCodec::H264,
-                Codec::H265 => VideoCodec::H265,
-            },
-            extra_data: p.extra_data.clone(),
-            width: p.width,
-            height: p.height,
-        };
-        Ok(Box::new(SegStream { reader, params }))
+            .ok_or_else(|| SourceError::Store("segment no longer listed".into()))
     }
 }

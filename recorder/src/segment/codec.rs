@@ -1,4 +1,5 @@
-//! Plaintext encodings of the three chunk kinds, and the varint/zigzag primitives.
+//! Plaintext encodings of the three chunk kinds (parameters, GOP, FINAL trailer with the
+//! segment index), and the varint/zigzag primitives.
 //!
 //! Everything here works on byte slices already authenticated by AES-GCM, but the
 //! decoders still treat their input as hostile (a writer bug, or a future version):
@@ -295,11 +296,12 @@ pub(crate) fn decode_gop(plain: &[u8]) -> Result<Gop, DecodeError> {
 }
 
 // ---------------------------------------------------------------------------------------
-// FINAL chunk: trailer
+// FINAL chunk: trailer and segment index
 
+/// Length of the trailer's fixed part (the counts), before the segment index.
 pub(crate) const TRAILER_LEN: usize = 48;
 
-/// Six big-endian 64-bit fields, fixed size.
+/// The trailer's fixed part: six big-endian 64-bit fields.
 pub(crate) fn encode_trailer(buf: &mut Vec<u8>, t: &Trailer) {
     buf.extend_from_slice(&t.frames.to_be_bytes());
     buf.extend_from_slice(&t.key_frames.to_be_bytes());
@@ -309,11 +311,7 @@ pub(crate) fn encode_trailer(buf: &mut Vec<u8>, t: &Trailer) {
     buf.extend_from_slice(&t.last_unix_ms.to_be_bytes());
 }
 
-pub(crate) fn decode_trailer(plain: &[u8]) -> Result<Trailer, DecodeError> {
-    if plain.len() != TRAILER_LEN {
-        return Err(DecodeError("trailer has the wrong length"));
-    }
-    let mut c = Cur::new(plain);
+fn decode_trailer_fixed(c: &mut Cur<'_>) -> Result<Trailer, DecodeError> {
     Ok(Trailer {
         frames: c.u64()?,
         key_frames: c.u64()?,
@@ -322,4 +320,165 @@ pub(crate) fn decode_trailer(plain: &[u8]) -> Result<Trailer, DecodeError> {
         first_unix_ms: c.i64()?,
         last_unix_ms: c.i64()?,
     })
+}
+
+/// Where one GOP chunk is and what it holds, as the segment index describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub chunk_index: u64,
+    /// Offset of the chunk's `RFCK` marker in the file.
+    pub offset: u64,
+    /// Plaintext length (the chunk header's `len`).
+    pub len: u64,
+    pub start_unix_ms: i64,
+    pub frames: u64,
+}
+
+/// On-disk length of a chunk of `len` plaintext bytes (marker, header, ciphertext, tag).
+pub(crate) fn record_len(len: u64) -> u64 {
+    len.saturating_add((super::CHUNK_HDR_LEN + super::TAG_LEN) as u64)
+}
+
+/// Builds the segment index incrementally, already encoded, so that a writer holds a
+/// few bytes per frame (typically 4-5) instead of a struct per frame.
+///
+/// Entry, per GOP chunk (every delta is from the previous entry, the first from 0):
+/// `chunk index delta varint (≥ 1) | offset delta from the previous chunk's end varint |
+/// len varint | start_unix_ms zigzag varint delta | frame count varint (≥ 1) |
+/// count × (pts zigzag varint wrapping delta, chained across GOPs | (size << 1 | key)
+/// varint)`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IndexBuilder {
+    bytes: Vec<u8>,
+    gops: u64,
+    prev_index: u64,
+    prev_end: u64,
+    prev_start: i64,
+    prev_pts: i64,
+}
+
+impl IndexBuilder {
+    /// `entry.chunk_index` must be above the previous one, and `entry.offset` at or
+    /// after the previous chunk's end (the writer and the readers guarantee both).
+    pub(crate) fn push(&mut self, entry: IndexEntry, frames: impl Iterator<Item = FrameMeta>) {
+        let b = &mut self.bytes;
+        put_varint(b, entry.chunk_index.wrapping_sub(self.prev_index));
+        put_varint(b, entry.offset.wrapping_sub(self.prev_end));
+        put_varint(b, entry.len);
+        put_varint(b, zigzag(entry.start_unix_ms.wrapping_sub(self.prev_start)));
+        put_varint(b, entry.frames);
+        for f in frames {
+            put_varint(b, zigzag(f.pts_90k.wrapping_sub(self.prev_pts)));
+            put_varint(b, (f.size << 1) | u64::from(f.key));
+            self.prev_pts = f.pts_90k;
+        }
+        self.gops += 1;
+        self.prev_index = entry.chunk_index;
+        self.prev_end = entry.offset.wrapping_add(record_len(entry.len));
+        self.prev_start = entry.start_unix_ms;
+    }
+
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.bytes.len() + 10
+    }
+}
+
+/// FINAL chunk plaintext: the trailer's fixed part, the GOP count (varint), then the
+/// index entries ([`IndexBuilder`]).
+pub(crate) fn encode_final(buf: &mut Vec<u8>, t: &Trailer, index: &IndexBuilder) {
+    buf.reserve(TRAILER_LEN + index.encoded_len());
+    encode_trailer(buf, t);
+    put_varint(buf, index.gops);
+    buf.extend_from_slice(&index.bytes);
+}
+
+/// Smallest index entry: five 1-byte varints and one frame of two 1-byte varints.
+const MIN_GOP_ENTRY_LEN: usize = 7;
+const MIN_FRAME_ENTRY_LEN: usize = 2;
+
+/// A decoded FINAL chunk: the trailer, the GOP chunks, and all frames in order (each
+/// entry's `frames` consecutive ones belong to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodedFinal {
+    pub trailer: Trailer,
+    pub entries: Vec<IndexEntry>,
+    pub frames: Vec<FrameMeta>,
+}
+
+/// Decodes a FINAL chunk's plaintext. Checks what the encoding itself implies (indices
+/// increasing, chunks in file order and not overlapping, at least one frame per GOP,
+/// frame sizes fitting in their chunk, counts agreeing with the trailer); where the
+/// chunks are in the file is checked by the caller.
+pub(crate) fn decode_final(plain: &[u8]) -> Result<DecodedFinal, DecodeError> {
+    let mut c = Cur::new(plain);
+    let trailer = decode_trailer_fixed(&mut c)?;
+    let gops = c.varint()?;
+    if gops > (c.remaining() / MIN_GOP_ENTRY_LEN) as u64 {
+        return Err(DecodeError("GOP count larger than the index can hold"));
+    }
+    let mut entries = Vec::with_capacity(gops as usize);
+    let frame_cap = (c.remaining() / MIN_FRAME_ENTRY_LEN).min(trailer.frames as usize);
+    let mut frames = Vec::with_capacity(frame_cap);
+    let (mut prev_index, mut prev_end, mut prev_start, mut prev_pts) = (0u64, 0u64, 0i64, 0i64);
+    let mut key_frames = 0u64;
+    for _ in 0..gops {
+        let d = c.varint()?;
+        if d == 0 {
+            return Err(DecodeError("chunk indices not increasing"));
+        }
+        let chunk_index = prev_index
+            .checked_add(d)
+            .ok_or(DecodeError("chunk index overflows"))?;
+        let offset = prev_end
+            .checked_add(c.varint()?)
+            .ok_or(DecodeError("chunk offset overflows"))?;
+        let len = c.varint()?;
+        let start_unix_ms = prev_start.wrapping_add(c.zigzag()?);
+        let count = c.varint()?;
+        if count == 0 {
+            return Err(DecodeError("GOP without frames"));
+        }
+        if count > (c.remaining() / MIN_FRAME_ENTRY_LEN) as u64 {
+            return Err(DecodeError("frame count larger than the index can hold"));
+        }
+        let mut total = 0u64;
+        for _ in 0..count {
+            let pts_90k = prev_pts.wrapping_add(c.zigzag()?);
+            prev_pts = pts_90k;
+            let v = c.varint()?;
+            let (size, key) = (v >> 1, v & 1 == 1);
+            total = total.saturating_add(size);
+            key_frames += u64::from(key);
+            frames.push(FrameMeta { pts_90k, key, size });
+        }
+        if total > len {
+            return Err(DecodeError("frame sizes exceed their chunk"));
+        }
+        let end = offset
+            .checked_add(record_len(len))
+            .ok_or(DecodeError("chunk end overflows"))?;
+        entries.push(IndexEntry {
+            chunk_index,
+            offset,
+            len,
+            start_unix_ms,
+            frames: count,
+        });
+        (prev_index, prev_end, prev_start) = (chunk_index, end, start_unix_ms);
+    }
+    c.finish()?;
+    if frames.len() as u64 != trailer.frames || key_frames != trailer.key_frames {
+        return Err(DecodeError("index disagrees with the trailer's counts"));
+    }
+    Ok(DecodedFinal {
+        trailer,
+        entries,
+        frames,
+    })
+}
+
+/// The trailer of a FINAL chunk's plaintext (the index is decoded and checked too).
+#[cfg(test)]
+pub(crate) fn decode_trailer(plain: &[u8]) -> Result<Trailer, DecodeError> {
+    decode_final(plain).map(|d| d.trailer)
 }

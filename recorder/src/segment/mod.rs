@@ -28,6 +28,37 @@
 //!   which is why only segments the catalog knows as still open should be recovered.
 //!   The trailer written by recovery uses an index with the top bit set, a nonce space
 //!   the writer never uses, so a chunk torn by the crash never shares its nonce.
+//! * **The FINAL chunk indexes the segment.** Besides the counts, it holds every GOP
+//!   chunk's offset, length, chunk index and start time, and every frame's pts, key flag
+//!   and size: what playback needs to lay out an MP4 and to read only the chunks a
+//!   range covers, without decrypting the footage first. It is sealed like every chunk
+//!   (frame sizes reveal activity in the scene), varint-coded (4 to 5 bytes a frame;
+//!   the writer keeps it encoded as it goes, so its memory grows by that much), and
+//!   written by [`SegmentWriter::finish`] and by [`recover`] (from the authentic
+//!   chunks). Sequential readers and [`verify`] recompute it from the GOP chunks and
+//!   require the stored FINAL plaintext to be byte for byte the same.
+//! * **A clear footer finds the index.** After the FINAL chunk come 8 bytes:
+//!   the FINAL chunk's on-disk length and `"RFTR"`. [`SegmentReader::open_index`] reads
+//!   the header, chunk 0 and the last bytes of the file, and nothing else. The footer
+//!   is part of the FINAL chunk's associated data (and compared with the value the
+//!   authenticated length implies), so it cannot be altered unnoticed; a file that does
+//!   not end with a footer and FINAL chunk (still being written, or cut) has no index
+//!   ([`SegmentError::NoIndex`]) and is read in order instead.
+//! * **Random access authenticates exactly like reading in order.** Chunks are back to
+//!   back, so the previous chunk's tag, which the chained associated data needs, is the
+//!   16 bytes just before a chunk: [`SegmentReader::read_chunk_at`] reads them with the
+//!   chunk and uses the very same nonce and associated data (header hash, index, flags,
+//!   length, previous tag) as the sequential reader. The chaining is unchanged. Reading
+//!   the previous tag from the file instead of trusting anything new is sound because
+//!   the writer seals each index once under a key of its own: the only ciphertext that
+//!   authenticates as chunk *k* of this segment is the one the writer wrote, with the
+//!   real previous tag, and the authenticated index says which *k* lives where (and the
+//!   reader checks the chunk header there says *k*, not FINAL, and the index's length).
+//!   So a chunk swapped, moved, taken from another segment or camera, or altered fails
+//!   by random access as it does in order; the tests check both agree on every
+//!   tampered file. The index itself must describe the file exactly: chunks back to back
+//!   from the end of chunk 0 to the FINAL chunk, indices below the FINAL one's, counts
+//!   equal to the trailer's.
 //!
 //! Layout (integers big-endian):
 //!
@@ -35,6 +66,9 @@
 //! header   magic "RFSEG\0\0\x01" (8) | version u16 = 1 | header_len u16 | segment id (16)
 //!          | nonce prefix (4) | reserved (4, zero) | camera_len u8 | camera (UTF-8, ≤ 32)
 //! chunk    "RFCK" | index u64 | flags u8 (bit0 FINAL) | len u32 | ciphertext (len) | tag (16)
+//!          nonce = prefix ‖ index u64
+//!          AAD = SHA-256(header) ‖ index u64 ‖ flags u8 ‖ len u32 ‖ previous chunk's tag
+//!                (zeros for chunk 0) [‖ footer, for the FINAL chunk]
 //! chunk 0  params:  start_unix_ms i64 | codec u8 | width u32 | height u32
 //!                   | extra_data (varint len + bytes) | rfc6381 (varint len + UTF-8)
 //! chunk k  GOP:     start_unix_ms i64 | frame count varint
@@ -43,6 +77,15 @@
 //!                   | frame bytes, back to back
 //! last     FINAL:   frames u64 | key_frames u64 | first/last pts_90k i64
 //!                   | first/last unix_ms i64
+//!                   | GOP count varint | per GOP chunk (deltas from the previous entry,
+//!                     the first from 0):
+//!                       chunk index delta varint (≥ 1)
+//!                       | offset − previous chunk's end varint (0: chunks are contiguous)
+//!                       | len varint | start_unix_ms zigzag varint delta
+//!                       | frame count varint (≥ 1)
+//!                       | per frame: pts_90k zigzag varint (wrapping delta, chained
+//!                         across GOPs) | (size << 1 | key) varint
+//! footer   FINAL chunk's on-disk length u32 (17 + len + 16) | "RFTR"
 //! ```
 
 mod codec;
@@ -62,7 +105,7 @@ use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use codec::DecodeError;
+use codec::{DecodeError, FrameMeta};
 
 /// First 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RFSEG\x00\x00\x01";
@@ -82,6 +125,23 @@ const FLAG_FINAL: u8 = 0x01;
 const HEADER_FIXED_LEN: usize = 37;
 /// Chunk indices at or above this are only used by the FINAL chunk [`recover`] writes.
 const RECOVERY_INDEX: u64 = 1 << 63;
+/// Clear footer after the FINAL chunk: `record length u32 | "RFTR"`.
+const FOOTER_LEN: usize = 8;
+const FOOTER_MAGIC: [u8; 4] = *b"RFTR";
+/// Associated data: header hash, index, flags, length, previous tag, and for the
+/// FINAL chunk the footer.
+const AAD_LEN: usize = 32 + 8 + 1 + 4 + TAG_LEN;
+const AAD_FINAL_LEN: usize = AAD_LEN + FOOTER_LEN;
+
+/// The footer that follows a FINAL chunk of `len` plaintext bytes: the chunk's on-disk
+/// length (so a reader finds it from the end of the file) and a marker.
+fn footer(len: u32) -> [u8; FOOTER_LEN] {
+    let mut f = [0u8; FOOTER_LEN];
+    let record = len + (CHUNK_HDR_LEN + TAG_LEN) as u32;
+    f[..4].copy_from_slice(&record.to_be_bytes());
+    f[4..].copy_from_slice(&FOOTER_MAGIC);
+    f
+}
 
 fn os_random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
@@ -252,8 +312,16 @@ pub struct Trailer {
     pub last_unix_ms: i64,
 }
 
+/// Where a GOP chunk was found (or written): what its index entry needs beyond the GOP.
+#[derive(Debug, Clone, Copy)]
+struct ChunkAt {
+    index: u64,
+    offset: u64,
+    len: u64,
+}
+
 /// Counts a segment's GOPs the same way for the writer, the reader and recovery, so the
-/// trailer can be recomputed and checked from the chunks.
+/// trailer and the segment index can be recomputed and checked from the chunks.
 #[derive(Debug, Clone, Default)]
 struct TrailerAcc {
     gops: u64,
@@ -263,25 +331,57 @@ struct TrailerAcc {
     last_pts_90k: i64,
     first_unix_ms: i64,
     last_unix_ms: i64,
+    /// The segment index so far, encoded (a few bytes per frame).
+    index: codec::IndexBuilder,
 }
 
 impl TrailerAcc {
-    /// `gop` must have at least one frame.
-    fn add(&mut self, gop: &Gop) {
+    /// `gop` must have at least one frame; `at` is where its chunk is in the file.
+    fn add(&mut self, gop: &Gop, at: ChunkAt) {
         let (Some(first), Some(last)) = (gop.frames.first(), gop.frames.last()) else {
             return;
         };
+        let keys = gop.frames.iter().filter(|f| f.key).count() as u64;
+        self.count(
+            gop.start_unix_ms,
+            first.pts_90k,
+            last.pts_90k,
+            gop.frames.len() as u64,
+            keys,
+        );
+        self.index.push(
+            codec::IndexEntry {
+                chunk_index: at.index,
+                offset: at.offset,
+                len: at.len,
+                start_unix_ms: gop.start_unix_ms,
+                frames: gop.frames.len() as u64,
+            },
+            gop.frames.iter().map(|f| FrameMeta {
+                pts_90k: f.pts_90k,
+                key: f.key,
+                size: f.data.len() as u64,
+            }),
+        );
+    }
+
+    fn count(&mut self, start_unix_ms: i64, first_pts: i64, last_pts: i64, frames: u64, keys: u64) {
         if self.gops == 0 {
-            self.first_pts_90k = first.pts_90k;
-            self.first_unix_ms = gop.start_unix_ms;
+            self.first_pts_90k = first_pts;
+            self.first_unix_ms = start_unix_ms;
         }
         self.gops += 1;
-        self.frames += gop.frames.len() as u64;
-        self.key_frames += gop.frames.iter().filter(|f| f.key).count() as u64;
-        self.last_pts_90k = last.pts_90k;
-        let span_ms = (i128::from(last.pts_90k) - i128::from(first.pts_90k)).max(0) / 90;
-        self.last_unix_ms = (i128::from(gop.start_unix_ms) + span_ms)
+        self.frames += frames;
+        self.key_frames += keys;
+        self.last_pts_90k = last_pts;
+        let span_ms = (i128::from(last_pts) - i128::from(first_pts)).max(0) / 90;
+        self.last_unix_ms = (i128::from(start_unix_ms) + span_ms)
             .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    }
+
+    /// The FINAL chunk's plaintext: trailer and segment index.
+    fn final_plaintext(&self, start_unix_ms: i64, buf: &mut Vec<u8>) {
+        codec::encode_final(buf, &self.trailer(start_unix_ms), &self.index);
     }
 
     fn trailer(&self, start_unix_ms: i64) -> Trailer {
@@ -330,6 +430,10 @@ pub enum SegmentError {
     Auth { chunk: u64 },
     #[error("segment is cut (no final chunk); its authentic prefix is {valid_len} bytes")]
     Cut { valid_len: u64 },
+    /// From [`SegmentReader::open_index`]: the file does not end with a FINAL chunk (it
+    /// is being written, or was cut). Read it in order instead.
+    #[error("segment has no final chunk at its end (still being written, or cut): no index")]
+    NoIndex,
     #[error("malformed segment: {0}")]
     Malformed(String),
     #[error("invalid input: {0}")]
@@ -381,6 +485,10 @@ fn encode_header(id: SegmentId, camera: &str, nonce_prefix: [u8; 4]) -> Vec<u8> 
 /// The keyed state every chunk of one segment shares.
 struct Sealer {
     cipher: Aes256Gcm,
+    /// The same key for ring's AES-GCM, which opens chunks several times faster (the
+    /// `ring` feature; sealing always uses `cipher`).
+    #[cfg(feature = "ring")]
+    opener: ring::aead::LessSafeKey,
     header_hash: [u8; 32],
     nonce_prefix: [u8; 4],
 }
@@ -389,6 +497,11 @@ impl Sealer {
     fn new(key: &DataKey, header: &[u8], nonce_prefix: [u8; 4]) -> Self {
         Sealer {
             cipher: key.cipher(),
+            #[cfg(feature = "ring")]
+            opener: ring::aead::LessSafeKey::new(
+                ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key.as_bytes())
+                    .expect("32-byte AES-256 key"),
+            ),
             header_hash: Sha256::digest(header).into(),
             nonce_prefix,
         }
@@ -401,18 +514,61 @@ impl Sealer {
         n
     }
 
-    fn aad(&self, index: u64, flags: u8, len: u32, prev_tag: &[u8; TAG_LEN]) -> [u8; 61] {
-        let mut a = [0u8; 61];
+    /// The associated data of a chunk; use `&a[..n]` of the returned `(a, n)`.
+    fn aad(
+        &self,
+        index: u64,
+        flags: u8,
+        len: u32,
+        prev_tag: &[u8; TAG_LEN],
+    ) -> ([u8; AAD_FINAL_LEN], usize) {
+        let mut a = [0u8; AAD_FINAL_LEN];
         a[..32].copy_from_slice(&self.header_hash);
         a[32..40].copy_from_slice(&index.to_be_bytes());
         a[40] = flags;
         a[41..45].copy_from_slice(&len.to_be_bytes());
-        a[45..].copy_from_slice(prev_tag);
-        a
+        a[45..AAD_LEN].copy_from_slice(prev_tag);
+        if flags & FLAG_FINAL == 0 {
+            return (a, AAD_LEN);
+        }
+        a[AAD_LEN..].copy_from_slice(&footer(len));
+        (a, AAD_FINAL_LEN)
+    }
+
+    /// Authenticates and decrypts `ct` in place.
+    fn open(
+        &self,
+        index: u64,
+        flags: u8,
+        prev_tag: &[u8; TAG_LEN],
+        ct: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), SegmentError> {
+        let (aad, n) = self.aad(index, flags, ct.len() as u32, prev_tag);
+        #[cfg(feature = "ring")]
+        let opened = self
+            .opener
+            .open_in_place_separate_tag(
+                ring::aead::Nonce::assume_unique_for_key(self.nonce(index)),
+                ring::aead::Aad::from(&aad[..n]),
+                ring::aead::Tag::from(*tag),
+                ct,
+                0..,
+            )
+            .map(|_| ());
+        #[cfg(not(feature = "ring"))]
+        let opened = self.cipher.decrypt_in_place_detached(
+            Nonce::from_slice(&self.nonce(index)),
+            &aad[..n],
+            ct,
+            Tag::from_slice(tag),
+        );
+        opened.map_err(|_| SegmentError::Auth { chunk: index })
     }
 
     /// `buf` holds `CHUNK_HDR_LEN` placeholder bytes followed by the plaintext; on return
-    /// it holds the complete on-disk chunk. Returns the chunk's tag.
+    /// it holds the complete on-disk chunk (for a FINAL chunk, with the footer). Returns
+    /// the chunk's tag.
     fn seal(
         &self,
         index: u64,
@@ -427,17 +583,20 @@ impl Sealer {
             )));
         }
         let len = plain_len as u32;
-        let aad = self.aad(index, flags, len, prev_tag);
+        let (aad, n) = self.aad(index, flags, len, prev_tag);
         let tag = self
             .cipher
             .encrypt_in_place_detached(
                 Nonce::from_slice(&self.nonce(index)),
-                &aad,
+                &aad[..n],
                 &mut buf[CHUNK_HDR_LEN..],
             )
             .map_err(|_| SegmentError::InvalidInput("chunk too large to encrypt".into()))?;
         let tag: [u8; TAG_LEN] = tag.into();
         buf.extend_from_slice(&tag);
+        if flags & FLAG_FINAL != 0 {
+            buf.extend_from_slice(&footer(len));
+        }
         buf[..4].copy_from_slice(&CHUNK_MAGIC);
         buf[4..12].copy_from_slice(&index.to_be_bytes());
         buf[12] = flags;
@@ -599,8 +758,13 @@ impl SegmentWriter {
         self.buf.clear();
         self.buf.resize(CHUNK_HDR_LEN, 0);
         codec::encode_gop(&mut self.buf, gop);
+        let at = ChunkAt {
+            index: self.next_index,
+            offset: self.bytes,
+            len: (self.buf.len() - CHUNK_HDR_LEN) as u64,
+        };
         let n = self.write_chunk(0)?;
-        self.acc.add(gop);
+        self.acc.add(gop, at);
         Ok(n)
     }
 
@@ -688,14 +852,15 @@ impl SegmentWriter {
         self.acc.trailer(self.start_unix_ms)
     }
 
-    /// Writes the FINAL trailer chunk, fsyncs the file and its directory, and returns
-    /// the size and SHA-256 of the whole file (hashed while writing, not re-read).
-    /// On error the file is left as a cut segment for [`recover`].
+    /// Writes the FINAL chunk (trailer and segment index) and the footer, fsyncs the
+    /// file and its directory, and returns the size and SHA-256 of the whole file
+    /// (hashed while writing, not re-read). On error the file is left as a cut segment
+    /// for [`recover`].
     pub fn finish(mut self) -> Result<Finished, SegmentError> {
         let trailer = self.trailer_so_far();
         self.buf.clear();
         self.buf.resize(CHUNK_HDR_LEN, 0);
-        codec::encode_trailer(&mut self.buf, &trailer);
+        self.acc.final_plaintext(self.start_unix_ms, &mut self.buf);
         self.write_chunk(FLAG_FINAL)?;
         self.file.sync_all()?;
         fsync_dir(&self.dir)?;
@@ -752,6 +917,19 @@ struct ChunkStream {
 struct ChunkMeta {
     index: u64,
     flags: u8,
+    /// Where the chunk starts in the file, and its plaintext length.
+    offset: u64,
+    len: usize,
+}
+
+impl ChunkMeta {
+    fn at(&self) -> ChunkAt {
+        ChunkAt {
+            index: self.index,
+            offset: self.offset,
+            len: self.len as u64,
+        }
+    }
 }
 
 impl ChunkStream {
@@ -762,8 +940,9 @@ impl ChunkStream {
         expect_camera: &str,
         key: &DataKey,
         hash: bool,
+        buf_capacity: usize,
     ) -> Result<Self, SegmentError> {
-        let mut file = BufReader::with_capacity(64 << 10, file);
+        let mut file = BufReader::with_capacity(buf_capacity, file);
         let mut hasher = hash.then(Sha256::new);
         let mut header = [0u8; HEADER_FIXED_LEN + MAX_CAMERA_LEN];
         let n = read_full(&mut file, &mut hasher, &mut header[..12])?;
@@ -896,27 +1075,43 @@ impl ChunkStream {
             return Err(self.cut());
         }
         let tag: [u8; TAG_LEN] = self.buf[len..body].try_into().expect("tag length");
-        let aad = self.sealer.aad(index, flags, len as u32, &self.prev_tag);
-        let nonce = self.sealer.nonce(index);
-        if self
+        // A FINAL chunk is followed by the footer (authenticated as part of its AAD, so
+        // it is checked against the value the length implies, after decryption).
+        let mut foot = [0u8; FOOTER_LEN];
+        let foot_n = if flags & FLAG_FINAL != 0 {
+            let n = read_full(&mut self.file, &mut self.hasher, &mut foot)?;
+            self.pos += n as u64;
+            n
+        } else {
+            0
+        };
+        let opened = self
             .sealer
-            .cipher
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
-                &aad,
-                &mut self.buf[..len],
-                Tag::from_slice(&tag),
-            )
-            .is_err()
-        {
+            .open(index, flags, &self.prev_tag, &mut self.buf[..len], &tag);
+        if let Err(e) = opened {
             self.failed_chunk_end = Some(self.pos);
-            return Err(SegmentError::Auth { chunk: index });
+            return Err(e);
+        }
+        if flags & FLAG_FINAL != 0 {
+            if foot_n < FOOTER_LEN {
+                return Err(self.cut());
+            }
+            if foot != footer(len as u32) {
+                return Err(SegmentError::Malformed(format!(
+                    "footer after the final chunk at offset {start} does not match it"
+                )));
+            }
         }
         self.prev_tag = tag;
         self.last_index = Some(index);
         self.valid_len = self.pos;
         self.plain_len = len;
-        Ok(Some(ChunkMeta { index, flags }))
+        Ok(Some(ChunkMeta {
+            index,
+            flags,
+            offset: start,
+            len,
+        }))
     }
 
     fn plaintext(&self) -> &[u8] {
@@ -966,14 +1161,126 @@ fn open_read(path: &Path) -> io::Result<File> {
     File::open(path)
 }
 
+/// Checks a FINAL chunk's plaintext against the trailer and index computed from the GOP
+/// chunks read before it: byte for byte, since the encoding is canonical.
+fn check_final(plain: &[u8], acc: &TrailerAcc, start_unix_ms: i64) -> Result<(), SegmentError> {
+    let mut want = Vec::new();
+    acc.final_plaintext(start_unix_ms, &mut want);
+    if plain != want {
+        return Err(SegmentError::Malformed(
+            "trailer does not match the segment's chunks".into(),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// the segment index, and random access by it
+
+/// One frame as the segment index describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedFrame {
+    pub pts_90k: i64,
+    pub key: bool,
+    pub size: u32,
+}
+
+/// One GOP chunk as the segment index describes it: where to read it with
+/// [`SegmentReader::read_chunk_at`], and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedGop {
+    /// The chunk's index (its position in the chain; not dense if a write failed).
+    pub chunk_index: u64,
+    /// Offset of the chunk in the file.
+    pub offset: u64,
+    /// Plaintext length of the chunk.
+    pub len: u32,
+    pub start_unix_ms: i64,
+    /// Its frames are `SegmentIndex::frames[first_frame..first_frame + frame_count]`.
+    pub first_frame: usize,
+    pub frame_count: usize,
+}
+
+/// Everything about a closed segment but its frames' bytes, from its FINAL chunk: what
+/// [`SegmentReader::open_index`] returns without reading the GOP chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentIndex {
+    pub params: CodecParams,
+    pub start_unix_ms: i64,
+    pub trailer: Trailer,
+    /// The FINAL chunk was written by [`recover`].
+    pub recovered: bool,
+    /// The GOP chunks, in file order.
+    pub gops: Vec<IndexedGop>,
+    /// All frames of the segment, in order.
+    pub frames: Vec<IndexedFrame>,
+}
+
+impl SegmentIndex {
+    /// The frames of GOP `i`.
+    pub fn gop_frames(&self, i: usize) -> &[IndexedFrame] {
+        let g = &self.gops[i];
+        &self.frames[g.first_frame..g.first_frame + g.frame_count]
+    }
+}
+
+/// A GOP chunk read by [`SegmentReader::read_gop_bytes_at`]: its frame index, and the
+/// frames' bytes back to back as they are in the chunk, not copied frame by frame.
+#[derive(Debug)]
+pub struct GopBytes {
+    pub start_unix_ms: i64,
+    pub frames: Vec<IndexedFrame>,
+    buf: Vec<u8>,
+    data: std::ops::Range<usize>,
+}
+
+impl GopBytes {
+    /// The frames' bytes, back to back.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.data.clone()]
+    }
+
+    /// The buffer and the range of it holding the frames' bytes (what e.g.
+    /// `bytes::Bytes::from(buf).slice(range)` takes without copying).
+    pub fn into_parts(self) -> (Vec<u8>, std::ops::Range<usize>) {
+        (self.buf, self.data)
+    }
+
+    /// As a [`Gop`] (copies each frame).
+    pub fn to_gop(&self) -> Gop {
+        let mut pos = self.data.start;
+        let frames = self
+            .frames
+            .iter()
+            .map(|f| {
+                let end = pos + f.size as usize;
+                let data = self.buf[pos..end].to_vec();
+                pos = end;
+                Frame {
+                    pts_90k: f.pts_90k,
+                    key: f.key,
+                    data,
+                }
+            })
+            .collect();
+        Gop {
+            start_unix_ms: self.start_unix_ms,
+            frames,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // streaming reader
 
-/// Reads a segment GOP by GOP, authenticating each chunk before returning it.
+/// Reads a segment GOP by GOP, authenticating each chunk before returning it; or, with
+/// the segment index, any one GOP chunk ([`read_chunk_at`](Self::read_chunk_at)).
 pub struct SegmentReader {
     stream: ChunkStream,
     params: CodecParams,
     start_unix_ms: i64,
+    /// End of the parameters chunk: where the first GOP chunk starts.
+    params_end: u64,
     acc: TrailerAcc,
     trailer: Option<Trailer>,
     failed: bool,
@@ -999,9 +1306,22 @@ impl SegmentReader {
         expect_camera: &str,
         key: &DataKey,
     ) -> Result<Self, SegmentError> {
-        let mut stream = ChunkStream::open(open_read(path)?, expect_id, expect_camera, key, false)?;
+        Self::open_buffered(path, expect_id, expect_camera, key, 64 << 10)
+    }
+
+    fn open_buffered(
+        path: &Path,
+        expect_id: SegmentId,
+        expect_camera: &str,
+        key: &DataKey,
+        buf_capacity: usize,
+    ) -> Result<Self, SegmentError> {
+        let file = open_read(path)?;
+        let mut stream =
+            ChunkStream::open(file, expect_id, expect_camera, key, false, buf_capacity)?;
         let (params, start_unix_ms) = stream.read_params()?;
         Ok(SegmentReader {
+            params_end: stream.valid_len,
             stream,
             params,
             start_unix_ms,
@@ -1062,15 +1382,9 @@ impl SegmentReader {
             return Err(self.stream.cut());
         };
         if meta.flags & FLAG_FINAL != 0 {
-            let stored = codec::decode_trailer(self.stream.plaintext())
-                .map_err(|e| malformed(meta.index, e))?;
-            if stored != self.acc.trailer(self.start_unix_ms) {
-                return Err(SegmentError::Malformed(
-                    "trailer does not match the segment's chunks".into(),
-                ));
-            }
+            check_final(self.stream.plaintext(), &self.acc, self.start_unix_ms)?;
             self.stream.expect_eof()?;
-            self.trailer = Some(stored);
+            self.trailer = Some(self.acc.trailer(self.start_unix_ms));
             return Ok(None);
         }
         let gop =
@@ -1078,13 +1392,241 @@ impl SegmentReader {
         if gop.frames.is_empty() {
             return Err(malformed(meta.index, DecodeError("GOP without frames")));
         }
-        self.acc.add(&gop);
+        self.acc.add(&gop, meta.at());
         Ok(Some(gop))
     }
 
     /// The trailer, once the FINAL chunk has been read.
     pub fn trailer(&self) -> Option<&Trailer> {
         self.trailer.as_ref()
+    }
+
+    /// Opens a closed segment and reads its index: the clear header, the parameters
+    /// chunk and the FINAL chunk only (found from the footer at the end of the file),
+    /// each authenticated. A file that does not end in a FINAL chunk (still being
+    /// written, or cut) gives [`SegmentError::NoIndex`]: read it with [`open`](Self::open)
+    /// and [`next_gop`](Self::next_gop) instead.
+    pub fn open_index(
+        path: &Path,
+        expect_id: SegmentId,
+        expect_camera: &str,
+        key: &DataKey,
+    ) -> Result<SegmentIndex, SegmentError> {
+        Self::open_buffered(path, expect_id, expect_camera, key, 4 << 10)?.read_index()
+    }
+
+    /// Reads the segment index of an opened segment (see [`open_index`](Self::open_index)).
+    /// Positioned reads: the GOP-by-GOP position is not affected.
+    pub fn read_index(&self) -> Result<SegmentIndex, SegmentError> {
+        let file = self.stream.file.get_ref();
+        let file_len = file.metadata()?.len();
+        let min_record = (CHUNK_HDR_LEN + TAG_LEN) as u64;
+        if file_len < self.params_end + min_record + FOOTER_LEN as u64 {
+            return Err(SegmentError::NoIndex);
+        }
+        let mut foot = [0u8; FOOTER_LEN];
+        file.read_exact_at(&mut foot, file_len - FOOTER_LEN as u64)?;
+        if foot[4..] != FOOTER_MAGIC {
+            return Err(SegmentError::NoIndex);
+        }
+        let record = u64::from(u32::from_be_bytes(foot[..4].try_into().expect("4 bytes")));
+        if record < min_record
+            || record - min_record > MAX_CHUNK_PLAINTEXT as u64
+            || self.params_end + record + FOOTER_LEN as u64 > file_len
+        {
+            return Err(SegmentError::Malformed(format!(
+                "footer gives an impossible final chunk length {record}"
+            )));
+        }
+        let start = file_len - FOOTER_LEN as u64 - record;
+        // The chunk, with the tag of the chunk before it (chunks are contiguous).
+        let mut buf = vec![0u8; TAG_LEN + record as usize];
+        file.read_exact_at(&mut buf, start - TAG_LEN as u64)?;
+        let (prev_tag, rest) = buf.split_at_mut(TAG_LEN);
+        let prev_tag: &[u8; TAG_LEN] = (&*prev_tag).try_into().expect("tag length");
+        let (hdr, body) = rest.split_at_mut(CHUNK_HDR_LEN);
+        let len = body.len() - TAG_LEN;
+        let index = u64::from_be_bytes(hdr[4..12].try_into().expect("8 bytes"));
+        if hdr[..4] != CHUNK_MAGIC
+            || hdr[12] != FLAG_FINAL
+            || u32::from_be_bytes(hdr[13..17].try_into().expect("4 bytes")) as usize != len
+            || index == 0
+        {
+            return Err(SegmentError::Malformed(format!(
+                "no final chunk at offset {start}, where the footer points"
+            )));
+        }
+        let (ct, tag) = body.split_at_mut(len);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("tag length");
+        self.stream
+            .sealer
+            .open(index, FLAG_FINAL, prev_tag, ct, tag)?;
+        let dec = codec::decode_final(ct).map_err(|e| malformed(index, e))?;
+
+        // The index must describe exactly the chunks between the parameters chunk and
+        // the FINAL one, back to back, with lower indices; and agree with the trailer.
+        let final_index = index & !RECOVERY_INDEX;
+        let mut acc = TrailerAcc::default();
+        let mut end = self.params_end;
+        let mut gops = Vec::with_capacity(dec.entries.len());
+        let mut frames = Vec::with_capacity(dec.frames.len());
+        for e in &dec.entries {
+            if e.offset != end || e.chunk_index >= final_index {
+                return Err(malformed(
+                    index,
+                    DecodeError("index does not match the file"),
+                ));
+            }
+            let len = u32::try_from(e.len)
+                .ok()
+                .filter(|&l| l as usize <= MAX_CHUNK_PLAINTEXT)
+                .ok_or_else(|| malformed(index, DecodeError("chunk length over the limit")))?;
+            let metas = &dec.frames[frames.len()..frames.len() + e.frames as usize];
+            let keys = metas.iter().filter(|f| f.key).count() as u64;
+            let (first, last) = (metas[0].pts_90k, metas[metas.len() - 1].pts_90k);
+            acc.count(e.start_unix_ms, first, last, e.frames, keys);
+            gops.push(IndexedGop {
+                chunk_index: e.chunk_index,
+                offset: e.offset,
+                len,
+                start_unix_ms: e.start_unix_ms,
+                first_frame: frames.len(),
+                frame_count: metas.len(),
+            });
+            // sizes fit: they add up to at most `len`, checked by the decoder
+            frames.extend(metas.iter().map(|f| IndexedFrame {
+                pts_90k: f.pts_90k,
+                key: f.key,
+                size: f.size as u32,
+            }));
+            end = e.offset + codec::record_len(e.len);
+        }
+        if end != start || acc.trailer(self.start_unix_ms) != dec.trailer {
+            return Err(malformed(
+                index,
+                DecodeError("index does not match the file"),
+            ));
+        }
+        Ok(SegmentIndex {
+            params: self.params.clone(),
+            start_unix_ms: self.start_unix_ms,
+            trailer: dec.trailer,
+            recovered: index >= RECOVERY_INDEX,
+            gops,
+            frames,
+        })
+    }
+
+    /// Reads, authenticates and decodes the GOP chunk `chunk_index` at `offset`, of
+    /// `len` plaintext bytes (an entry of the [`SegmentIndex`]), with positioned reads:
+    /// the GOP-by-GOP position is not affected.
+    ///
+    /// Authenticated exactly as in order: same nonce, same associated data, whose
+    /// previous-chunk tag is the 16 bytes just before `offset` (chunks are contiguous).
+    pub fn read_chunk_at(
+        &self,
+        offset: u64,
+        len: u32,
+        chunk_index: u64,
+    ) -> Result<Gop, SegmentError> {
+        Ok(self.read_gop_bytes_at(offset, len, chunk_index)?.to_gop())
+    }
+
+    /// Hints the kernel that `len` bytes from `offset` will be read soon (e.g. the
+    /// chunks after the one being read by [`read_chunk_at`](Self::read_chunk_at)), so
+    /// reading them from disk overlaps with decrypting this one. Only a hint.
+    pub fn will_need(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        let fd = self.stream.file.get_ref().as_raw_fd();
+        // SAFETY: a plain syscall on a descriptor this reader owns; it reads no memory.
+        let _ = unsafe { libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_WILLNEED) };
+    }
+
+    /// Like [`read_chunk_at`](Self::read_chunk_at), but returns the frames' bytes as
+    /// one buffer (the chunk's own plaintext) instead of a copy per frame.
+    pub fn read_gop_bytes_at(
+        &self,
+        offset: u64,
+        len: u32,
+        chunk_index: u64,
+    ) -> Result<GopBytes, SegmentError> {
+        self.read_gop_bytes_into(offset, len, chunk_index, Vec::new())
+    }
+
+    /// Like [`read_gop_bytes_at`](Self::read_gop_bytes_at), reusing `buf` (e.g. from
+    /// an earlier [`GopBytes::into_parts`]) for the chunk.
+    pub fn read_gop_bytes_into(
+        &self,
+        offset: u64,
+        len: u32,
+        chunk_index: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<GopBytes, SegmentError> {
+        let len = len as usize;
+        if chunk_index == 0
+            || chunk_index >= RECOVERY_INDEX
+            || len > MAX_CHUNK_PLAINTEXT
+            || offset < self.params_end
+        {
+            return Err(SegmentError::InvalidInput(format!(
+                "no GOP chunk {chunk_index} of {len} bytes can be at offset {offset}"
+            )));
+        }
+        let data_start = TAG_LEN + CHUNK_HDR_LEN;
+        // (only the part beyond the buffer's current length gets zeroed)
+        buf.resize(data_start + len + TAG_LEN, 0);
+        self.stream
+            .file
+            .get_ref()
+            .read_exact_at(&mut buf, offset - TAG_LEN as u64)?;
+        let (prev_tag, rest) = buf.split_at_mut(TAG_LEN);
+        let prev_tag: &[u8; TAG_LEN] = (&*prev_tag).try_into().expect("tag length");
+        let (hdr, body) = rest.split_at_mut(CHUNK_HDR_LEN);
+        if hdr[..4] != CHUNK_MAGIC
+            || u64::from_be_bytes(hdr[4..12].try_into().expect("8 bytes")) != chunk_index
+            || hdr[12] != 0
+            || u32::from_be_bytes(hdr[13..17].try_into().expect("4 bytes")) as usize != len
+        {
+            return Err(SegmentError::Malformed(format!(
+                "no GOP chunk {chunk_index} of {len} bytes at offset {offset}"
+            )));
+        }
+        let (ct, tag) = body.split_at_mut(len);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("tag length");
+        self.stream.sealer.open(chunk_index, 0, prev_tag, ct, tag)?;
+        let mut c = codec::Cur::new(ct);
+        let (start_unix_ms, metas) =
+            codec::decode_index(&mut c).map_err(|e| malformed(chunk_index, e))?;
+        let total = metas
+            .iter()
+            .try_fold(0u64, |acc, m| acc.checked_add(m.size));
+        if metas.is_empty() {
+            return Err(malformed(chunk_index, DecodeError("GOP without frames")));
+        }
+        if total != Some(c.remaining() as u64) {
+            return Err(malformed(
+                chunk_index,
+                DecodeError("frame sizes do not add up to the chunk length"),
+            ));
+        }
+        let data = data_start + len - c.remaining()..data_start + len;
+        let frames = metas
+            .iter()
+            .map(|m| IndexedFrame {
+                pts_90k: m.pts_90k,
+                key: m.key,
+                size: m.size as u32,
+            })
+            .collect();
+        Ok(GopBytes {
+            start_unix_ms,
+            frames,
+            buf,
+            data,
+        })
     }
 }
 
@@ -1132,6 +1674,8 @@ impl VerifyReport {
 /// What recover needs beyond the report.
 struct Scan {
     report: VerifyReport,
+    /// Trailer and index of the authentic GOP chunks.
+    acc: TrailerAcc,
     last_index: u64,
     last_tag: [u8; TAG_LEN],
     /// The failure is a torn tail: a cut, or the last chunk in the file failing
@@ -1162,7 +1706,7 @@ fn scan(
     expect_camera: &str,
     key: &DataKey,
 ) -> Result<Scan, SegmentError> {
-    let mut s = ChunkStream::open(file, expect_id, expect_camera, key, true)?;
+    let mut s = ChunkStream::open(file, expect_id, expect_camera, key, true, 64 << 10)?;
     let mut report = VerifyReport {
         bytes: 0,
         sha256: [0; 32],
@@ -1190,13 +1734,7 @@ fn scan(
                 return Err(s.cut());
             };
             if meta.flags & FLAG_FINAL != 0 {
-                let stored =
-                    codec::decode_trailer(s.plaintext()).map_err(|e| malformed(meta.index, e))?;
-                if stored != acc.trailer(start) {
-                    return Err(SegmentError::Malformed(
-                        "trailer does not match the segment's chunks".into(),
-                    ));
-                }
+                check_final(s.plaintext(), &acc, start)?;
                 report.chunks += 1;
                 last_good = (s.valid_len, meta.index, s.prev_tag);
                 report.finalised = true;
@@ -1207,7 +1745,7 @@ fn scan(
             if gop.frames.is_empty() {
                 return Err(malformed(meta.index, DecodeError("GOP without frames")));
             }
-            acc.add(&gop);
+            acc.add(&gop, meta.at());
             report.chunks += 1;
             report.gops += 1;
             last_good = (s.valid_len, meta.index, s.prev_tag);
@@ -1233,6 +1771,7 @@ fn scan(
     report.sha256 = s.hasher.take().expect("hashing stream").finalize().into();
     Ok(Scan {
         report,
+        acc,
         last_index: last_good.1,
         last_tag: last_good.2,
         torn_tail,
@@ -1294,9 +1833,9 @@ pub fn recover(
     }
     // Rebuild the trailer chunk exactly as a previous (interrupted) run would have: same
     // plaintext, same recovery-space nonce, so repeating it is harmless.
-    let mut buf = Vec::with_capacity(CHUNK_HDR_LEN + codec::TRAILER_LEN + TAG_LEN);
-    buf.resize(CHUNK_HDR_LEN, 0);
-    codec::encode_trailer(&mut buf, &report.trailer);
+    let mut buf = vec![0; CHUNK_HDR_LEN];
+    scan.acc
+        .final_plaintext(report.start_unix_ms.unwrap_or(0), &mut buf);
     let index = RECOVERY_INDEX | (scan.last_index + 1);
     scan.sealer
         .seal(index, FLAG_FINAL, &scan.last_tag, &mut buf)?;
