@@ -187,3 +187,73 @@ impl Api {
         }
     }
 }
+
+/// A two-camera site for end-to-end tests: a test camera serving an H.264 mount (camera
+/// `gate`) and an H.265 mount (camera `hall`), 320x240, a store with 2 s segments, and a
+/// config whose `[api]` listens on a free port (`api_extra` is appended to that table).
+pub struct Site {
+    pub camera: crate::TestCamera,
+    pub dir: tempfile::TempDir,
+    pub config: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl Site {
+    pub fn new(fps: u32, api_extra: &str) -> Site {
+        use crate::{CameraOpts, MountSpec};
+        let mount = |m: MountSpec| m.size(320, 240).fps(fps).gop(fps).bitrate_kbps(300);
+        let camera = crate::TestCamera::start(&CameraOpts {
+            clip_secs: 4,
+            ..CameraOpts::with_mounts(vec![
+                mount(MountSpec::h264("a")),
+                mount(MountSpec::h265("b")),
+            ])
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::free_port();
+        let config = dir.path().join("ringfence.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[storage]\npath = \"{store}\"\nsegment_secs = 2\nsync_interval_ms = 200\n\
+                 [keys]\nkek_file = \"{kek}\"\n\
+                 [[cameras]]\nid = \"gate\"\nname = \"Gate\"\nurl = \"{a}\"\n\
+                 [[cameras]]\nid = \"hall\"\nname = \"Hall\"\nurl = \"{b}\"\n\
+                 [api]\naddr = \"127.0.0.1:{port}\"\n{api_extra}\n",
+                store = dir.path().join("store").display(),
+                kek = dir.path().join("kek").display(),
+                a = camera.url("a"),
+                b = camera.url("b"),
+            ),
+        )
+        .unwrap();
+        Site {
+            camera,
+            dir,
+            config,
+            port,
+        }
+    }
+
+    /// `recorder init`; returns what it printed.
+    pub fn init(&self) -> String {
+        let (code, out, err) = run_bin("recorder", &["init"], Some(&self.config), None);
+        assert_eq!(code, 0, "recorder init: {err}");
+        out
+    }
+
+    /// Starts `BIN SUBCOMMAND --config …`, its log in `<dir>/BIN.log`.
+    pub fn spawn(&self, bin: &str, subcommand: &str) -> Proc {
+        let log = std::fs::File::create(self.dir.path().join(format!("{bin}.log"))).unwrap();
+        Proc(
+            Command::new(bin_path(bin))
+                .args([subcommand, "--config"])
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    }
+}

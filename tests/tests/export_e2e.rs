@@ -4,12 +4,11 @@
 //! full `ffmpeg` decode, with the frame counts the store holds for the range.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ringfence_tests::procs::{Api, Proc, add_user, now_ms, run_bin};
-use ringfence_tests::{CameraOpts, MountSpec, TestCamera, bin_path, free_port};
+use ringfence_tests::procs::{Api, Site, add_user, now_ms, run_bin};
 use serde_json::{Value, json};
 use viewer_api::clock::rfc3339;
 use viewer_api::testdata::check_with_ffmpeg;
@@ -49,66 +48,15 @@ fn stored_frames(config: &Path, camera: &str, from: i64, to: i64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn police_export_of_two_cameras_verifies_with_standard_tools() {
     let started = Instant::now();
-    let cam = TestCamera::start(&CameraOpts {
-        clip_secs: 4,
-        ..CameraOpts::with_mounts(vec![
-            MountSpec::h264("a")
-                .size(320, 240)
-                .fps(FPS)
-                .gop(FPS)
-                .bitrate_kbps(300),
-            MountSpec::h265("b")
-                .size(320, 240)
-                .fps(FPS)
-                .gop(FPS)
-                .bitrate_kbps(300),
-        ])
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config: PathBuf = dir.path().join("ringfence.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{store}\"\nsegment_secs = 2\nsync_interval_ms = 200\n\
-             [keys]\nkek_file = \"{kek}\"\n\
-             [[cameras]]\nid = \"gate\"\nname = \"Gate\"\nurl = \"{a}\"\n\
-             [[cameras]]\nid = \"hall\"\nname = \"Hall\"\nurl = \"{b}\"\n\
-             [api]\naddr = \"127.0.0.1:{port}\"\nexport_ttl = \"1d\"\n",
-            store = dir.path().join("store").display(),
-            kek = dir.path().join("kek").display(),
-            a = cam.url("a"),
-            b = cam.url("b"),
-        ),
-    )
-    .unwrap();
-    let (code, out) = run("recorder", &["init"], Some(&config), None);
-    assert_eq!(code, 0, "recorder init: {out}");
+    let site = Site::new(FPS, "export_ttl = \"1d\"");
+    let (dir, config, port) = (&site.dir, site.config.clone(), site.port);
+    let out = site.init();
     assert!(out.contains("signing key"), "{out}");
-    let log = std::fs::File::create(dir.path().join("recorder.log")).unwrap();
     let t_start = now_ms();
-    let _recorder = Proc(
-        Command::new(bin_path("recorder"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _recorder = site.spawn("recorder", "run");
     add_user(&config, "pia", "police", Some("gate,hall"), PW);
     add_user(&config, "ivan", "it", None, PW);
-    let vlog = std::fs::File::create(dir.path().join("viewer-api.log")).unwrap();
-    let _server = Proc(
-        Command::new(bin_path("viewer-api"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(vlog)
-            .spawn()
-            .unwrap(),
-    );
+    let _server = site.spawn("viewer-api", "serve");
     let api = Api::new(port);
     api.wait_up(Duration::from_secs(20)).await;
     let pia = api.login("pia", PW).await;

@@ -7,12 +7,9 @@
 //! `recorder check --json` says is stored. Then the role table over real HTTP, the
 //! access log as the API shows it, and `viewer-api audit verify`.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringfence_tests::procs::{Api, Proc, add_user, now_ms, run_bin};
-use ringfence_tests::{CameraOpts, MountSpec, TestCamera, bin_path, free_port};
+use ringfence_tests::procs::{Api, Site, add_user, now_ms, run_bin};
 use serde_json::{Value, json};
 use viewer_api::clock::{parse_rfc3339, rfc3339};
 use viewer_api::testdata::{check_with_ffmpeg, probe_codec};
@@ -146,67 +143,16 @@ fn stored<'a>(check: &'a Value, id: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn camera_recorder_viewer_api_roles_live_and_audit() {
     let test_started = Instant::now();
-    let cam = TestCamera::start(&CameraOpts {
-        clip_secs: 4,
-        ..CameraOpts::with_mounts(vec![
-            MountSpec::h264("a")
-                .size(320, 240)
-                .fps(FPS)
-                .gop(FPS)
-                .bitrate_kbps(300),
-            MountSpec::h265("b")
-                .size(320, 240)
-                .fps(FPS)
-                .gop(FPS)
-                .bitrate_kbps(300),
-        ])
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config: PathBuf = dir.path().join("ringfence.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[storage]\npath = \"{store}\"\nsegment_secs = 2\nsync_interval_ms = 200\n\
-             [keys]\nkek_file = \"{kek}\"\n\
-             [[cameras]]\nid = \"gate\"\nname = \"Gate\"\nurl = \"{a}\"\n\
-             [[cameras]]\nid = \"hall\"\nname = \"Hall\"\nurl = \"{b}\"\n\
-             [api]\naddr = \"127.0.0.1:{port}\"\n",
-            store = dir.path().join("store").display(),
-            kek = dir.path().join("kek").display(),
-            a = cam.url("a"),
-            b = cam.url("b"),
-        ),
-    )
-    .unwrap();
-    let (code, _, err) = run_bin("recorder", &["init"], Some(&config), None);
-    assert_eq!(code, 0, "recorder init: {err}");
-    let log = std::fs::File::create(dir.path().join("recorder.log")).unwrap();
-    let recorder = Proc(
-        Command::new(bin_path("recorder"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let site = Site::new(FPS, "");
+    let (dir, config, port) = (&site.dir, site.config.clone(), site.port);
+    site.init();
+    let recorder = site.spawn("recorder", "run");
     add_user(&config, "pia", "police", Some("gate,hall"), PW);
     add_user(&config, "pete", "police", Some("gate"), PW);
     add_user(&config, "ivan", "it", None, PW);
     add_user(&config, "carl", "contractor", None, PW);
     add_user(&config, "ada", "auditor", None, PW);
-    let vlog = std::fs::File::create(dir.path().join("viewer-api.log")).unwrap();
-    let server = Proc(
-        Command::new(bin_path("viewer-api"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(vlog)
-            .spawn()
-            .unwrap(),
-    );
+    let server = site.spawn("viewer-api", "serve");
     let api = Api::new(port);
     api.wait_up(Duration::from_secs(20)).await;
     let pia = api.login("pia", PW).await;
