@@ -4,14 +4,14 @@
 //! The file holds one text line, `ringfence-kek-v1:<64 hex digits>`, so that a
 //! truncated or foreign file is recognised and refused rather than used as a key.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rand::RngCore;
 use zeroize::Zeroizing;
+
+use crate::secret_file::{self, SecretFileError};
 
 const FILE_PREFIX: &str = "ringfence-kek-v1:";
 
@@ -80,106 +80,32 @@ impl FileKeyProvider {
         &self.path
     }
 
-    fn io(&self, source: io::Error) -> KeyError {
-        KeyError::Io {
-            path: self.path.clone(),
-            source,
+    fn error(&self, e: SecretFileError) -> KeyError {
+        let path = self.path.clone();
+        match e {
+            SecretFileError::Missing => KeyError::Missing { path },
+            SecretFileError::Malformed => KeyError::Malformed { path },
+            SecretFileError::TooOpen { mode } => KeyError::TooOpen { path, mode },
+            SecretFileError::Io(source) => KeyError::Io { path, source },
         }
     }
 }
 
 impl KeyProvider for FileKeyProvider {
     fn load(&self) -> Result<Kek, KeyError> {
-        let mut file = match fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(KeyError::Missing {
-                    path: self.path.clone(),
-                });
-            }
-            Err(e) => return Err(self.io(e)),
-        };
-        let mode = file
-            .metadata()
-            .map_err(|e| self.io(e))?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::TooOpen {
-                path: self.path.clone(),
-                mode,
-            });
-        }
-        let mut text = Zeroizing::new(String::new());
-        // A key file is tiny; anything larger is not ours.
-        Read::by_ref(&mut file)
-            .take(256)
-            .read_to_string(&mut text)
-            .map_err(|_| KeyError::Malformed {
-                path: self.path.clone(),
-            })?;
-        parse_key_text(text.trim_end()).ok_or_else(|| KeyError::Malformed {
-            path: self.path.clone(),
-        })
+        secret_file::read(&self.path, FILE_PREFIX)
+            .map(|k| Kek::from_bytes(*k))
+            .map_err(|e| self.error(e))
     }
 
     fn create_if_absent(&self) -> Result<bool, KeyError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&self.path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(self.io(e)),
-        };
-        let kek = Kek::random();
-        let text = Zeroizing::new(format!(
-            "{FILE_PREFIX}{}\n",
-            hex_lower(kek.as_bytes()).as_str()
-        ));
-        file.write_all(text.as_bytes()).map_err(|e| self.io(e))?;
-        file.sync_all().map_err(|e| self.io(e))?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| self.io(e))?;
-        }
-        Ok(true)
+        secret_file::create_new(&self.path, FILE_PREFIX, Kek::random().as_bytes())
+            .map_err(|e| self.error(e))
     }
 
     fn describe(&self) -> String {
         format!("key file {}", self.path.display())
     }
-}
-
-fn hex_lower(bytes: &[u8]) -> Zeroizing<String> {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = Zeroizing::new(String::with_capacity(bytes.len() * 2));
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
-fn parse_key_text(text: &str) -> Option<Kek> {
-    let hex = text.strip_prefix(FILE_PREFIX)?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(Kek::from_bytes(out))
 }
 
 /// A KEK held in memory, for tests and simulations.
@@ -224,6 +150,8 @@ impl KeyProvider for MemoryKeyProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn create_then_load_round_trips_and_never_overwrites() {

@@ -6,6 +6,7 @@
 //! the footage unreadable, so providers never overwrite an existing key.
 
 pub mod keys;
+mod secret_file;
 pub mod signing;
 
 pub use keys::{FileKeyProvider, Kek, KeyError, KeyProvider, MemoryKeyProvider};

@@ -6,14 +6,14 @@
 //! `ringfence-ed25519-v1:<64 hex digits of the secret seed>`. A TPM-backed provider
 //! will implement the same traits on the appliance (signing inside the TPM).
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rand::RngCore;
 use zeroize::Zeroizing;
+
+use crate::secret_file::{self, SecretFileError};
 
 const FILE_PREFIX: &str = "ringfence-ed25519-v1:";
 
@@ -100,104 +100,32 @@ impl FileSigningKeyProvider {
         &self.path
     }
 
-    fn io(&self, source: io::Error) -> SigningKeyError {
-        SigningKeyError::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn malformed(&self) -> SigningKeyError {
-        SigningKeyError::Malformed {
-            path: self.path.clone(),
+    fn error(&self, e: SecretFileError) -> SigningKeyError {
+        let path = self.path.clone();
+        match e {
+            SecretFileError::Missing => SigningKeyError::Missing { path },
+            SecretFileError::Malformed => SigningKeyError::Malformed { path },
+            SecretFileError::TooOpen { mode } => SigningKeyError::TooOpen { path, mode },
+            SecretFileError::Io(source) => SigningKeyError::Io { path, source },
         }
     }
 }
 
 impl SigningKeyProvider for FileSigningKeyProvider {
     fn load(&self) -> Result<Box<dyn DeviceSigner>, SigningKeyError> {
-        let mut file = match fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SigningKeyError::Missing {
-                    path: self.path.clone(),
-                });
-            }
-            Err(e) => return Err(self.io(e)),
-        };
-        let mode = file
-            .metadata()
-            .map_err(|e| self.io(e))?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(SigningKeyError::TooOpen {
-                path: self.path.clone(),
-                mode,
-            });
-        }
-        let mut text = Zeroizing::new(String::new());
-        Read::by_ref(&mut file)
-            .take(256)
-            .read_to_string(&mut text)
-            .map_err(|_| self.malformed())?;
-        let hex = text
-            .trim_end()
-            .strip_prefix(FILE_PREFIX)
-            .ok_or_else(|| self.malformed())?;
-        let seed = parse_hex32(hex).ok_or_else(|| self.malformed())?;
+        let seed = secret_file::read(&self.path, FILE_PREFIX).map_err(|e| self.error(e))?;
         Ok(Box::new(MemorySigner::from_seed(*seed)))
     }
 
     fn create_if_absent(&self) -> Result<bool, SigningKeyError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&self.path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(self.io(e)),
-        };
         let mut seed = Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(&mut *seed);
-        let mut text = Zeroizing::new(String::with_capacity(100));
-        text.push_str(FILE_PREFIX);
-        for b in seed.iter() {
-            text.push_str(&format!("{b:02x}"));
-        }
-        text.push('\n');
-        file.write_all(text.as_bytes()).map_err(|e| self.io(e))?;
-        file.sync_all().map_err(|e| self.io(e))?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| self.io(e))?;
-        }
-        Ok(true)
+        secret_file::create_new(&self.path, FILE_PREFIX, &seed).map_err(|e| self.error(e))
     }
 
     fn describe(&self) -> String {
         format!("signing key file {}", self.path.display())
     }
-}
-
-fn parse_hex32(hex: &str) -> Option<Zeroizing<[u8; 32]>> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = Zeroizing::new([0u8; 32]);
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 /// The public key as PEM `PUBLIC KEY` (SubjectPublicKeyInfo), as `openssl pkeyutl
@@ -283,6 +211,8 @@ fn unbase64(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn create_load_sign_verify_and_never_overwrite() {
