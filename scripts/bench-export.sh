@@ -22,41 +22,10 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$BIN/viewer-api" ] || cargo build --release -p viewer-api
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null \
-  || echo $(( 20000 + RANDOM % 20000 )); }
-ms() { date +%s%3N; }
-iso() { date -u -d "@$(( $1 / 1000 )).$(printf %03d $(( $1 % 1000 )))" +%Y-%m-%dT%H:%M:%S.%3NZ; }
+source scripts/bench-lib.sh
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b-a)/1000}'; }
 
-# --- a 10 s 1080p clip at 4 Mbit/s CBR (cached), key frame every second, AUDs on
-mkdir -p "$CLIP_CACHE"
-CLIP="$CLIP_CACHE/bench-api-1080p-${KBPS}k.h264"
-if [ ! -s "$CLIP" ]; then
-  ffmpeg -v error -f lavfi -i "testsrc2=size=1920x1080:rate=$FPS" -t 10 -pix_fmt yuv420p \
-    -c:v libx264 -preset veryfast -profile:v high -bf 0 -g $FPS -keyint_min $FPS -sc_threshold 0 \
-    -b:v "${KBPS}k" -minrate "${KBPS}k" -maxrate "${KBPS}k" -bufsize "$(( KBPS * 2 ))k" \
-    -x264-params "aud=1:nal-hrd=cbr:force-cfr=1" -f h264 "$CLIP.tmp"
-  mv "$CLIP.tmp" "$CLIP"
-fi
-
-PORT=$(free_port)
-CONFIG="$WORK/ringfence.toml"
-cat > "$CONFIG" <<EOF
-[storage]
-path = "$WORK/store"
-segment_secs = 60
-[keys]
-kek_file = "$WORK/kek"
-[[cameras]]
-id = "bench"
-url = "rtsp://127.0.0.1:9/bench"
-[api]
-addr = "127.0.0.1:$PORT"
-EOF
-
-echo "filling $HOURS h of 1080p ${KBPS} kbit/s footage ..."
-"$BIN/viewer-api" bench-fill --config "$CONFIG" --camera bench --clip "$CLIP" \
-  --hours "$HOURS" --segment-secs 60 --manifest "$WORK/segments.tsv" >/dev/null
+fill_store
 store_bytes=$(du -sb "$WORK/store/segments" | cut -f1)
 first_ms=$(head -1 "$WORK/segments.tsv" | cut -f1)
 end_ms=$(tail -1 "$WORK/segments.tsv" | cut -f2)
