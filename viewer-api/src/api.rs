@@ -70,13 +70,13 @@ impl ApiError {
             message: message.into(),
         }
     }
-    fn bad(m: impl Into<String>) -> Self {
+    pub(crate) fn bad(m: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, m)
     }
     fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "not logged in or session expired")
     }
-    fn forbidden(why: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(why: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, why)
     }
     fn not_found(m: impl Into<String>) -> Self {
@@ -88,7 +88,7 @@ impl ApiError {
             "the access log cannot be written; nothing is served until it can",
         )
     }
-    fn internal() -> Self {
+    pub(crate) fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
 }
@@ -149,7 +149,7 @@ fn query_rejection(r: QueryRejection) -> ApiError {
 }
 
 /// Runs blocking work (SQLite, segment files) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
@@ -242,7 +242,7 @@ impl FromRequestParts<Shared> for Caller {
 }
 
 impl Caller {
-    fn entry(&self, action: &str) -> NewEntry {
+    pub(crate) fn entry(&self, action: &str) -> NewEntry {
         NewEntry {
             actor: self.principal.name.clone(),
             role: self.principal.role.as_str().into(),
@@ -254,7 +254,7 @@ impl Caller {
 }
 
 /// Appends to the access log off the async threads; 503 when it cannot.
-async fn log(state: &Shared, e: NewEntry) -> Result<(), ApiError> {
+pub(crate) async fn log(state: &Shared, e: NewEntry) -> Result<(), ApiError> {
     let audit = state.audit.clone();
     match blocking(move || audit.append(e)).await? {
         Ok(_) => Ok(()),
@@ -264,6 +264,28 @@ async fn log(state: &Shared, e: NewEntry) -> Result<(), ApiError> {
             Err(ApiError::log_unavailable())
         }
     }
+}
+
+/// Writes the decision on a footage request (allowed, or denied and why) to the access
+/// log and its metric before anything else happens, whatever the outcome; then hands
+/// the decision back. Nothing of the footage is touched unless this succeeded.
+pub(crate) async fn log_footage_decision<T>(
+    state: &Shared,
+    entry: &mut NewEntry,
+    checked: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    entry.outcome = match &checked {
+        Ok(_) => "allowed".into(),
+        Err(e) => format!("denied: {}", e.message),
+    };
+    let label = if checked.is_ok() { "allowed" } else { "denied" };
+    state
+        .metrics
+        .footage_requests
+        .get_or_create(&vec![("outcome".into(), label.into())])
+        .inc();
+    log(state, entry.clone()).await?;
+    checked
 }
 
 // ---------------------------------------------------------------------------------------
@@ -293,7 +315,7 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-async fn security_headers(mut r: Response) -> Response {
+pub(crate) async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,
@@ -643,19 +665,7 @@ async fn video(
 ) -> Result<Response, ApiError> {
     let mut entry = caller.entry(Action::Playback.as_str());
     let checked = check_footage(&state, &caller, &id, &q, &mut entry).await;
-    entry.outcome = match &checked {
-        Ok(_) => "allowed".into(),
-        Err(e) => format!("denied: {}", e.message),
-    };
-    let outcome_label = if checked.is_ok() { "allowed" } else { "denied" };
-    state
-        .metrics
-        .footage_requests
-        .get_or_create(&vec![("outcome".into(), outcome_label.into())])
-        .inc();
-    // Written before anything else happens, whatever the outcome.
-    log(&state, entry).await?;
-    let (from, to) = checked?;
+    let (from, to) = log_footage_decision(&state, &mut entry, checked).await?;
 
     let src = state.source.clone();
     let cam = id.clone();
@@ -823,21 +833,7 @@ async fn live(
 ) -> Result<Response, ApiError> {
     let mut entry = caller.entry(Action::Live.as_str());
     let checked = check_live(&state, &caller, &id, &q, &mut entry).await;
-    entry.outcome = match &checked {
-        Ok(_) => "allowed".into(),
-        Err(e) => format!("denied: {}", e.message),
-    };
-    state
-        .metrics
-        .footage_requests
-        .get_or_create(&vec![(
-            "outcome".into(),
-            if checked.is_ok() { "allowed" } else { "denied" }.into(),
-        )])
-        .inc();
-    // Written before anything else happens, whatever the outcome.
-    log(&state, entry.clone()).await?;
-    checked?;
+    log_footage_decision(&state, &mut entry, checked).await?;
     let Ok(Query(q)) = q else {
         return Err(ApiError::internal());
     };

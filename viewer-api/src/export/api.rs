@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -28,8 +28,7 @@ use serde_json::json;
 use tracing::error;
 
 use super::{ExportError, Exports, Job, NewExport, State as JobState};
-use crate::api::{ApiError, Caller, Shared};
-use crate::audit::NewEntry;
+use crate::api::{ApiError, Caller, Shared, blocking, log, log_footage_decision, security_headers};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::policy::{Action, Decision, Resource, Role, authorize};
 
@@ -48,76 +47,13 @@ pub fn router(state: Shared, exports: Arc<Exports>) -> Router {
         .with_state(state)
 }
 
-async fn security_headers(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    r
-}
-
-fn bad(m: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, m)
-}
-
-fn forbidden(m: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, m)
-}
-
-fn internal() -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        error!(error = %e, "blocking task failed");
-        internal()
-    })
-}
-
-/// Appends to the access log; 503 when it cannot (nothing is then done or served).
-async fn log(state: &Shared, e: NewEntry) -> Result<(), ApiError> {
-    let audit = state.audit.clone();
-    match blocking(move || audit.append(e)).await? {
-        Ok(_) => Ok(()),
-        Err(err) => {
-            error!(error = %err, "access log append failed");
-            state.metrics.audit_failures.inc();
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the access log cannot be written; nothing is served until it can",
-            ))
-        }
-    }
-}
-
-fn entry(caller: &Caller, action: &str) -> NewEntry {
-    NewEntry {
-        actor: caller.principal.name.clone(),
-        role: caller.principal.role.as_str().into(),
-        action: action.into(),
-        client: Some(caller.client.clone()),
-        ..Default::default()
-    }
-}
-
 fn check_text(name: &str, v: &Option<String>) -> Result<String, ApiError> {
     let s = v.as_deref().map(str::trim).unwrap_or_default();
     if s.is_empty() {
-        return Err(bad(format!("{name} is required")));
+        return Err(ApiError::bad(format!("{name} is required")));
     }
     if s.len() > MAX_TEXT || s.chars().any(char::is_control) {
-        return Err(bad(format!(
+        return Err(ApiError::bad(format!(
             "{name} must be at most {MAX_TEXT} characters, without control characters"
         )));
     }
@@ -156,7 +92,7 @@ fn allow_cameras(
             },
         );
         if let Decision::Deny(why) = d {
-            return Err(forbidden(why));
+            return Err(ApiError::forbidden(why));
         }
     }
     Ok(())
@@ -168,10 +104,10 @@ async fn create(
     caller: Caller,
     body: Result<Json<ExportReq>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let mut e = entry(&caller, "export.request");
+    let mut e = caller.entry("export.request");
     let checked = async {
         if caller.principal.role != Role::Police {
-            return Err(forbidden(format!(
+            return Err(ApiError::forbidden(format!(
                 "role {} may not export",
                 caller.principal.role
             )));
@@ -181,7 +117,7 @@ async fn create(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "expected Content-Type: application/json",
             ),
-            other => bad(format!("invalid JSON body: {}", other.body_text())),
+            other => ApiError::bad(format!("invalid JSON body: {}", other.body_text())),
         })?;
         e.camera = Some(req.cameras.join(",").chars().take(400).collect());
         let case = check_text("case", &req.case)?;
@@ -189,31 +125,33 @@ async fn create(
         let reason = check_text("reason", &req.reason)?;
         e.purpose = Some(reason.clone());
         if req.cameras.is_empty() || req.cameras.len() > MAX_CAMERAS {
-            return Err(bad(format!("name 1 to {MAX_CAMERAS} cameras")));
+            return Err(ApiError::bad(format!("name 1 to {MAX_CAMERAS} cameras")));
         }
         let mut cams: Vec<String> = Vec::new();
         for c in &req.cameras {
             if !crate::users::valid_camera_id(c) {
-                return Err(bad("invalid camera id: use 1 to 32 of a-z, 0-9 and -"));
+                return Err(ApiError::bad(
+                    "invalid camera id: use 1 to 32 of a-z, 0-9 and -",
+                ));
             }
             if !cams.contains(c) {
                 cams.push(c.clone());
             }
         }
-        let from = parse_rfc3339(&req.from).map_err(|m| bad(format!("from: {m}")))?;
-        let to = parse_rfc3339(&req.to).map_err(|m| bad(format!("to: {m}")))?;
+        let from = parse_rfc3339(&req.from).map_err(|m| ApiError::bad(format!("from: {m}")))?;
+        let to = parse_rfc3339(&req.to).map_err(|m| ApiError::bad(format!("to: {m}")))?;
         e.from_ms = Some(from);
         e.to_ms = Some(to);
         if to <= from {
-            return Err(bad("to must be after from"));
+            return Err(ApiError::bad("to must be after from"));
         }
         if to - from > super::MAX_RANGE_MS {
-            return Err(bad("an export covers at most 24 hours"));
+            return Err(ApiError::bad("an export covers at most 24 hours"));
         }
         let src = state.source.clone();
         let known = blocking(move || src.cameras()).await?.map_err(|err| {
             error!(error = %err, "footage store error");
-            internal()
+            ApiError::internal()
         })?;
         for c in &cams {
             if !known.iter().any(|k| &k.id == c) {
@@ -244,10 +182,10 @@ async fn create(
     let ex = exports.clone();
     match blocking(move || ex.request(&req)).await? {
         Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()),
-        Err(ExportError::Invalid(m)) => Err(bad(m)),
+        Err(ExportError::Invalid(m)) => Err(ApiError::bad(m)),
         Err(err) => {
             error!(error = %err, "cannot queue an export");
-            Err(internal())
+            Err(ApiError::internal())
         }
     }
 }
@@ -268,24 +206,24 @@ async fn visible_job(
     q: Result<Query<CaseQuery>, QueryRejection>,
 ) -> Result<Job, ApiError> {
     if caller.principal.role != Role::Police {
-        return Err(forbidden(format!(
+        return Err(ApiError::forbidden(format!(
             "role {} may not see exports",
             caller.principal.role
         )));
     }
-    let Query(q) = q.map_err(|r| bad(format!("invalid query: {}", r.body_text())))?;
+    let Query(q) = q.map_err(|r| ApiError::bad(format!("invalid query: {}", r.body_text())))?;
     let ex = exports.clone();
     let id2 = id.to_string();
     let job = blocking(move || ex.job(&id2))
         .await?
         .map_err(|err| {
             error!(error = %err, "exports database error");
-            internal()
+            ApiError::internal()
         })?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such export"))?;
     let same_case = q.case.as_deref().map(str::trim) == Some(job.case.as_str());
     if job.owner != caller.principal.name && !same_case {
-        return Err(forbidden(
+        return Err(ApiError::forbidden(
             "only the officer who asked for this export, or police naming its case (case=REF), may have it",
         ));
     }
@@ -311,7 +249,7 @@ async fn status(
     let ex = exports.clone();
     let st = blocking(move || ex.status(&job.id))
         .await?
-        .map_err(|_| internal())?
+        .map_err(|_| ApiError::internal())?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such export"))?;
     let j = &st.job;
     if j.state == JobState::Expired {
@@ -351,7 +289,7 @@ async fn download(
     Path(id): Path<String>,
     q: Result<Query<CaseQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let mut e = entry(&caller, "export.download");
+    let mut e = caller.entry("export.download");
     e.purpose = Some(format!(
         "download export {}",
         id.chars().take(40).collect::<String>()
@@ -377,28 +315,15 @@ async fn download(
         e.case = Some(job.case.clone());
         e.purpose = Some(format!("download export {}: {}", job.id, job.reason));
     }
-    e.outcome = match &checked {
-        Ok(_) => "allowed".into(),
-        Err(err) => format!("denied: {}", err.message),
-    };
-    state
-        .metrics
-        .footage_requests
-        .get_or_create(&vec![(
-            "outcome".into(),
-            if checked.is_ok() { "allowed" } else { "denied" }.into(),
-        )])
-        .inc();
     // Committed before anything of the export is read.
-    log(&state, e).await?;
-    let job = checked?;
+    let job = log_footage_decision(&state, &mut e, checked).await?;
     let ex = exports.clone();
     let j2 = job.clone();
     let mut reader = blocking(move || ex.open_bundle(&j2))
         .await?
         .map_err(|err| {
             error!(error = %err, export = %job.id, "cannot open an export");
-            internal()
+            ApiError::internal()
         })?;
     let len = reader.len();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -433,7 +358,7 @@ async fn download(
             format!("attachment; filename=\"ringfence-export-{}.zip\"", job.id),
         )
         .body(Body::from_stream(stream))
-        .map_err(|_| internal())
+        .map_err(|_| ApiError::internal())
 }
 
 async fn device_key(Extension(exports): Extension<Arc<Exports>>) -> Result<Response, ApiError> {
