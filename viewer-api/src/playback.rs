@@ -783,20 +783,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let mut gops: Vec<GopData> = Vec::new();
-        for f in &frames {
-            if f.key {
-                gops.push(GopData {
-                    start_unix_ms: T0 + f.pts_90k / 90,
-                    frames: vec![],
-                });
-            }
-            gops.last_mut().unwrap().frames.push(FrameData {
-                pts_90k: f.pts_90k,
-                key: f.key,
-                data: f.data.clone(),
-            });
-        }
+        let mut gops = testdata::chunks(&frames, T0, None);
         assert_eq!(gops.len(), 6);
         let second = gops.split_off(3);
         src.add_segment("gate", params.clone(), gops);
@@ -857,29 +844,6 @@ mod tests {
         );
     }
 
-    /// Frames as chunks: a key chunk per GOP, or (`split`) also continuation chunks
-    /// every `split` frames inside a GOP, as the recorder writes them in long GOPs.
-    fn chunks(frames: &[testdata::TestFrame], split: Option<usize>) -> Vec<GopData> {
-        let mut gops: Vec<GopData> = Vec::new();
-        let mut n = 0;
-        for f in frames {
-            if f.key || split.is_some_and(|s| n % s == 0) {
-                n = 0;
-                gops.push(GopData {
-                    start_unix_ms: T0 + f.pts_90k / 90,
-                    frames: vec![],
-                });
-            }
-            n += 1;
-            gops.last_mut().unwrap().frames.push(FrameData {
-                pts_90k: f.pts_90k,
-                key: f.key,
-                data: f.data.clone(),
-            });
-        }
-        gops
-    }
-
     fn one_camera(params: TrackParams, segments: Vec<Vec<GopData>>) -> MemorySource {
         let src = MemorySource {
             cameras: vec![CameraInfo {
@@ -905,7 +869,7 @@ mod tests {
             width: 320,
             height: 240,
         };
-        let mut all = chunks(&frames, Some(10));
+        let mut all = testdata::chunks(&frames, T0, Some(10));
         assert_eq!(all.len(), 15);
         assert!(!all[1].frames[0].key);
         let second = all.split_off(10); // a segment starts on the key frame at 4 s
@@ -952,7 +916,7 @@ mod tests {
             width: 320,
             height: 240,
         };
-        let mut all = chunks(&frames, Some(10));
+        let mut all = testdata::chunks(&frames, T0, Some(10));
         let second = all.split_off(all.len() / 2);
         let src = one_camera(params, vec![all, second]);
         let dir = tempfile::tempdir().unwrap();
@@ -1080,7 +1044,7 @@ mod tests {
             width: 320,
             height: 240,
         };
-        let mut all = chunks(&frames, Some(10));
+        let mut all = testdata::chunks(&frames, T0, Some(10));
         let second = all.split_off(10);
         let indexed = counting(one_camera(
             params.clone(),

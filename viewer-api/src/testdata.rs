@@ -286,3 +286,32 @@ pub fn check_with_ffmpeg(path: &std::path::Path) -> Result<u64, String> {
     }
     Ok(frames)
 }
+
+/// Frames as stored chunks, the first starting at `t0_ms`: a key chunk per GOP, or
+/// (`split`) also continuation chunks every `split` frames inside a GOP, as the
+/// recorder writes long GOPs.
+pub fn chunks(
+    frames: &[TestFrame],
+    t0_ms: i64,
+    split: Option<usize>,
+) -> Vec<crate::playback::GopData> {
+    use crate::playback::{FrameData, GopData};
+    let mut gops: Vec<GopData> = Vec::new();
+    let mut n = 0;
+    for f in frames {
+        if f.key || split.is_some_and(|s| n % s == 0) {
+            n = 0;
+            gops.push(GopData {
+                start_unix_ms: t0_ms + f.pts_90k / 90,
+                frames: vec![],
+            });
+        }
+        n += 1;
+        gops.last_mut().unwrap().frames.push(FrameData {
+            pts_90k: f.pts_90k,
+            key: f.key,
+            data: f.data.clone(),
+        });
+    }
+    gops
+}

@@ -15,8 +15,9 @@ use viewer_api::audit::AuditLog;
 use viewer_api::clock::{ManualClock, rfc3339};
 use viewer_api::metrics::Metrics;
 use viewer_api::mp4::{TrackParams, VideoCodec};
-use viewer_api::playback::{CameraInfo, FrameData, GapInfo, GopData, MemorySource};
+use viewer_api::playback::{CameraInfo, GapInfo, MemorySource};
 use viewer_api::policy::Role;
+use viewer_api::testdata;
 use viewer_api::throttle::Throttle;
 use viewer_api::users::UserDb;
 
@@ -62,21 +63,7 @@ fn source() -> MemorySource {
         ..Default::default()
     };
     for cam in ["gate", "hall"] {
-        let mut gops: Vec<GopData> = Vec::new();
-        for f in &frames {
-            if f.key {
-                gops.push(GopData {
-                    start_unix_ms: T0 + f.pts_90k / 90,
-                    frames: vec![],
-                });
-            }
-            gops.last_mut().unwrap().frames.push(FrameData {
-                pts_90k: f.pts_90k,
-                key: f.key,
-                data: f.data.clone(),
-            });
-        }
-        src.add_segment(cam, params.clone(), gops);
+        src.add_segment(cam, params.clone(), testdata::chunks(&frames, T0, None));
     }
     src
 }

@@ -20,8 +20,9 @@ use viewer_api::audit::{self, AuditLog};
 use viewer_api::clock::{ManualClock, rfc3339};
 use viewer_api::metrics::Metrics;
 use viewer_api::mp4::{TrackParams, VideoCodec};
-use viewer_api::playback::{CameraInfo, FrameData, GopData, MemorySource};
+use viewer_api::playback::{CameraInfo, MemorySource};
 use viewer_api::policy::Role;
+use viewer_api::testdata;
 use viewer_api::throttle::Throttle;
 use viewer_api::users::{NewGrant, UserDb};
 
@@ -48,21 +49,7 @@ fn source() -> MemorySource {
         width: 320,
         height: 240,
     };
-    let mut gops: Vec<GopData> = Vec::new();
-    for f in &frames {
-        if f.key {
-            gops.push(GopData {
-                start_unix_ms: T0 + f.pts_90k / 90,
-                frames: vec![],
-            });
-        }
-        gops.last_mut().unwrap().frames.push(FrameData {
-            pts_90k: f.pts_90k,
-            key: f.key,
-            data: f.data.clone(),
-        });
-    }
-    src.add_segment("gate", params, gops);
+    src.add_segment("gate", params, testdata::chunks(&frames, T0, None));
     src
 }
 
