@@ -270,14 +270,49 @@ impl Catalog {
         .map(drop)
     }
 
+    /// Every segment (of one camera, or all), by camera and start time.
     pub fn segments(&self, camera: Option<&str>) -> Result<Vec<SegmentRow>> {
-        let mut stmt = self.sql(self.conn.prepare_cached(
+        self.select_segments(
+            "(?1 IS NULL OR camera_id = ?1) ORDER BY camera_id, start_unix_ms, rowid",
+            rusqlite::params![camera],
+        )
+    }
+
+    /// Segments of `camera` that may hold frames in `[from, to)` (an open one counts
+    /// as reaching to now), by start time; found through the (camera, end) index, so a
+    /// clip never reads the camera's whole month of rows.
+    pub fn segments_overlapping(
+        &self,
+        camera: &str,
+        from_unix_ms: i64,
+        to_unix_ms: i64,
+    ) -> Result<Vec<SegmentRow>> {
+        self.select_segments(
+            "camera_id = ?1 AND start_unix_ms < ?3
+               AND (end_unix_ms >= ?2 OR state = 'open')
+             ORDER BY start_unix_ms, rowid",
+            rusqlite::params![camera, from_unix_ms, to_unix_ms],
+        )
+    }
+
+    /// One segment's row.
+    pub fn segment(&self, id: SegmentId) -> Result<Option<SegmentRow>> {
+        Ok(self
+            .select_segments("uuid = ?1", rusqlite::params![id.to_string()])?
+            .pop())
+    }
+
+    fn select_segments(
+        &self,
+        where_order: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<SegmentRow>> {
+        let mut stmt = self.sql(self.conn.prepare_cached(&format!(
             "SELECT rowid, uuid, camera_id, state, codec, start_unix_ms, end_unix_ms, start_90k,
                     end_90k, bytes, frames, key_frames, wrapped_key, sha256, recovered
-             FROM segments WHERE (?1 IS NULL OR camera_id = ?1)
-             ORDER BY camera_id, start_unix_ms, rowid",
-        ))?;
-        let rows = stmt.query_map([camera], |r| {
+             FROM segments WHERE {where_order}"
+        )))?;
+        let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -459,6 +494,7 @@ CREATE TABLE IF NOT EXISTS segments (
 );
 CREATE INDEX IF NOT EXISTS segments_by_camera_time ON segments (camera_id, start_unix_ms);
 CREATE INDEX IF NOT EXISTS segments_by_end ON segments (end_unix_ms);
+CREATE INDEX IF NOT EXISTS segments_by_camera_end ON segments (camera_id, end_unix_ms);
 CREATE TABLE IF NOT EXISTS gaps (
     rowid INTEGER PRIMARY KEY,
     camera_id TEXT NOT NULL,
@@ -494,3 +530,57 @@ CREATE TABLE IF NOT EXISTS deletion_journal (
 );
 CREATE INDEX IF NOT EXISTS deletion_journal_by_time ON deletion_journal (deleted_unix_ms);
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_segments_are_found_by_range_and_one_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let mut ids = Vec::new();
+        // gate: [0,60) [60,120) [120,open); hall: [0,60)
+        for (cam, start, end) in [
+            ("gate", 0, 60),
+            ("gate", 60, 120),
+            ("gate", 120, -1),
+            ("hall", 0, 60),
+        ] {
+            let id = SegmentId::random();
+            cat.insert_open_segment(id, cam, Codec::H264, start * 1000, 0, &[1; 60])
+                .unwrap();
+            if end >= 0 {
+                let closed = ClosedSegment {
+                    end_unix_ms: end * 1000,
+                    start_90k: 0,
+                    end_90k: 0,
+                    bytes: 1,
+                    frames: 1,
+                    key_frames: 1,
+                    sha256: [0; 32],
+                };
+                cat.close_segment(id, &closed, false).unwrap();
+            }
+            ids.push(id);
+        }
+        let found = |from: i64, to: i64| -> Vec<SegmentId> {
+            cat.segments_overlapping("gate", from * 1000, to * 1000)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(found(10, 20), vec![ids[0]]);
+        assert_eq!(found(59, 61), vec![ids[0], ids[1]]);
+        assert_eq!(
+            found(500, 600),
+            vec![ids[2]],
+            "the open segment reaches to now"
+        );
+        assert_eq!(found(-100, 0), Vec::<SegmentId>::new());
+        assert_eq!(found(0, 1000).len(), 3, "hall's segment is not gate's");
+        assert_eq!(cat.segment(ids[3]).unwrap().unwrap().camera, "hall");
+        assert!(cat.segment(SegmentId::random()).unwrap().is_none());
+    }
+}

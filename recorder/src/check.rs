@@ -99,8 +99,8 @@ pub fn check(store: &Path, kek: &Kek, configured: &[String]) -> Result<CheckRepo
                 continue;
             }
             let still = Catalog::open_read_only(store)
-                .and_then(|c| c.segments(Some(&row.camera)))
-                .map(|rs| rs.iter().any(|r| r.id == row.id))
+                .and_then(|c| c.segment(row.id))
+                .map(|r| r.is_some())
                 .unwrap_or(true);
             if still {
                 problem(format!("file {} is missing", path.display()));
@@ -176,18 +176,16 @@ pub fn check(store: &Path, kek: &Kek, configured: &[String]) -> Result<CheckRepo
                 .map_or(rfc3339(last), |l| l.max(rfc3339(last))),
         );
     }
-    for (camera, _, path) in files {
+    for (camera, id, path) in files {
         if claimed.contains(&path) || !path.exists() {
             continue;
         }
         // A row may have been inserted after we read the catalog.
-        let now_claimed = Catalog::open_read_only(store)
-            .and_then(|c| c.segments(Some(&camera)))
-            .map(|rs| {
-                rs.iter()
-                    .any(|r| catalog::segment_path(store, &r.camera, r.id) == path)
-            })
-            .unwrap_or(false);
+        let now_claimed = id.is_some_and(|id| {
+            Catalog::open_read_only(store)
+                .and_then(|c| c.segment(id))
+                .is_ok_and(|r| r.is_some_and(|r| r.camera == camera))
+        });
         if !now_claimed {
             report.problems.push(Problem {
                 segment: path

@@ -109,11 +109,9 @@ impl Footage {
         from_unix_ms: i64,
         to_unix_ms: i64,
     ) -> Result<Vec<SegmentRow>, FootageError> {
-        let rows = self.catalog()?.segments(Some(camera))?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| r.start_unix_ms < to_unix_ms && (r.open || r.end_unix_ms >= from_unix_ms))
-            .collect())
+        Ok(self
+            .catalog()?
+            .segments_overlapping(camera, from_unix_ms, to_unix_ms)?)
     }
 
     /// Gaps of `camera` overlapping `[from, to)`; a gap still open has no end.

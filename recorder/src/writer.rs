@@ -448,8 +448,7 @@ pub fn recover_one(
     id: SegmentId,
     path: &Path,
 ) -> Result<Recovered, String> {
-    let rows = cat.segments(Some(camera)).map_err(|e| e.to_string())?;
-    let Some(row) = rows.into_iter().find(|r| r.id == id) else {
+    let Some(row) = cat.segment(id).map_err(|e| e.to_string())? else {
         return Err(format!("segment {id} has no catalog row"));
     };
     if !path.exists() {
