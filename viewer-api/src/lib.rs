@@ -7,6 +7,7 @@
 //! frames ([`mp4`], [`playback`]), without re-encoding; live view is the segment being
 //! written, tailed, as fragmented MP4 ([`live`]).
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 #[doc(hidden)]
@@ -20,9 +21,12 @@ pub mod mp4;
 pub mod openapi;
 pub mod playback;
 pub mod policy;
+pub mod preview;
 pub mod server;
 pub mod store;
 #[doc(hidden)]
 pub mod testdata;
 pub mod throttle;
 pub mod users;
+pub mod viewing;
+pub mod web;

@@ -124,7 +124,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                 key.display()
             )
         })?;
-    let app = api::router(state.clone()).merge(crate::export::api::router(state, exports));
+    let app = api::router(state.clone())
+        .merge(crate::export::api::router(state.clone(), exports))
+        .merge(crate::viewing::router(state.clone()))
+        .merge(crate::preview::router(state.clone()))
+        .merge(crate::admin::router(state.clone(), &settings))
+        .merge(crate::web::router());
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
