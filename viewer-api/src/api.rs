@@ -40,6 +40,9 @@ use crate::users::{NewGrant, Session, UserDb, UserError, valid_camera_id};
 pub const COOKIE: &str = "rf_session";
 /// The longest range one footage request may cover.
 pub const MAX_RANGE_MS: i64 = 24 * 3600 * 1000;
+/// The longest range of recorded spans and gaps one request may list (a timeline of the
+/// whole ring; no footage).
+pub const MAX_TIMELINE_MS: i64 = 31 * 24 * 3600 * 1000;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 const MAX_REASON_LEN: usize = 200;
 
@@ -50,6 +53,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub throttle: Throttle,
     pub metrics: Arc<Metrics>,
+    /// Open viewings ([`crate::viewing`]).
+    pub viewings: Arc<crate::viewing::Viewings>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -79,7 +84,7 @@ impl ApiError {
     pub(crate) fn forbidden(why: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, why)
     }
-    fn not_found(m: impl Into<String>) -> Self {
+    pub(crate) fn not_found(m: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, m)
     }
     fn log_unavailable() -> Self {
@@ -176,7 +181,7 @@ fn client_addr(parts: &Parts) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn token_from(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn token_from(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, tok) = v.split_once(' ')?;
@@ -198,7 +203,10 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The live session of `token` and who it belongs to (with their grants).
-fn lookup(users: &UserDb, token: &str) -> Result<Option<(Session, Principal)>, UserError> {
+pub(crate) fn lookup(
+    users: &UserDb,
+    token: &str,
+) -> Result<Option<(Session, Principal)>, UserError> {
     let Some(session) = users.session(token)? else {
         return Ok(None);
     };
@@ -304,6 +312,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/grants/{id}", delete(revoke_grant))
         .route("/api/v1/audit", get(read_audit))
         .route("/api/v1/audit/subject-access", get(subject_access))
+        .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -314,6 +323,13 @@ pub fn router(state: Shared) -> Router {
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
+
+/// Only this origin, no inline script or style, no framing; video and stills may come
+/// from `blob:` (the live view's MediaSource) as well.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; \
+     connect-src 'self'; manifest-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
 
 pub(crate) async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
@@ -326,6 +342,14 @@ pub(crate) async fn security_headers(mut r: Response) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     r
@@ -493,12 +517,20 @@ async fn cameras(State(state): State<Shared>, caller: Caller) -> Result<Json<Val
             )
             .is_allowed()
         })
-        .map(|c| json!({ "id": c.id, "name": c.name, "state": c.state }))
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "state": c.state,
+                "since": c.since_ms.map(rfc3339),
+                "reason": c.reason,
+            })
+        })
         .collect();
     Ok(Json(Value::Array(list)))
 }
 
-fn check_camera_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_camera_id(id: &str) -> Result<(), ApiError> {
     if valid_camera_id(id) {
         Ok(())
     } else {
@@ -508,12 +540,12 @@ fn check_camera_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn parse_time(name: &str, v: Option<&str>) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, v: Option<&str>) -> Result<i64, ApiError> {
     let v = v.ok_or_else(|| ApiError::bad(format!("missing {name} (RFC 3339 time)")))?;
     parse_rfc3339(v).map_err(|m| ApiError::bad(format!("{name}: {m}")))
 }
 
-fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
+pub(crate) fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
     let f = parse_time("from", from)?;
     let t = parse_time("to", to)?;
     if t <= f {
@@ -525,7 +557,7 @@ fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiEr
     Ok((f, t))
 }
 
-async fn ensure_camera(state: &Shared, id: &str) -> Result<(), ApiError> {
+pub(crate) async fn ensure_camera(state: &Shared, id: &str) -> Result<(), ApiError> {
     if camera_list(state).await?.iter().any(|c| c.id == id) {
         Ok(())
     } else {
@@ -548,7 +580,14 @@ async fn recordings(
 ) -> Result<Json<Value>, ApiError> {
     check_camera_id(&id)?;
     let Query(q) = q.map_err(query_rejection)?;
-    let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref())?;
+    let from = parse_time("from", q.from.as_deref())?;
+    let to = parse_time("to", q.to.as_deref())?;
+    if to <= from {
+        return Err(ApiError::bad("to must be after from"));
+    }
+    if to - from > MAX_TIMELINE_MS {
+        return Err(ApiError::bad("the range may cover at most 31 days"));
+    }
     ensure_camera(&state, &id).await?;
     let d = authorize(
         &caller.principal,
@@ -588,7 +627,7 @@ struct VideoQuery {
     purpose: Option<String>,
 }
 
-fn check_reason(name: &str, v: &Option<String>) -> Result<(), ApiError> {
+pub(crate) fn check_reason(name: &str, v: &Option<String>) -> Result<(), ApiError> {
     if let Some(s) = v {
         if s.chars().count() > MAX_REASON_LEN {
             return Err(ApiError::bad(format!(
@@ -602,7 +641,7 @@ fn check_reason(name: &str, v: &Option<String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn nonempty(v: &Option<String>) -> bool {
+pub(crate) fn nonempty(v: &Option<String>) -> bool {
     v.as_deref().is_some_and(|s| !s.trim().is_empty())
 }
 
@@ -625,27 +664,62 @@ async fn check_footage(
     entry.case = q.case.clone();
     entry.purpose = q.purpose.clone();
     let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref())?;
+    check_playback(state, caller, id, from, to, &q.case, &q.purpose, entry).await
+}
+
+/// The checks of a playback request once its range is known: the reason the role needs,
+/// the camera, and [`authorize`]. Fills the access-log entry as it goes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn check_playback(
+    state: &Shared,
+    caller: &Caller,
+    id: &str,
+    from: i64,
+    to: i64,
+    case: &Option<String>,
+    purpose: &Option<String>,
+    entry: &mut NewEntry,
+) -> Result<(i64, i64), ApiError> {
+    check_camera_id(id)?;
+    entry.camera = Some(id.to_string());
+    check_reason("case", case)?;
+    check_reason("purpose", purpose)?;
+    entry.case = case.clone();
+    entry.purpose = purpose.clone();
     entry.from_ms = Some(from);
     entry.to_ms = Some(to);
     match caller.principal.role {
-        Role::Police if !nonempty(&q.case) => {
+        Role::Police if !nonempty(case) => {
             return Err(ApiError::bad("a case reference is required: add case=REF"));
         }
-        Role::It | Role::Contractor if !nonempty(&q.purpose) => {
+        Role::It | Role::Contractor if !nonempty(purpose) => {
             return Err(ApiError::bad("a purpose is required: add purpose=TEXT"));
         }
         _ => {}
     }
     ensure_camera(state, id).await?;
+    playback_decision(state, &caller.principal, id, from, to, case, purpose)
+}
+
+/// [`authorize`] for playing `[from, to)` of camera `id`.
+pub(crate) fn playback_decision(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    from: i64,
+    to: i64,
+    case: &Option<String>,
+    purpose: &Option<String>,
+) -> Result<(i64, i64), ApiError> {
     let d = authorize(
-        &caller.principal,
+        p,
         Action::Playback,
         &Resource {
             camera: Some(id),
             from_ms: Some(from),
             to_ms: Some(to),
-            case: q.case.as_deref(),
-            purpose: q.purpose.as_deref(),
+            case: case.as_deref(),
+            purpose: purpose.as_deref(),
             now_ms: state.clock.now_unix_ms(),
             owner: None,
         },
@@ -673,6 +747,21 @@ async fn video(
     let Some(index) = index else {
         return Err(ApiError::not_found("nothing recorded in this range"));
     };
+    serve_mp4(
+        &state,
+        Arc::new(index),
+        &headers,
+        &format!("{id}-{}", from / 1000),
+    )
+}
+
+/// Answers with the MP4 of `index` (or the part of it `Range` asks for), streamed.
+pub(crate) fn serve_mp4(
+    state: &Shared,
+    index: Arc<playback::FrameIndex>,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Response, ApiError> {
     let layout = index.layout().map_err(|e| {
         error!(error = %e, "cannot lay out MP4");
         ApiError::internal()
@@ -691,7 +780,7 @@ async fn video(
             return Ok(r);
         }
     };
-    let body = stream_body(state.clone(), Arc::new(index), Arc::new(layout), start, end);
+    let body = stream_body(state.clone(), index, Arc::new(layout), start, end);
     let mut r = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "video/mp4")
@@ -699,7 +788,7 @@ async fn video(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(
             header::CONTENT_DISPOSITION,
-            format!("inline; filename=\"{id}-{}.mp4\"", from / 1000),
+            format!("inline; filename=\"{name}.mp4\""),
         );
     if status == StatusCode::PARTIAL_CONTENT {
         r = r.header(
@@ -932,7 +1021,7 @@ struct GrantReq {
     ticket: String,
 }
 
-fn require(state: &Shared, caller: &Caller, action: Action) -> Result<(), ApiError> {
+pub(crate) fn require(state: &Shared, caller: &Caller, action: Action) -> Result<(), ApiError> {
     match authorize(
         &caller.principal,
         action,
@@ -1172,6 +1261,28 @@ async fn subject_access(
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     run_audit_query(&state, &caller, Action::SubjectAccess, q).await
+}
+
+/// `GET /audit/verify`: walks the access log's chain, as `viewer-api audit verify` does
+/// (for those who may read the whole log).
+async fn audit_verify(
+    State(state): State<Shared>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    require(&state, &caller, Action::ReadAudit)?;
+    let path = state.audit.path().to_path_buf();
+    let r = blocking(move || crate::audit::verify(&path)).await?;
+    let now = rfc3339(state.clock.now_unix_ms());
+    Ok(Json(match r {
+        Ok(n) => json!({ "intact": true, "entries": n, "checked_at": now }),
+        Err(crate::audit::VerifyError::Broken(b)) => {
+            json!({ "intact": false, "first_bad_seq": b.seq, "why": b.why, "checked_at": now })
+        }
+        Err(e) => {
+            error!(error = %e, "access log verification failed");
+            return Err(ApiError::internal());
+        }
+    }))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -26,9 +26,19 @@ pub struct ApiConfig {
     /// How long a finished export stays downloadable (humantime); default 7 days.
     #[serde(default)]
     pub export_ttl: Option<String>,
+    /// The site's IANA time zone: the console shows times in it (UTC on hover).
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
+/// The console's time zone when `[api] time_zone` is not set.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/Luxembourg";
+
 impl ApiConfig {
+    pub fn time_zone(&self) -> &str {
+        self.time_zone.as_deref().unwrap_or(DEFAULT_TIME_ZONE)
+    }
+
     /// `export_ttl`, parsed (validated by [`parse_api`]).
     pub fn export_ttl(&self) -> std::time::Duration {
         self.export_ttl
@@ -77,6 +87,7 @@ pub fn parse_api(table: Option<&toml::Table>) -> Result<ApiConfig, String> {
             tls_key: None,
             audit_db: None,
             export_ttl: None,
+            time_zone: None,
         });
     };
     let c = ApiConfig::deserialize(toml::Value::Table(t.clone()))
@@ -91,6 +102,18 @@ pub fn parse_api(table: Option<&toml::Table>) -> Result<ApiConfig, String> {
             Ok(d) if d.as_secs() >= 60 && d <= crate::export::MAX_TTL => {}
             Ok(_) => return Err(format!("export_ttl = {t:?} must be between 1m and 30d")),
             Err(e) => return Err(format!("export_ttl = {t:?} is not a duration ({e})")),
+        }
+    }
+    if let Some(tz) = &c.time_zone {
+        let ok = !tz.is_empty()
+            && tz.len() <= 64
+            && tz
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_/+-".contains(ch));
+        if !ok {
+            return Err(format!(
+                "time_zone = {tz:?} is not an IANA time zone name such as \"Europe/Luxembourg\""
+            ));
         }
     }
     for p in [&c.tls_cert, &c.tls_key, &c.audit_db].into_iter().flatten() {
@@ -127,5 +150,13 @@ mod tests {
         assert!(parse("addr = \"nowhere\"").is_err());
         assert!(parse("tls_cert = \"x\"\ntls_key = \"y\"").is_err());
         assert_eq!(parse_api(None).unwrap().addr.port(), 8443);
+        assert_eq!(parse_api(None).unwrap().time_zone(), "Europe/Luxembourg");
+        let c = parse("addr = \"0.0.0.0:8443\"\ntime_zone = \"America/New_York\"").unwrap();
+        assert_eq!(c.time_zone(), "America/New_York");
+        assert!(
+            parse("addr = \"0.0.0.0:8443\"\ntime_zone = \"<script>\"")
+                .unwrap_err()
+                .contains("time_zone")
+        );
     }
 }

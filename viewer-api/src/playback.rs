@@ -32,11 +32,14 @@ pub enum SourceError {
     Changed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CameraInfo {
     pub id: String,
     pub name: String,
     pub state: String,
+    /// Since when the camera is in `state`, and why (e.g. the reason it is offline).
+    pub since_ms: Option<i64>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +203,8 @@ pub struct FrameIndex {
     pub params: TrackParams,
     pub segments: Vec<SegmentKey>,
     pub gops: Vec<GopLoc>,
+    /// Wall time of the first frame served of each of `gops`.
+    pub gop_unix_ms: Vec<i64>,
     pub samples: Vec<Sample>,
     /// Wall time of the first frame served.
     pub first_unix_ms: i64,
@@ -210,6 +215,50 @@ pub struct FrameIndex {
 impl FrameIndex {
     pub fn chunk_samples(&self) -> Vec<u32> {
         self.gops.iter().map(|g| g.frames as u32).collect()
+    }
+
+    /// Where the MP4's media time meets the wall clock: `(media ms, unix ms)` at the
+    /// start of each chunk whose wall time is not where the one before it predicts
+    /// (more than `tolerance_ms` off: a gap skipped, a clock step), beginning with the
+    /// first frame. Between two points, wall time runs with media time.
+    pub fn time_map(&self, tolerance_ms: i64) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        let mut media_90k: i64 = 0;
+        let mut sample = 0usize;
+        for (g, wall) in self.gops.iter().zip(&self.gop_unix_ms) {
+            let media_ms = media_90k / 90;
+            let predicted = out.last().map(|(m, w)| w + (media_ms - m));
+            if predicted.is_none_or(|p| (p - wall).abs() > tolerance_ms) {
+                out.push((media_ms, *wall));
+            }
+            for s in &self.samples[sample..sample + g.frames] {
+                media_90k += i64::from(s.duration_90k);
+            }
+            sample += g.frames;
+        }
+        out
+    }
+
+    /// The same frames from the first chunk that starts with a key frame at or after
+    /// `at_ms` (a narrow window must not show the GOP before it); `None` if none does.
+    pub fn starting_after(&self, at_ms: i64) -> Option<FrameIndex> {
+        let mut first_sample = 0usize;
+        for (i, g) in self.gops.iter().enumerate() {
+            if self.gop_unix_ms[i] >= at_ms && self.samples[first_sample].key {
+                return Some(FrameIndex {
+                    camera: self.camera.clone(),
+                    params: self.params.clone(),
+                    segments: self.segments.clone(),
+                    gops: self.gops[i..].to_vec(),
+                    gop_unix_ms: self.gop_unix_ms[i..].to_vec(),
+                    samples: self.samples[first_sample..].to_vec(),
+                    first_unix_ms: self.gop_unix_ms[i],
+                    end_unix_ms: self.end_unix_ms,
+                });
+            }
+            first_sample += g.frames;
+        }
+        None
     }
 
     pub fn layout(&self) -> Result<Layout, mp4::MuxError> {
@@ -331,6 +380,7 @@ pub fn build_index(
     let mut frames: Vec<FrameInfo> = Vec::new();
     let mut first_unix_ms = None;
     let mut end_unix_ms = from_ms;
+    let mut gop_unix_ms: Vec<i64> = Vec::new();
     // The chunks of the last GOP starting at or before `from` (its key chunk and its
     // continuations), held until we know it is the one.
     let mut candidate: Vec<(GopLoc, ChunkMeta)> = Vec::new();
@@ -356,6 +406,7 @@ pub fn build_index(
         }
         let last = gop.frames[n - 1].pts_90k;
         end_unix_ms = gop.unix_ms(last);
+        gop_unix_ms.push(gop.unix_ms(gop.frames[0].pts_90k));
         gops.push(GopLoc { frames: n, ..loc });
         n == gop.frames.len()
     };
@@ -463,6 +514,7 @@ pub fn build_index(
         params,
         segments: used_segments,
         gops,
+        gop_unix_ms,
         samples,
         first_unix_ms: first_unix_ms.unwrap_or(from_ms),
         end_unix_ms: end_unix_ms + last_dur_ms,
@@ -780,6 +832,7 @@ mod tests {
                 id: "gate".into(),
                 name: "Gate".into(),
                 state: "recording".into(),
+                ..Default::default()
             }],
             ..Default::default()
         };
@@ -850,6 +903,7 @@ mod tests {
                 id: "gate".into(),
                 name: "Gate".into(),
                 state: "recording".into(),
+                ..Default::default()
             }],
             ..Default::default()
         };

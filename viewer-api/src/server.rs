@@ -101,6 +101,7 @@ pub fn state(
         throttle: Throttle::new(clock.clone(), api::default_login_delay()),
         clock,
         metrics: Arc::new(Metrics::new()),
+        viewings: Default::default(),
     }))
 }
 
@@ -129,7 +130,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .merge(crate::viewing::router(state.clone()))
         .merge(crate::preview::router(state.clone()))
         .merge(crate::admin::router(state.clone(), &settings))
-        .merge(crate::web::router());
+        .merge(crate::web::router(&settings));
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {

@@ -181,6 +181,8 @@ impl FootageSource for RecorderSource {
                 id: c.id,
                 name: c.name,
                 state: c.state,
+                since_ms: c.state_since_unix_ms,
+                reason: c.state_reason,
             })
             .collect())
     }

@@ -209,6 +209,7 @@ fn env() -> Env {
         clock: clock.clone(),
         throttle: Throttle::new(clock.clone(), Duration::ZERO),
         metrics: Arc::new(Metrics::new()),
+        viewings: Default::default(),
     });
     let app =
         viewer_api::api::router(state.clone()).merge(export::api::router(state, exports.clone()));

@@ -39,6 +39,7 @@ fn source() -> MemorySource {
                 id: c.to_string(),
                 name: c.to_uppercase(),
                 state: "recording".into(),
+                ..Default::default()
             })
             .collect(),
         ..Default::default()
@@ -313,6 +314,7 @@ fn env() -> Env {
         clock: clock.clone(),
         throttle: Throttle::new(clock.clone(), Duration::ZERO),
         metrics: Arc::new(Metrics::new()),
+        viewings: Default::default(),
     });
     Env {
         _dir: dir,
