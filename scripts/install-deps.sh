@@ -21,6 +21,11 @@ PACKAGES=(
   curl
   # openssl: the export tests check bundles as a stranger would (openssl pkeyutl).
   openssl
+  # Headless Chromium and its WebDriver: the review console's browser tests
+  # (tests/tests/console_ui.rs) and `make bench-ui`; fonts so pages render text.
+  chromium
+  chromium-driver
+  fonts-dejavu-core
 )
 
 missing=()

@@ -19,6 +19,7 @@
 //! # drop(url);
 //! ```
 
+pub mod browser;
 pub mod procs;
 
 use std::{
