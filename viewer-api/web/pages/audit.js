@@ -1,0 +1,154 @@
+// The access log: who looked at what, when and why. Filters, the chain's verification,
+// and the subject-access report a person filmed may ask for (printable).
+
+import { api, query } from '../api.js';
+import { alertBox, button, field, h } from '../dom.js';
+import { fmtDateTime, fromLocalInput, t, timeEl, timeInput, timeZone, utc } from '../i18n.js';
+
+const ACTIONS = ['playback', 'live', 'live.end', 'export.request', 'export.download', 'export.expire', 'login', 'logout', 'grant.create', 'grant.revoke', 'hold.create', 'hold.release', 'audit.read', 'audit.subject-access'];
+
+function rangeText(e) {
+  if (!e.from) return '—';
+  return [timeEl(Date.parse(e.from)), e.to ? [' – ', timeEl(Date.parse(e.to))] : null];
+}
+
+function entryRow(e) {
+  const denied = (e.outcome || '').startsWith('denied');
+  return h(
+    'tr',
+    { 'data-action': e.action, 'data-actor': e.actor, 'data-camera': e.camera || '', class: denied ? 'denied' : null },
+    h('td', {}, e.seq),
+    h('td', {}, timeEl(Date.parse(e.at))),
+    h('td', {}, e.actor, h('br'), h('small', {}, e.role)),
+    h('td', {}, e.action),
+    h('td', {}, e.camera || '—'),
+    h('td', {}, rangeText(e)),
+    h('td', {}, e.case ? [h('small', {}, t('audit.case')), ' ', e.case] : e.purpose || '—'),
+    h('td', {}, e.client || ''),
+    h('td', {}, e.outcome),
+  );
+}
+
+function table(rows, empty) {
+  if (!rows.length) return h('p', {}, empty);
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h('table', { class: 'log' },
+      h('thead', {}, h('tr', {}, ['#', t('audit.when'), t('audit.who'), t('audit.action'), t('audit.camera'), t('audit.footage'), t('audit.why'), t('audit.client'), t('audit.outcome')].map((x) => h('th', { scope: 'col' }, x)))),
+      h('tbody', {}, rows.map(entryRow))),
+  );
+}
+
+export async function render(main, ctx) {
+  const { me } = ctx;
+  const alert = alertBox();
+  const chain = h('p', { class: 'chain', 'data-testid': 'chain-status', role: 'status' }, t('audit.chain_checking'));
+  main.append(h('div', { class: 'page-head no-print' }, h('h1', {}, t('audit.title')), chain), alert);
+  if (me.role === 'police') chain.textContent = t('audit.own_only');
+  else {
+    api('/audit/verify')
+      .then((r) => {
+        chain.textContent = r.intact ? t('audit.chain_ok', { n: r.entries }) : t('audit.chain_broken', { seq: r.first_bad_seq, why: r.why });
+        chain.className = `chain ${r.intact ? 'ok' : 'bad'}`;
+      })
+      .catch((e) => {
+        chain.textContent = e.message;
+      });
+  }
+
+  // --- the log, filtered
+  const camIn = h('input', { list: 'audit-cams', maxlength: 32, autocomplete: 'off' });
+  const fromIn = timeInput(NaN);
+  const toIn = timeInput(NaN);
+  const actorIn = h('input', { maxlength: 64, autocomplete: 'off', value: me.role === 'police' ? me.name : '', disabled: me.role === 'police' });
+  const actionSel = h('select', {}, h('option', { value: '' }, t('audit.any')), ACTIONS.map((a) => h('option', { value: a }, a)));
+  const results = h('div', { class: 'results' });
+  const cams = await ctx.loadCameras().catch(() => []);
+  const filters = h(
+    'form',
+    { class: 'card filters no-print', novalidate: true },
+    h('h2', {}, t('audit.log')),
+    h('datalist', { id: 'audit-cams' }, cams.map((c) => h('option', { value: c.id }, c.name))),
+    h('div', { class: 'row' },
+      field(t('audit.camera'), camIn),
+      field(t('audit.from'), fromIn, t('common.zone', { zone: timeZone() })),
+      field(t('audit.to'), toIn),
+      field(t('audit.actor'), actorIn),
+      field(t('audit.action'), actionSel),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, t('audit.search')))),
+  );
+  filters.addEventListener('submit', (e) => {
+    e.preventDefault();
+    search();
+  });
+  async function search() {
+    alert.show('');
+    const f = fromLocalInput(fromIn.value);
+    const to = fromLocalInput(toIn.value);
+    const q = {
+      camera: camIn.value.trim(),
+      from: Number.isFinite(f) ? utc(f) : '',
+      to: Number.isFinite(to) ? utc(to) : '',
+      actor: me.role === 'police' ? '' : actorIn.value.trim(),
+    };
+    try {
+      let rows = await api(`/audit${query(q)}`);
+      if (actionSel.value) rows = rows.filter((r) => r.action === actionSel.value);
+      rows.reverse();
+      results.replaceChildren(h('p', { class: 'hint' }, t('audit.count', { n: rows.length })), table(rows, t('audit.none')));
+    } catch (err) {
+      alert.show(err.message);
+    }
+  }
+  main.append(filters, results);
+
+  // --- the subject-access report
+  if (me.role === 'auditor' || me.role === 'it') {
+    const sCam = h('input', { list: 'audit-cams', maxlength: 32, autocomplete: 'off' });
+    const sFrom = timeInput(NaN);
+    const sTo = timeInput(NaN);
+    const report = h('section', { class: 'report' });
+    const form = h(
+      'form',
+      { class: 'card no-print', novalidate: true },
+      h('h2', {}, t('sar.title')),
+      h('p', { class: 'hint' }, t('sar.intro')),
+      h('div', { class: 'row' },
+        field(t('sar.camera'), sCam),
+        field(t('sar.from'), sFrom, t('common.zone', { zone: timeZone() })),
+        field(t('sar.to'), sTo),
+        h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, t('sar.submit')))),
+    );
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const f = fromLocalInput(sFrom.value);
+      const to = fromLocalInput(sTo.value);
+      if (!sCam.value.trim() || !Number.isFinite(f) || !Number.isFinite(to) || to <= f) {
+        alert.show(t('sar.incomplete'));
+        return;
+      }
+      alert.show('');
+      try {
+        const rows = await api(`/audit/subject-access${query({ camera: sCam.value.trim(), from: utc(f), to: utc(to) })}`);
+        report.replaceChildren(
+          h('h2', {}, t('sar.heading')),
+          h('dl', { class: 'facts' },
+            h('dt', {}, t('sar.camera')), h('dd', {}, sCam.value.trim()),
+            h('dt', {}, t('sar.period')), h('dd', {}, timeEl(f), ' – ', timeEl(to), ` (${timeZone()})`),
+            h('dt', {}, t('sar.generated')), h('dd', {}, fmtDateTime(Date.now()), ` — ${me.name}`),
+            h('dt', {}, t('sar.count')), h('dd', {}, String(rows.length))),
+          table(rows, t('sar.none')),
+          h('p', { class: 'fineprint' }, t('sar.footer')),
+          button(t('sar.print'), () => window.print(), { class: 'no-print' }),
+        );
+        report.scrollIntoView({ block: 'start' });
+      } catch (err) {
+        alert.show(err.message);
+      }
+    });
+    main.append(form, report);
+  }
+  search();
+  return null;
+}

@@ -1,0 +1,83 @@
+// System health: is every camera recording, how much is held, what was deleted and why.
+
+import { api, query } from '../api.js';
+import { h } from '../dom.js';
+import { fmtBytes, fmtDuration, t, timeEl, utc } from '../i18n.js';
+import { stateText } from './cameras.js';
+
+export async function render(main, ctx) {
+  main.append(h('div', { class: 'page-head' }, h('h1', {}, t('health.title'))));
+  const body = h('div', { class: 'health' });
+  main.append(body);
+  let hlt;
+  try {
+    hlt = await api('/health');
+  } catch (e) {
+    body.append(h('p', { class: 'alert error', role: 'alert' }, e.message));
+    return null;
+  }
+  const now = hlt.now ? Date.parse(hlt.now) : Date.now();
+  const store = hlt.store;
+  const alarms = [];
+  if (store && store.retention_alarm) alarms.push(t('health.alarm_retention'));
+  if (store && store.clock_refused) alarms.push(t('health.alarm_clock'));
+  const skew = Math.abs(Date.now() - now);
+  body.append(
+    h('section', { class: `card summary ${alarms.length ? 'bad' : 'ok'}` },
+      h('h2', {}, alarms.length ? t('health.alarms') : t('health.all_ok')),
+      alarms.length ? h('ul', {}, alarms.map((a) => h('li', {}, a))) : null,
+      h('p', {}, t('health.server_time'), ' ', timeEl(now), skew > 5000 ? h('span', { class: 'badge warn' }, t('health.skew', { s: Math.round(skew / 1000) })) : null)),
+  );
+  if (store) {
+    const used = store.bytes_used ?? store.used_bytes;
+    const max = store.max_bytes;
+    const pct = max ? Math.round((used / max) * 100) : null;
+    body.append(
+      h('section', { class: 'card' },
+        h('h2', {}, t('health.store')),
+        pct !== null ? h('p', {}, h('meter', { min: 0, max: 100, value: pct, high: 90, 'aria-label': t('health.fill') }), ` ${pct} % — ${fmtBytes(used)} / ${fmtBytes(max)}`) : null,
+        store.fs_free_bytes !== undefined ? h('p', {}, t('health.fs_free', { free: fmtBytes(store.fs_free_bytes), size: fmtBytes(store.fs_size_bytes) })) : null,
+        store.holds_active !== undefined ? h('p', {}, t('health.holds', { n: store.holds_active })) : null),
+    );
+  }
+  const cams = hlt.cameras || [];
+  body.append(
+    h('section', { class: 'card' },
+      h('h2', {}, t('health.cameras')),
+      h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, [t('health.camera'), t('health.state'), t('health.held'), t('health.oldest'), t('health.bytes'), t('health.gaps24')].map((x) => h('th', { scope: 'col' }, x)))),
+        h('tbody', {}, cams.map((c) => {
+          const oldest = c.oldest ? Date.parse(c.oldest) : null;
+          const gaps = c.gaps_24h || c.gaps || [];
+          return h('tr', { 'data-camera': c.id },
+            h('th', { scope: 'row' }, c.name || c.id),
+            h('td', { class: `state-${c.state}` }, stateText({ ...c, since: c.state_since || c.since }), c.state_reason ? h('small', {}, ` (${c.state_reason})`) : null),
+            h('td', {}, oldest ? fmtDuration(now - oldest) : '—'),
+            h('td', {}, oldest ? timeEl(oldest) : '—'),
+            h('td', {}, fmtBytes(c.bytes)),
+            h('td', {}, gaps.length ? h('ul', { class: 'gaps' }, gaps.slice(0, 8).map((g) => h('li', {}, timeEl(Date.parse(g.from)), ' ', g.reason))) : t('health.no_gaps')));
+        }))))),
+  );
+  const journal = h('section', { class: 'card' }, h('h2', {}, t('health.journal')));
+  body.append(journal);
+  try {
+    const rows = await api(`/journal${query({ since: utc(now - 7 * 24 * 3600 * 1000), limit: 200 })}`);
+    const list = Array.isArray(rows) ? rows : rows.entries || [];
+    journal.append(
+      h('p', { class: 'hint' }, t('health.journal_intro')),
+      list.length
+        ? h('div', { class: 'table-wrap' }, h('table', {},
+            h('thead', {}, h('tr', {}, [t('health.deleted_at'), t('health.camera'), t('exports.range'), t('health.bytes'), t('health.why')].map((x) => h('th', { scope: 'col' }, x)))),
+            h('tbody', {}, list.map((j) => h('tr', {},
+              h('td', {}, timeEl(Date.parse(j.deleted_at || j.at))),
+              h('td', {}, j.camera),
+              h('td', {}, timeEl(Date.parse(j.from)), ' – ', timeEl(Date.parse(j.to))),
+              h('td', {}, fmtBytes(j.bytes)),
+              h('td', {}, j.reason))))))
+        : h('p', {}, t('health.journal_none')),
+    );
+  } catch (e) {
+    journal.append(h('p', { class: 'hint' }, e.message));
+  }
+  return null;
+}
