@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use hardware::Kek;
+use rusqlite::OptionalExtension;
 
 use crate::catalog::{self, Catalog, CatalogError, GapRow, SegmentRow};
 use crate::config::Config;
@@ -150,4 +151,209 @@ impl Footage {
         let path = catalog::segment_path(&self.store, &row.camera, row.id);
         SegmentReader::open_index(&path, row.id, &row.camera, &key).map_err(seg)
     }
+}
+
+/// A camera's footage as the catalog counts it, for health reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraHealth {
+    pub camera: CameraStatus,
+    /// Segments in the catalog, the one being written included.
+    pub segments: u64,
+    /// Bytes of its closed segments (a segment being written counts once it closes):
+    /// what retention weighs against the capacities.
+    pub bytes: u64,
+    /// Start of its oldest footage.
+    pub oldest_unix_ms: Option<i64>,
+    /// End of its newest closed segment, or the start of the one being written if later.
+    pub newest_unix_ms: Option<i64>,
+    /// Gaps overlapping `[gaps_from, now)`, oldest first; a gap still open has no end.
+    pub gaps: Vec<GapRow>,
+}
+
+/// What the catalog says about the store's health, read in one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Every camera of the catalog (configured now, or with footage left), by id.
+    pub cameras: Vec<CameraHealth>,
+    /// Bytes of all closed segments (every camera, configured or not).
+    pub bytes: u64,
+    /// Holds in force at `now` (as the wall clock says; retention believes no expiry
+    /// while it distrusts the clock).
+    pub holds_active: u64,
+    /// Retention's last stored state (alarms, clock refusal); `None` before the
+    /// recorder's retention has run once on this store.
+    pub retention: Option<crate::retention::RetentionState>,
+}
+
+/// Reads the health of the store at `store` from its catalog (read-only; safe beside
+/// a running recorder). Counts come from the per-camera totals retention keeps
+/// (`segment_usage`) when they exist, so a month of segments is not summed.
+pub fn health(
+    store: &Path,
+    gaps_from_unix_ms: i64,
+    now_unix_ms: i64,
+) -> Result<StoreHealth, FootageError> {
+    let cat = Catalog::open_read_only(store)?;
+    let path = cat.path().to_path_buf();
+    let sql = |source| CatalogError::Sql {
+        path: path.clone(),
+        source,
+    };
+    let conn = cat.connection();
+    // One read transaction: every number below is from the same moment.
+    let tx = conn.unchecked_transaction().map_err(sql)?;
+    let have_usage: bool = tx
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='segment_usage')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    let mut statuses: Vec<CameraStatus> = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare(
+                "SELECT c.id, c.name, c.state, c.state_reason, c.state_since_unix_ms
+                   FROM cameras c
+                 UNION ALL
+                 SELECT DISTINCT s.camera_id, s.camera_id, 'unknown', NULL, NULL FROM segments s
+                  WHERE s.camera_id NOT IN (SELECT id FROM cameras)
+                 ORDER BY 1",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CameraStatus {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    state: r.get(2)?,
+                    state_reason: r.get(3)?,
+                    state_since_unix_ms: r.get(4)?,
+                })
+            })
+            .map_err(sql)?;
+        for r in rows {
+            statuses.push(r.map_err(sql)?);
+        }
+    }
+    let mut cameras = Vec::with_capacity(statuses.len());
+    for camera in statuses {
+        let id = camera.id.as_str();
+        let (segments, bytes): (i64, i64) = if have_usage {
+            tx.query_row(
+                "SELECT segments, bytes FROM segment_usage WHERE camera_id=?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql)?
+            .unwrap_or((0, 0))
+        } else {
+            tx.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments WHERE camera_id=?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql)?
+        };
+        let oldest: Option<i64> = tx
+            .query_row(
+                "SELECT MIN(start_unix_ms) FROM segments WHERE camera_id=?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let newest: Option<i64> = tx
+            .query_row(
+                "SELECT MAX(end_unix_ms) FROM segments WHERE camera_id=?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let mut gaps = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT rowid, camera_id, from_unix_ms, to_unix_ms, reason FROM gaps
+                      WHERE camera_id=?1 AND from_unix_ms < ?3
+                        AND (to_unix_ms IS NULL OR to_unix_ms > ?2)
+                      ORDER BY from_unix_ms, rowid",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params![id, gaps_from_unix_ms, now_unix_ms], |r| {
+                    Ok(GapRow {
+                        rowid: r.get(0)?,
+                        camera: r.get(1)?,
+                        from_unix_ms: r.get(2)?,
+                        to_unix_ms: r.get(3)?,
+                        reason: r.get(4)?,
+                    })
+                })
+                .map_err(sql)?;
+            for g in rows {
+                gaps.push(g.map_err(sql)?);
+            }
+        }
+        cameras.push(CameraHealth {
+            camera,
+            segments: segments.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+            oldest_unix_ms: oldest,
+            newest_unix_ms: newest,
+            gaps,
+        });
+    }
+    let total: i64 = if have_usage {
+        tx.query_row(
+            "SELECT COALESCE(SUM(bytes), 0) FROM segment_usage",
+            [],
+            |r| r.get(0),
+        )
+    } else {
+        tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM segments", [], |r| {
+            r.get(0)
+        })
+    }
+    .map_err(sql)?;
+    let holds_active = crate::holds::active_on(&tx, now_unix_ms)
+        .map_err(|e| CatalogError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?
+        .len() as u64;
+    let retention = crate::retention::stored_state(&cat);
+    drop(tx);
+    Ok(StoreHealth {
+        cameras,
+        bytes: total.max(0) as u64,
+        holds_active,
+        retention,
+    })
+}
+
+/// Size and free space of a file system (statvfs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsSpace {
+    pub size_bytes: u64,
+    /// Free for an unprivileged user (what `min_free_bytes` is weighed against).
+    pub free_bytes: u64,
+}
+
+/// Size and free space of the file system holding `path`.
+pub fn file_system_space(path: &Path) -> std::io::Result<FsSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: a valid NUL-terminated path and a zeroed out-struct owned by us.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize as u64;
+    Ok(FsSpace {
+        size_bytes: (st.f_blocks as u64).saturating_mul(frsize),
+        free_bytes: (st.f_bavail as u64).saturating_mul(frsize),
+    })
 }

@@ -135,3 +135,44 @@ pub fn prune(conn: &rusqlite::Connection, now_unix_ms: i64) -> rusqlite::Result<
         [now_unix_ms.saturating_sub(JOURNAL_KEEP_MS)],
     )
 }
+
+/// One page of the journal, newest entry first: at most `limit` entries, optionally of
+/// one camera, deleted at or after `since`, and written before the entry `before` (a
+/// `seq` from an earlier page). Entries come with their `seq`, which orders the journal
+/// as it was written (deletion times of one pass are equal, and may step back with the
+/// clock). Reads only the page, never the year.
+pub fn page(
+    cat: &Catalog,
+    camera: Option<&str>,
+    since_unix_ms: Option<i64>,
+    before_seq: Option<i64>,
+    limit: usize,
+) -> rusqlite::Result<Vec<(i64, Entry)>> {
+    let mut stmt = cat.connection().prepare(
+        "SELECT rowid, segment, camera_id, from_unix_ms, to_unix_ms, bytes, sha256,
+                deleted_unix_ms, reason
+         FROM deletion_journal
+         WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR deleted_unix_ms >= ?2)
+           AND (?3 IS NULL OR rowid < ?3)
+           AND (?2 IS NULL OR rowid >= (SELECT MIN(rowid) FROM deletion_journal
+                                         WHERE deleted_unix_ms >= ?2))
+         ORDER BY rowid DESC LIMIT ?4",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![camera, since_unix_ms, before_seq, limit], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            Entry {
+                segment: r.get(1)?,
+                camera: r.get(2)?,
+                from_unix_ms: r.get(3)?,
+                to_unix_ms: r.get(4)?,
+                bytes: r.get::<_, i64>(5)? as u64,
+                sha256: r.get(6)?,
+                deleted_unix_ms: r.get(7)?,
+                reason: r.get(8)?,
+            },
+        ))
+    })?;
+    rows.collect()
+}
