@@ -211,15 +211,21 @@ pub fn health(
         .map_err(sql)?;
     let mut statuses: Vec<CameraStatus> = Vec::new();
     {
+        // Cameras with footage but no row (no longer configured) come from the usage
+        // totals when there are some: listing them from the segments reads every row.
+        let others = if have_usage {
+            "SELECT camera_id FROM segment_usage WHERE segments > 0"
+        } else {
+            "SELECT DISTINCT camera_id FROM segments"
+        };
         let mut stmt = tx
-            .prepare(
-                "SELECT c.id, c.name, c.state, c.state_reason, c.state_since_unix_ms
-                   FROM cameras c
+            .prepare(&format!(
+                "SELECT id, name, state, state_reason, state_since_unix_ms FROM cameras
                  UNION ALL
-                 SELECT DISTINCT s.camera_id, s.camera_id, 'unknown', NULL, NULL FROM segments s
-                  WHERE s.camera_id NOT IN (SELECT id FROM cameras)
-                 ORDER BY 1",
-            )
+                 SELECT o.camera_id, o.camera_id, 'unknown', NULL, NULL FROM ({others}) o
+                  WHERE o.camera_id NOT IN (SELECT id FROM cameras)
+                 ORDER BY 1"
+            ))
             .map_err(sql)?;
         let rows = stmt
             .query_map([], |r| {
