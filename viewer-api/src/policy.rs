@@ -132,10 +132,12 @@ pub enum Action {
     /// Read access-log entries (`Resource::owner`: whose entries; `None` = everyone's).
     ReadAudit,
     SubjectAccess,
+    /// Read the deletion journal (what retention deleted, when and why; no images).
+    ReadJournal,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::ViewCamera,
         Action::ViewRecordings,
         Action::Live,
@@ -150,6 +152,7 @@ impl Action {
         Action::SystemHealth,
         Action::ReadAudit,
         Action::SubjectAccess,
+        Action::ReadJournal,
     ];
 
     /// The name written to the access log.
@@ -169,6 +172,7 @@ impl Action {
             Action::SystemHealth => "health",
             Action::ReadAudit => "audit.read",
             Action::SubjectAccess => "audit.subject-access",
+            Action::ReadJournal => "journal.read",
         }
     }
 
@@ -286,7 +290,7 @@ pub fn authorize(p: &Principal, action: Action, r: &Resource<'_>) -> Decision {
         (It, HoldList | ManageCameras | ManageUsers | ManageGrants | SystemHealth) => {
             Decision::Allow
         }
-        (It, ReadAudit) => Decision::Allow,
+        (It, ReadAudit | ReadJournal) => Decision::Allow,
 
         // --- contractor: only what an active grant says
         (Contractor, ViewCamera | SystemHealth) => match r.camera {
@@ -335,9 +339,10 @@ pub fn authorize(p: &Principal, action: Action, r: &Resource<'_>) -> Decision {
         }
 
         // --- auditor: the log, health, and the camera list that health implies
-        (Auditor, ViewCamera | HoldList | SystemHealth | ReadAudit | SubjectAccess) => {
-            Decision::Allow
-        }
+        (
+            Auditor,
+            ViewCamera | HoldList | SystemHealth | ReadAudit | SubjectAccess | ReadJournal,
+        ) => Decision::Allow,
 
         (role, action) => deny(format!("role {role} may not {}", action.as_str())),
     }
@@ -465,14 +470,16 @@ mod tests {
                     HoldCreate | HoldRelease | HoldList | ReadAudit => {
                         action != HoldCreate || reason
                     }
-                    ManageCameras | ManageUsers | ManageGrants | SubjectAccess => false,
+                    ManageCameras | ManageUsers | ManageGrants | SubjectAccess | ReadJournal => {
+                        false
+                    }
                 }
             }
             Role::It => match action {
                 ViewCamera | ViewRecordings | Live | Playback => true,
                 Export | HoldCreate | HoldRelease | SubjectAccess => false,
                 HoldList | ManageCameras | ManageUsers | ManageGrants | SystemHealth
-                | ReadAudit => true,
+                | ReadAudit | ReadJournal => true,
             },
             Role::Contractor => {
                 // ScopedOut holds a grant for a camera outside its own scope: no.
@@ -487,7 +494,7 @@ mod tests {
             }
             Role::Auditor => matches!(
                 action,
-                ViewCamera | HoldList | SystemHealth | ReadAudit | SubjectAccess
+                ViewCamera | HoldList | SystemHealth | ReadAudit | SubjectAccess | ReadJournal
             ),
         }
     }
@@ -538,7 +545,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 4 * 14 * 9 * 4);
+        assert_eq!(checked, 4 * 15 * 9 * 4);
         assert!(allowed > 100, "{allowed}");
     }
 
