@@ -3,6 +3,8 @@
 //! * `POST /api/v1/exports` `{"cameras","from","to","case","reason"}` → 202 `{"id"}`
 //!   (police only: 403 otherwise; no case or reason → 400). Logged as `export.request`
 //!   whatever the outcome, before anything happens.
+//! * `GET /api/v1/exports` → the calling officer's own exports, newest first, each as
+//!   below (police only: 403 otherwise).
 //! * `GET /api/v1/exports/{id}[?case=REF]` → `{"id","state","progress","error"?,...}`.
 //! * `GET /api/v1/exports/{id}/download[?case=REF]` → `application/zip`, logged as
 //!   `export.download` (committed before the first byte).
@@ -27,7 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::error;
 
-use super::{ExportError, Exports, Job, NewExport, State as JobState};
+use super::{ExportError, Exports, Job, NewExport, State as JobState, Status};
 use crate::api::{ApiError, Caller, Shared, blocking, log, log_footage_decision, security_headers};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::policy::{Action, Decision, Resource, Role, authorize};
@@ -37,7 +39,7 @@ const MAX_CAMERAS: usize = 32;
 
 pub fn router(state: Shared, exports: Arc<Exports>) -> Router {
     Router::new()
-        .route("/api/v1/exports", post(create))
+        .route("/api/v1/exports", post(create).get(list))
         .route("/api/v1/exports/{id}", get(status))
         .route("/api/v1/exports/{id}/download", get(download))
         .route("/api/v1/device-key", get(device_key))
@@ -251,13 +253,18 @@ async fn status(
         .await?
         .map_err(|_| ApiError::internal())?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such export"))?;
-    let j = &st.job;
-    if j.state == JobState::Expired {
+    if st.job.state == JobState::Expired {
         return Err(ApiError::new(
             StatusCode::GONE,
             "this export expired and was deleted",
         ));
     }
+    Ok(Json(status_json(&st)).into_response())
+}
+
+/// An export as `GET /exports/{id}` and `GET /exports` show it.
+fn status_json(st: &Status) -> serde_json::Value {
+    let j = &st.job;
     let mut v = json!({
         "id": j.id,
         "state": j.state.as_str(),
@@ -279,7 +286,42 @@ async fn status(
     if let Some(b) = j.bytes {
         v["bytes"] = json!(b);
     }
-    Ok(Json(v).into_response())
+    v
+}
+
+/// The most exports one list shows.
+const MAX_LISTED: usize = 500;
+
+/// `GET /exports`: the caller's own exports, newest first (expired ones included, as
+/// `"state": "expired"`), those whose cameras are all still in the caller's scope.
+async fn list(
+    State(state): State<Shared>,
+    Extension(exports): Extension<Arc<Exports>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    if caller.principal.role != Role::Police {
+        return Err(ApiError::forbidden(format!(
+            "role {} may not see exports",
+            caller.principal.role
+        )));
+    }
+    let ex = exports.clone();
+    let owner = caller.principal.name.clone();
+    let jobs = blocking(move || ex.jobs_of(&owner, MAX_LISTED))
+        .await?
+        .map_err(|err| {
+            error!(error = %err, "exports database error");
+            ApiError::internal()
+        })?;
+    let list: Vec<serde_json::Value> = jobs
+        .iter()
+        .filter(|st| {
+            let j = &st.job;
+            allow_cameras(&state, &caller, &j.cameras, &j.case, j.from_ms, j.to_ms).is_ok()
+        })
+        .map(status_json)
+        .collect();
+    Ok(Json(list).into_response())
 }
 
 async fn download(

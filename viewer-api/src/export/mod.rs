@@ -26,7 +26,7 @@ pub mod verify;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -198,6 +198,26 @@ fn parse_id(id: &str) -> Option<[u8; 16]> {
     }
     let v = hex::decode(id).ok()?;
     v.try_into().ok()
+}
+
+/// The export, queued or running, whose hold is `hold_id` in the store at `store`, if
+/// any: such a hold is the export's own, and ends with it. Read-only; for callers
+/// without the export service at hand.
+pub fn export_of_hold(store: &Path, hold_id: i64) -> Result<Option<String>, ExportError> {
+    let path = store.join(DB_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn
+        .query_row(
+            "SELECT id FROM exports WHERE hold_id=?1 AND state IN ('queued','running')
+              ORDER BY created_ms DESC LIMIT 1",
+            [hold_id],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// Test hook, run after each source segment a job has read.
@@ -498,6 +518,10 @@ impl Exports {
         let Some(job) = self.job(id)? else {
             return Ok(None);
         };
+        Ok(Some(self.with_progress(job)))
+    }
+
+    fn with_progress(&self, job: Job) -> Status {
         let progress = match job.state {
             State::Done => 1.0,
             State::Queued => 0.0,
@@ -505,11 +529,29 @@ impl Exports {
                 .progress
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(id)
+                .get(&job.id)
                 .copied()
                 .unwrap_or(0.0),
         };
-        Ok(Some(Status { job, progress }))
+        Status { job, progress }
+    }
+
+    /// The exports `owner` asked for, newest first (at most `limit`), expired and
+    /// failed ones included, with their progress.
+    pub fn jobs_of(&self, owner: &str, limit: usize) -> Result<Vec<Status>, ExportError> {
+        let jobs: Vec<Job> = {
+            let db = self.db();
+            let mut st = db.prepare(&format!(
+                "SELECT {COLUMNS} FROM exports WHERE owner=?1
+                  ORDER BY created_ms DESC, rowid DESC LIMIT ?2"
+            ))?;
+            st.query_map(
+                params![owner, i64::try_from(limit).unwrap_or(i64::MAX)],
+                job_row,
+            )?
+            .collect::<Result<_, _>>()?
+        };
+        Ok(jobs.into_iter().map(|j| self.with_progress(j)).collect())
     }
 
     fn set_progress(&self, id: &str, p: f64) {
