@@ -53,7 +53,7 @@ CREDS="$DEMO/credentials.txt"
 if [ ! -f "$CREDS" ]; then
   umask 077
   : > "$CREDS"
-  for spec in officer:police it-admin:it auditor:auditor; do
+  for spec in officer:police it-admin:it auditor:auditor contractor:contractor; do
     name="${spec%%:*}"; role="${spec##*:}"
     pw="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     printf '%s\n' "$pw" | "$BIN/viewer-api" user add --config "$CONFIG" --name "$name" --role "$role" >/dev/null
@@ -66,13 +66,18 @@ pids+=($!)
 pids+=($!)
 sleep 2
 echo
-echo "== recording. Footage goes (encrypted) to $DEMO/store"
-echo "   viewer-api:       https://127.0.0.1:$API_PORT/api/v1/  (self-signed certificate: curl -k)"
+echo "== Ringfence is recording. Open the review console:"
+echo
+echo "     https://127.0.0.1:$API_PORT/     (self-signed certificate: accept it once in the browser)"
+echo
 echo "   demo logins ($CREDS):"
-sed 's/^/                     /' "$CREDS"
-echo "   log in:           curl -k -X POST https://127.0.0.1:$API_PORT/api/v1/login -H 'content-type: application/json' \\"
-echo "                       -d '{\"username\":\"officer\",\"password\":\"<from above>\"}'"
-echo "   a clip:           curl -k -H 'Authorization: Bearer TOKEN' -o clip.mp4 \\"
+sed 's/^/     /' "$CREDS"
+echo
+echo "   Footage goes, encrypted, to $DEMO/store. Every look at it is in the access log."
+echo "   API:              https://127.0.0.1:$API_PORT/api/v1/openapi.json  (curl -k)"
+echo "   a clip with curl: curl -k -X POST https://127.0.0.1:$API_PORT/api/v1/login -H 'content-type: application/json' \\"
+echo "                       -d '{\"username\":\"officer\",\"password\":\"<from above>\"}'   # gives TOKEN"
+echo "                     curl -k -H 'Authorization: Bearer TOKEN' -o clip.mp4 \\"
 echo "                       'https://127.0.0.1:$API_PORT/api/v1/cameras/demo-h264/video.mp4?from=<RFC 3339>&to=<RFC 3339>&case=DEMO-1'"
 echo "   metrics:          curl http://127.0.0.1:$METRICS_PORT/metrics"
 echo "   check the store:  $BIN/recorder check --config $CONFIG"

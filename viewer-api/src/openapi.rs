@@ -26,12 +26,64 @@ pub const DOCUMENT: &str = r##"{
         "allow": {"type": "array", "items": {"type": "string", "enum": ["live", "playback"]}},
         "playback_from": {"type": "string", "format": "date-time"}, "playback_to": {"type": "string", "format": "date-time"},
         "ticket": {"type": "string"}}},
+      "Viewing": {"type": "object", "properties": {
+        "id": {"type": "string"}, "camera": {"type": "string"},
+        "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+        "from_ms": {"type": "integer"}, "to_ms": {"type": "integer"},
+        "codec": {"type": "string", "enum": ["h264", "h265"]}, "mime": {"type": "string", "example": "video/mp4; codecs=\"avc1.64001f\""},
+        "width": {"type": "integer"}, "height": {"type": "integer"}, "frame_ms": {"type": "number"},
+        "map": {"type": "array", "description": "[media ms, unix ms] where the MP4's time meets the wall clock; between points both advance together (gaps are skipped in the file)", "items": {"type": "array", "items": {"type": "integer"}}},
+        "video": {"type": "string"}, "preview": {"type": "string"}, "thumb": {"type": "string"}}},
       "AuditEntry": {"type": "object", "properties": {
         "seq": {"type": "integer"}, "at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"}, "role": {"type": "string"},
         "action": {"type": "string"}, "camera": {"type": "string", "nullable": true},
         "from": {"type": "string", "nullable": true}, "to": {"type": "string", "nullable": true},
         "purpose": {"type": "string", "nullable": true}, "case": {"type": "string", "nullable": true},
-        "client": {"type": "string", "nullable": true}, "outcome": {"type": "string", "description": "allowed, or denied: <why>"}}}
+        "client": {"type": "string", "nullable": true}, "outcome": {"type": "string", "description": "allowed, or denied: <why>"}}},
+      "Hold": {"type": "object", "description": "A legal hold, as recorder hold list --json prints it", "properties": {
+        "id": {"type": "integer"}, "cameras": {"type": "array", "items": {"type": "string"}, "description": "camera ids, or [\"all\"]"},
+        "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+        "case": {"type": "string"}, "by": {"type": "string", "description": "who placed it"},
+        "until": {"type": "string", "format": "date-time", "nullable": true, "description": "expiry; null: until released"},
+        "created": {"type": "string", "format": "date-time"}, "status": {"type": "string", "enum": ["active", "expired", "released"]},
+        "released": {"type": "string", "format": "date-time", "description": "only when released"}, "released_by": {"type": "string", "description": "only when released"}}},
+      "HoldRequest": {"type": "object", "required": ["cameras", "from", "to", "case"], "properties": {
+        "cameras": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 64, "description": "camera ids in the officer's scope, or [\"all\"] (every camera, present and future: needs every camera in scope)"},
+        "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time", "description": "after from"},
+        "case": {"type": "string", "maxLength": 200}, "until": {"type": "string", "format": "date-time", "description": "optional expiry, in the future"}}},
+      "HealthCamera": {"type": "object", "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "state": {"type": "string", "description": "as the recorder last set it: recording, offline, ...; unknown when never set"},
+        "state_since": {"type": "string", "format": "date-time", "nullable": true}, "state_reason": {"type": "string", "nullable": true},
+        "oldest": {"type": "string", "format": "date-time", "nullable": true, "description": "start of the oldest footage held"},
+        "newest": {"type": "string", "format": "date-time", "nullable": true, "description": "end of the newest closed segment, or start of the one being written"},
+        "days_held": {"type": "number", "nullable": true, "description": "now - oldest, in days (2 decimals)"},
+        "retention_days": {"type": "number", "description": "the camera's configured retention"},
+        "segments": {"type": "integer"}, "bytes": {"type": "integer", "description": "bytes of closed segments (the one being written counts once closed)"},
+        "gaps_24h": {"type": "array", "items": {"$ref": "#/components/schemas/Gap"}, "description": "gaps overlapping the last 24 h"}}},
+      "HealthStore": {"type": "object", "properties": {
+        "bytes_used": {"type": "integer"}, "max_bytes": {"type": "integer"}, "min_free_bytes": {"type": "integer"},
+        "fs_size_bytes": {"type": "integer", "nullable": true}, "fs_free_bytes": {"type": "integer", "nullable": true, "description": "free for unprivileged users (statvfs)"},
+        "holds_active": {"type": "integer"},
+        "retention": {"type": "object", "nullable": true, "description": "retention's last stored state; null before the recorder's retention ran on this store", "properties": {
+          "since": {"type": "string", "format": "date-time", "description": "when this state was first reported"},
+          "alarm": {"type": "boolean"}, "alarms": {"type": "array", "items": {"type": "string"}},
+          "clock_refused": {"type": "boolean"}, "clock_refused_reason": {"type": "string", "nullable": true}}}}},
+      "Health": {"type": "object", "properties": {
+        "now": {"type": "string", "format": "date-time", "description": "the server's clock"},
+        "cameras": {"type": "array", "items": {"$ref": "#/components/schemas/HealthCamera"}},
+        "store": {"allOf": [{"$ref": "#/components/schemas/HealthStore"}], "nullable": true, "description": "null for contractors"}}},
+      "JournalEntry": {"type": "object", "properties": {
+        "seq": {"type": "integer"}, "segment": {"type": "string"}, "camera": {"type": "string"},
+        "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+        "bytes": {"type": "integer"}, "sha256": {"type": "string", "nullable": true},
+        "deleted_at": {"type": "string", "format": "date-time"}, "reason": {"type": "string", "enum": ["age", "capacity", "disk-full"]}}},
+      "Export": {"type": "object", "properties": {
+        "id": {"type": "string"}, "state": {"type": "string", "enum": ["queued", "running", "done", "failed", "expired"]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1}, "case": {"type": "string"}, "reason": {"type": "string"},
+        "cameras": {"type": "array", "items": {"type": "string"}}, "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+        "requested_by": {"type": "string"}, "created": {"type": "string", "format": "date-time"},
+        "expires": {"type": "string", "format": "date-time", "description": "once done"}, "bytes": {"type": "integer", "description": "once done"},
+        "error": {"type": "string", "description": "when failed"}}}
     },
     "parameters": {
       "id": {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"}},
@@ -69,6 +121,21 @@ pub const DOCUMENT: &str = r##"{
       "responses": {"200": {"description": "video, until the client disconnects, the session ends or the rights are withdrawn", "content": {"video/mp4": {}}},
         "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
         "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+    "/cameras/{id}/viewings": {"post": {"summary": "Open a viewing: one authorized look at a camera from a moment on, logged once (action playback) for exactly the range served (from the key frame at or before at; a contractor's narrow grant starts at the first key frame inside it and ends with the grant). The console plays it through the URLs in the answer.",
+      "parameters": [{"$ref": "#/components/parameters/id"}],
+      "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["at"], "properties": {
+        "at": {"type": "string", "format": "date-time"}, "secs": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 1800},
+        "case": {"type": "string", "maxLength": 200, "description": "police: required"}, "purpose": {"type": "string", "maxLength": 200, "description": "it, contractor: required"}}}}}},
+      "responses": {"201": {"description": "the viewing", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Viewing"}}}},
+        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+        "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+    "/viewings/{id}/video.mp4": {"get": {"summary": "The viewing's frames as MP4 (original frames; Range). Only for the session that opened it; the policy is checked again on every request; no new log entry (the viewing's covers it)",
+      "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+      "responses": {"200": {"description": "video", "content": {"video/mp4": {}}}, "206": {"description": "part of the video", "content": {"video/mp4": {}}},
+        "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}}}},
+    "/site": {"get": {"security": [], "summary": "What the console needs before sign-in: the site's time zone", "responses": {"200": {"description": "site", "content": {"application/json": {"schema": {"type": "object", "properties": {"time_zone": {"type": "string", "example": "Europe/Luxembourg"}}}}}}}}},
+    "/audit/verify": {"get": {"summary": "Walk the access log's hash chain (it, auditor), as viewer-api audit verify does",
+      "responses": {"200": {"description": "intact, entries; or first_bad_seq and why", "content": {"application/json": {"schema": {"type": "object", "properties": {"intact": {"type": "boolean"}, "entries": {"type": "integer"}, "first_bad_seq": {"type": "integer"}, "why": {"type": "string"}, "checked_at": {"type": "string", "format": "date-time"}}}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
     "/grants": {
       "post": {"summary": "Grant a contractor access (it)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Grant"}}}},
         "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}}}, "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}}},
@@ -83,7 +150,41 @@ pub const DOCUMENT: &str = r##"{
       "parameters": [{"name": "camera", "in": "query", "schema": {"type": "string"}}, {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
       "responses": {"200": {"description": "entries of allowed footage views", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
     "/openapi.json": {"get": {"security": [], "summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
-    "/metrics": {"get": {"summary": "Prometheus metrics (system-health right)", "responses": {"200": {"description": "OpenMetrics text"}}}}
+    "/metrics": {"get": {"summary": "Prometheus metrics (system-health right)", "responses": {"200": {"description": "OpenMetrics text"}}}},
+    "/holds": {
+      "get": {"summary": "Legal holds (police, it, auditor; police see those touching a camera of their scope), oldest first",
+        "parameters": [{"name": "all", "in": "query", "schema": {"type": "boolean"}, "description": "include released holds"}],
+        "responses": {"200": {"description": "holds", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Hold"}}}}}, "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}}},
+      "post": {"summary": "Place a legal hold (police, cameras in scope, with a case reference; by = the officer). Logged as hold.create before it takes effect, allowed or denied",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HoldRequest"}}}},
+        "responses": {"201": {"description": "placed", "content": {"application/json": {"schema": {"type": "object", "properties": {"id": {"type": "integer"}}}}}}, "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+    "/holds/{id}": {"delete": {"summary": "Release a hold (police: their own; not the hold of an export still running). Logged as hold.release before it takes effect, allowed or denied",
+      "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+      "responses": {"204": {"description": "released"}, "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+    "/health": {"get": {"summary": "System health: each camera the caller may see (state, footage held, gaps of the last 24 h), the store (not for contractors), the server's time",
+      "responses": {"200": {"description": "health", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
+    "/journal": {"get": {"summary": "The deletion journal (it, auditor), newest first, by pages",
+      "parameters": [{"name": "camera", "in": "query", "schema": {"type": "string"}}, {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "deleted at or after"},
+        {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "only entries before this seq (next_before of the previous page)"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+      "responses": {"200": {"description": "one page", "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "entries": {"type": "array", "items": {"$ref": "#/components/schemas/JournalEntry"}}, "more": {"type": "boolean"}, "next_before": {"type": "integer", "nullable": true}}}}}}, "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}}}},
+    "/exports": {
+      "post": {"summary": "Ask for an export (police; cameras in scope, at most 24 h, case and reason required); a hold covers the range while it runs",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["cameras", "from", "to", "case", "reason"], "properties": {
+          "cameras": {"type": "array", "items": {"type": "string"}}, "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
+          "case": {"type": "string", "maxLength": 200}, "reason": {"type": "string", "maxLength": 200}}}}}},
+        "responses": {"202": {"description": "queued", "content": {"application/json": {"schema": {"type": "object", "properties": {"id": {"type": "string"}}}}}}, "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}},
+      "get": {"summary": "The calling officer's own exports, newest first (police only)",
+        "responses": {"200": {"description": "exports", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Export"}}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
+    "/exports/{id}": {"get": {"summary": "An export's state and progress (its officer, or police naming its case)",
+      "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}, {"name": "case", "in": "query", "schema": {"type": "string"}}],
+      "responses": {"200": {"description": "export", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "410": {"$ref": "#/components/responses/Error"}}}},
+    "/exports/{id}/download": {"get": {"summary": "The signed bundle (zip), logged as export.download before the first byte",
+      "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}, {"name": "case", "in": "query", "schema": {"type": "string"}}],
+      "responses": {"200": {"description": "bundle", "content": {"application/zip": {}}}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "410": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+    "/device-key": {"get": {"security": [], "summary": "The device's Ed25519 public key that signs export manifests (PEM)",
+      "responses": {"200": {"description": "PEM", "content": {"application/x-pem-file": {}}}, "503": {"$ref": "#/components/responses/Error"}}}}
   }
 }"##;
 
@@ -102,8 +203,42 @@ mod tests {
             "/grants",
             "/grants/{id}",
             "/audit",
+            "/holds",
+            "/holds/{id}",
+            "/health",
+            "/journal",
+            "/exports",
+            "/exports/{id}",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }
+    }
+
+    /// Every `/api/v1` route the routers register is in the document: read from the
+    /// routers' own source, so a new endpoint cannot be forgotten.
+    #[test]
+    fn every_route_is_described() {
+        let v: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
+        let paths = v["paths"].as_object().unwrap();
+        let sources = [
+            include_str!("api.rs"),
+            include_str!("viewing.rs"),
+            include_str!("admin.rs"),
+            include_str!("preview/mod.rs"),
+            include_str!("export/api.rs"),
+            include_str!("web.rs"),
+        ];
+        let mut found = 0;
+        for src in sources {
+            for part in src.split("\"/api/v1").skip(1) {
+                let path = &part[..part.find('"').unwrap()];
+                if path.is_empty() || !src.contains(&format!(".route(\"/api/v1{path}\"")) {
+                    continue;
+                }
+                found += 1;
+                assert!(paths.contains_key(path), "route /api/v1{path} is not in the OpenAPI document");
+            }
+        }
+        assert!(found >= 20, "only {found} routes found in the routers' source");
     }
 }

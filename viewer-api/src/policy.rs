@@ -106,6 +106,24 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Where the footage this principal may play of `camera` from `at_ms` ends, when a
+    /// grant limits it (contractors): the end of the furthest-reaching active playback
+    /// grant whose range holds `at_ms`. `None`: no grant limit (other roles), or no grant
+    /// holds `at_ms` (then [`authorize`] refuses). Lets a viewing be cut to what may be
+    /// seen instead of refused whole; [`authorize`] still decides.
+    pub fn playback_limit(&self, camera: &str, at_ms: i64, now_ms: i64) -> Option<i64> {
+        if self.role != Role::Contractor {
+            return None;
+        }
+        self.grants
+            .iter()
+            .filter(|g| g.playback && g.covers(self, camera, now_ms))
+            .map(|g| g.playback_range())
+            .filter(|(from, to)| *from <= at_ms && at_ms < *to)
+            .map(|(_, to)| to)
+            .max()
+    }
+
     fn in_scope(&self, camera: &str) -> bool {
         self.cameras
             .as_ref()

@@ -173,7 +173,13 @@ async fn open(
         if !(1..=MAX_SECS).contains(&secs) {
             return Err(ApiError::bad(format!("secs must be 1 to {MAX_SECS}")));
         }
-        let to = at + secs * 1000;
+        let mut to = at + secs * 1000;
+        if let Some(end) = caller
+            .principal
+            .playback_limit(&id, at, state.clock.now_unix_ms())
+        {
+            to = to.min(end);
+        }
         check_playback(
             &state,
             &caller,

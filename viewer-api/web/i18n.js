@@ -102,6 +102,15 @@ export function timeEl(ms, opts) {
   return h('time', { datetime: utc(ms), title: `UTC ${utc(ms)}` }, fmtDateTime(ms, opts));
 }
 
+// A range: the end without its date when both fall on the same day.
+export function rangeEl(fromMs, toMs) {
+  if (!Number.isFinite(fromMs)) return h('span', {}, '—');
+  if (!Number.isFinite(toMs)) return timeEl(fromMs);
+  const sameDay = startOfDay(fromMs) === startOfDay(toMs);
+  const end = sameDay ? h('time', { datetime: utc(toMs), title: `UTC ${utc(toMs)}` }, fmtTime(toMs)) : timeEl(toMs);
+  return h('span', { class: 'range' }, timeEl(fromMs), ' – ', end);
+}
+
 export function fmtBytes(n) {
   if (n === null || n === undefined) return '—';
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];

@@ -200,6 +200,9 @@ export default {
   'audit.why': 'Why',
   'audit.case': 'case',
   'audit.client': 'From address',
+  'audit.allowed': 'allowed',
+  'audit.denied': 'denied',
+  'audit.more': 'Show {n} more',
   'audit.outcome': 'Outcome',
 
   'sar.title': 'Subject-access report',

@@ -200,6 +200,9 @@ export default {
   'audit.why': 'Pourquoi',
   'audit.case': 'affaire',
   'audit.client': 'Depuis l\'adresse',
+  'audit.allowed': 'autorisé',
+  'audit.denied': 'refusé',
+  'audit.more': 'Afficher {n} de plus',
   'audit.outcome': 'Résultat',
 
   'sar.title': 'Rapport de droit d\'accès',

@@ -3,14 +3,25 @@
 
 import { api, query } from '../api.js';
 import { alertBox, button, field, h } from '../dom.js';
-import { fmtDateTime, fromLocalInput, t, timeEl, timeInput, timeZone, utc } from '../i18n.js';
+import { fmtDateTime, fromLocalInput, rangeEl, t, timeEl, timeInput, timeZone, utc } from '../i18n.js';
 
 const ACTIONS = ['playback', 'live', 'live.end', 'export.request', 'export.download', 'export.expire', 'login', 'logout', 'grant.create', 'grant.revoke', 'hold.create', 'hold.release', 'audit.read', 'audit.subject-access'];
 
 function rangeText(e) {
   if (!e.from) return '—';
-  return [timeEl(Date.parse(e.from)), e.to ? [' – ', timeEl(Date.parse(e.to))] : null];
+  return rangeEl(Date.parse(e.from), e.to ? Date.parse(e.to) : NaN);
 }
+
+// The server writes "allowed" or "denied: why"; the words are translated, the why is not.
+function outcomeText(o) {
+  if (!o) return '';
+  if (o === 'allowed') return t('audit.allowed');
+  if (o.startsWith('allowed')) return `${t('audit.allowed')}${o.slice('allowed'.length)}`;
+  if (o.startsWith('denied')) return `${t('audit.denied')}${o.slice('denied'.length)}`;
+  return o;
+}
+
+const PAGE = 200;
 
 function entryRow(e) {
   const denied = (e.outcome || '').startsWith('denied');
@@ -25,18 +36,29 @@ function entryRow(e) {
     h('td', {}, rangeText(e)),
     h('td', {}, e.case ? [h('small', {}, t('audit.case')), ' ', e.case] : e.purpose || '—'),
     h('td', {}, e.client || ''),
-    h('td', {}, e.outcome),
+    h('td', { class: 'outcome' }, outcomeText(e.outcome)),
   );
 }
 
 function table(rows, empty) {
   if (!rows.length) return h('p', {}, empty);
+  const body = h('tbody', {}, rows.slice(0, PAGE).map(entryRow));
+  let shown = Math.min(PAGE, rows.length);
+  const more = rows.length > shown
+    ? button(t('audit.more', { n: rows.length - shown }), () => {
+        body.append(...rows.slice(shown, shown + PAGE).map(entryRow));
+        shown = Math.min(rows.length, shown + PAGE);
+        if (shown >= rows.length) more.remove();
+        else more.textContent = t('audit.more', { n: rows.length - shown });
+      }, { class: 'no-print' })
+    : null;
   return h(
     'div',
     { class: 'table-wrap' },
     h('table', { class: 'log' },
       h('thead', {}, h('tr', {}, ['#', t('audit.when'), t('audit.who'), t('audit.action'), t('audit.camera'), t('audit.footage'), t('audit.why'), t('audit.client'), t('audit.outcome')].map((x) => h('th', { scope: 'col' }, x)))),
-      h('tbody', {}, rows.map(entryRow))),
+      body),
+    more,
   );
 }
 
@@ -147,7 +169,8 @@ export async function render(main, ctx) {
         alert.show(err.message);
       }
     });
-    main.append(form, report);
+    main.insertBefore(report, filters);
+    main.insertBefore(form, report);
   }
   search();
   return null;

@@ -3,7 +3,7 @@
 
 import { api, query } from '../api.js';
 import { alertBox, field, h } from '../dom.js';
-import { fmtBytes, fromLocalInput, parseTime, t, timeEl, timeInput, timeZone, utc } from '../i18n.js';
+import { fmtBytes, fromLocalInput, parseTime, t, timeEl, timeInput, timeZone, utc, rangeEl } from '../i18n.js';
 
 function verifyText() {
   return h(
@@ -134,7 +134,7 @@ export async function render(main, ctx) {
             h('tbody', {}, rows.map((r) => h('tr', { 'data-export': r.id },
               h('td', {}, timeEl(Date.parse(r.created))),
               h('td', {}, (r.cameras || []).join(', ')),
-              h('td', {}, timeEl(Date.parse(r.from)), ' – ', timeEl(Date.parse(r.to))),
+              h('td', {}, rangeEl(Date.parse(r.from), Date.parse(r.to))),
               h('td', {}, r.case),
               h('td', {}, t(`exports.state_${r.state}`)),
               h('td', {}, r.expires ? timeEl(Date.parse(r.expires)) : '—'),

@@ -3,7 +3,7 @@
 
 import { api } from '../api.js';
 import { alertBox, button, field, h } from '../dom.js';
-import { fromLocalInput, t, timeEl, timeInput, timeZone, utc } from '../i18n.js';
+import { fromLocalInput, t, timeEl, timeInput, timeZone, utc, rangeEl } from '../i18n.js';
 
 export async function render(main, ctx) {
   const cams = await ctx.loadCameras();
@@ -81,9 +81,9 @@ export async function render(main, ctx) {
             h('tbody', {}, rows.map((g) => h('tr', { 'data-grant': g.id },
               h('td', {}, g.user),
               h('td', {}, (g.cameras || []).join(', ')),
-              h('td', {}, timeEl(Date.parse(g.from)), ' – ', timeEl(Date.parse(g.until))),
+              h('td', {}, rangeEl(Date.parse(g.from), Date.parse(g.until))),
               h('td', {}, (g.allow || []).map((a) => t(`grants.${a}`)).join(', ')),
-              h('td', {}, g.playback_from ? [timeEl(Date.parse(g.playback_from)), ' – ', timeEl(Date.parse(g.playback_to))] : '—'),
+              h('td', {}, g.playback_from ? [rangeEl(Date.parse(g.playback_from), Date.parse(g.playback_to))] : '—'),
               h('td', {}, g.ticket),
               h('td', {}, g.revoked ? t('grants.revoked') : button(t('grants.revoke'), async () => {
                 try {

@@ -2,7 +2,7 @@
 
 import { api, query } from '../api.js';
 import { h } from '../dom.js';
-import { fmtBytes, fmtDuration, t, timeEl, utc } from '../i18n.js';
+import { fmtBytes, fmtDuration, t, timeEl, utc, rangeEl } from '../i18n.js';
 import { stateText } from './cameras.js';
 
 export async function render(main, ctx) {
@@ -58,6 +58,7 @@ export async function render(main, ctx) {
             h('td', {}, gaps.length ? h('ul', { class: 'gaps' }, gaps.slice(0, 8).map((g) => h('li', {}, timeEl(Date.parse(g.from)), ' ', g.reason))) : t('health.no_gaps')));
         }))))),
   );
+  if (!['it', 'auditor'].includes(ctx.me.role)) return null;
   const journal = h('section', { class: 'card' }, h('h2', {}, t('health.journal')));
   body.append(journal);
   try {
@@ -71,7 +72,7 @@ export async function render(main, ctx) {
             h('tbody', {}, list.map((j) => h('tr', {},
               h('td', {}, timeEl(Date.parse(j.deleted_at || j.at))),
               h('td', {}, j.camera),
-              h('td', {}, timeEl(Date.parse(j.from)), ' – ', timeEl(Date.parse(j.to))),
+              h('td', {}, rangeEl(Date.parse(j.from), Date.parse(j.to))),
               h('td', {}, fmtBytes(j.bytes)),
               h('td', {}, j.reason))))))
         : h('p', {}, t('health.journal_none')),

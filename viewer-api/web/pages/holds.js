@@ -3,7 +3,7 @@
 
 import { api } from '../api.js';
 import { alertBox, button, field, h } from '../dom.js';
-import { fromLocalInput, parseTime, t, timeEl, timeInput, timeZone, utc } from '../i18n.js';
+import { fromLocalInput, parseTime, t, timeEl, timeInput, timeZone, utc, rangeEl } from '../i18n.js';
 
 export async function render(main, ctx) {
   const { me, params } = ctx;
@@ -66,7 +66,7 @@ export async function render(main, ctx) {
             h('thead', {}, h('tr', {}, [t('holds.cameras'), t('exports.range'), t('holds.case'), t('holds.by'), t('holds.until'), t('holds.status'), ''].map((x) => h('th', { scope: 'col' }, x)))),
             h('tbody', {}, rows.map((r) => h('tr', { 'data-hold': r.id },
               h('td', {}, (r.cameras || []).join(', ') || t('holds.all')),
-              h('td', {}, timeEl(Date.parse(r.from)), ' – ', timeEl(Date.parse(r.to))),
+              h('td', {}, rangeEl(Date.parse(r.from), Date.parse(r.to))),
               h('td', {}, r.case),
               h('td', {}, r.by || r.placed_by || ''),
               h('td', {}, r.until ? timeEl(Date.parse(r.until)) : '—'),
