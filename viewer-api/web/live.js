@@ -1,7 +1,8 @@
 // Live view through Media Source Extensions: the server sends fragmented MP4 (an init
 // segment, then one `prft` + `moof` + `mdat` per stored chunk) over one chunked
 // response. Each fragment is appended as it arrives; the `prft` box carries the wall time
-// the recorder received the fragment's first frame, which gives the latency shown.
+// the recorder received the fragment's first frame, which gives the latency shown (this
+// assumes the viewing computer's clock is in time with the device's, as NTP keeps it).
 
 import { reasonParams, query } from './api.js';
 
@@ -57,8 +58,6 @@ export class LivePlayer {
     this.onLatency = onLatency;
     this.onError = onError;
     this.abort = null;
-    this.lastPrft = null;
-    this.clockSkew = 0;
   }
 
   async start(camera, reason) {
@@ -78,8 +77,6 @@ export class LivePlayer {
       e.status = r.status;
       throw e;
     }
-    const date = Date.parse(r.headers.get('date') || '');
-    if (Number.isFinite(date)) this.clockSkew = 0;
     const reader = r.body.getReader();
     const ms = new MediaSource();
     this.objectUrl = URL.createObjectURL(ms);

@@ -246,6 +246,8 @@ export class Timeline {
       c.width = Math.round(w * dpr);
       c.height = Math.round(hgt * dpr);
     }
+    c.setAttribute('aria-valuemin', String(Math.round(this.view.start)));
+    c.setAttribute('aria-valuemax', String(Math.round(this.view.end)));
     const g = c.getContext('2d');
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.fillStyle = COLORS.bg;

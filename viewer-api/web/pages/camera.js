@@ -172,6 +172,7 @@ export async function render(main, ctx) {
       return;
     }
     if (!(await ensureReason(Date.now()))) return;
+    alert.show('');
     live = true;
     liveBtn.setAttribute('aria-pressed', 'true');
     setEnabled(false);
