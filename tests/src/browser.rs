@@ -377,7 +377,8 @@ impl Browser {
         json!({ ELEMENT_KEY: el.element_id().to_string() })
     }
 
-    fn element(&self, v: &Value) -> Option<Element> {
+    /// The element a script returned (`None` if it returned no element).
+    pub fn element(&self, v: &Value) -> Option<Element> {
         v.get(ELEMENT_KEY).and_then(Value::as_str).map(|id| {
             Element::from_element_id(self.client.clone(), ElementRef::from(id.to_string()))
         })
