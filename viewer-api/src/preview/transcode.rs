@@ -1,0 +1,462 @@
+//! The preview transcoder: a viewing's frames, decoded, scaled to at most 640×360 and
+//! encoded again as H.264, streamed as a fragmented MP4 while it is produced.
+//!
+//! ```text
+//! reader thread:  read_payload → appsrc
+//! GStreamer:      appsrc → h26Xparse → avdec_h26X → videoscale → videoconvert → I420 w×h
+//!                 → x264enc (ultrafast, zerolatency, constrained baseline) → appsink
+//! calling thread: appsink → ftyp+moov, then prft+moof+mdat per fragment → sink
+//! ```
+//!
+//! The MP4 boxes are written here with the code base's one MP4 writer
+//! ([`crate::mp4::init_segment`], [`crate::mp4::fragment_header`], as the live view
+//! does) rather than by `mp4mux`: each frame's media time is taken from the viewing's
+//! frame index, not from what the encoder's clock made of it, so the preview keeps the
+//! timeline of the viewing's original MP4 exactly (first frame at 0, the same `Sample`
+//! durations, also after a gap), and a preview started at `?t=` has its first fragment
+//! at that key frame's media time (`tfdt`), so `currentTime` means the same thing in
+//! both. Each `prft` carries the wall-clock time of the fragment's first frame.
+//!
+//! Memory is bounded: the appsrc queue (a few MB), the appsink queue (8 encoded
+//! frames) and one fragment (at most [`PreviewSettings::fragment_ms`] of 640×360 H.264)
+//! are all that is held; a sink that stops taking (the client went away) stops the
+//! pipeline, which also releases the reader thread.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tracing::warn;
+
+use crate::mp4::{self, Sample, TrackParams, VideoCodec};
+use crate::playback::{self, FootageSource, FrameIndex, SourceError};
+
+use super::pipeline::{self, Stopper, gst_err, make, ns_of_90k};
+use super::{FramePos, PreviewError};
+
+/// The H.264 profile and level of every preview (the caps asked of x264enc). Level 3.1
+/// covers 640×360 up to 60 frames per second.
+pub const PROFILE: &str = "constrained-baseline";
+pub const LEVEL: &str = "3.1";
+/// The MIME type of a preview, with its RFC 6381 codec string, as
+/// `HTMLMediaElement.canPlayType` takes it: H.264 constrained baseline, level 3.1.
+pub const MIME: &str = "video/mp4; codecs=\"avc1.42C01F\"";
+
+/// How previews are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewSettings {
+    /// The picture fits in this box, keeping its aspect; never enlarged.
+    pub max_width: u32,
+    pub max_height: u32,
+    /// x264's (constant) bit rate, kbit/s.
+    pub bitrate_kbps: u32,
+    /// Threads for x264 and for the decoder (each; both bound the CPU one preview
+    /// takes).
+    pub encode_threads: u32,
+    pub decode_threads: u32,
+    /// A fragment holds at most this much media time (it also ends before each key
+    /// frame); the first fragment is the first frame alone, to start fast.
+    pub fragment_ms: u32,
+    /// Without an encoded frame for this long, the preview is abandoned as stalled.
+    pub stall: Duration,
+}
+
+impl Default for PreviewSettings {
+    fn default() -> Self {
+        PreviewSettings {
+            max_width: 640,
+            max_height: 360,
+            bitrate_kbps: 800,
+            encode_threads: 1,
+            decode_threads: 1,
+            fragment_ms: 500,
+            stall: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a preview produced.
+#[derive(Debug, Clone, Default)]
+pub struct PreviewStats {
+    /// Frames read from the store and given to the decoder.
+    pub frames_in: u64,
+    /// Frames encoded and sent.
+    pub frames_out: u64,
+    pub fragments: u64,
+    /// All bytes handed to the sink.
+    pub bytes: u64,
+    /// Size of the encoded picture.
+    pub width: u32,
+    pub height: u32,
+    /// The RFC 6381 codec string of the encoded track (e.g. `avc1.42c01f`).
+    pub codec: String,
+    /// From the call to the first fragment (with the initialization segment before it)
+    /// handed to the sink.
+    pub first_fragment: Option<Duration>,
+    /// The sink stopped taking before the end (the client went away).
+    pub stopped: bool,
+}
+
+/// A frame given to the decoder: where it is on the viewing's timeline.
+#[derive(Debug, Clone, Copy)]
+struct FrameMeta {
+    pts_ns: u64,
+    media_90k: i64,
+    duration_90k: u32,
+    unix_ms: i64,
+}
+
+/// A frame that came out of the encoder, waiting in the current fragment.
+struct OutFrame {
+    size: u32,
+    key: bool,
+    meta: FrameMeta,
+}
+
+/// Transcodes the frames of `index` from `start` (a key frame: see
+/// [`super::start_at`]) to the end into a fragmented H.264 MP4, handing its bytes to
+/// `sink` as they are produced (the initialization segment, then one fragment at a
+/// time) until it returns false. Blocking: run it on a blocking thread.
+///
+/// Errors: the store's (footage unreadable or changed underneath: the output so far
+/// was good, the rest is missing) or GStreamer's (logged by the caller; they carry no
+/// footage).
+pub fn transcode(
+    src: &dyn FootageSource,
+    index: &FrameIndex,
+    start: FramePos,
+    settings: &PreviewSettings,
+    sink: &mut dyn FnMut(Bytes) -> bool,
+) -> Result<PreviewStats, PreviewError> {
+    let began = Instant::now();
+    super::init()?;
+    let params = &index.params;
+    let (out_w, out_h) = pipeline::fit(
+        params.width,
+        params.height,
+        settings.max_width,
+        settings.max_height,
+    )
+    .unwrap_or((settings.max_width & !1, settings.max_height & !1));
+    let typical = super::typical_duration_90k(index);
+    let fps = (90_000 / typical.max(1)).clamp(1, 120);
+
+    let pipe = gst::Pipeline::new();
+    let (appsrc, decoded) = pipeline::decoder(
+        &pipe,
+        params,
+        Some(pipeline::framerate(typical)),
+        out_w,
+        out_h,
+        settings.decode_threads,
+    )?;
+    let enc = make("x264enc")?;
+    enc.set_property_from_str("speed-preset", "ultrafast");
+    enc.set_property_from_str("tune", "zerolatency");
+    enc.set_property("threads", settings.encode_threads.max(1));
+    enc.set_property("bitrate", settings.bitrate_kbps.max(50));
+    // A key frame about every second: a preview started anywhere shows a picture soon.
+    enc.set_property("key-int-max", fps);
+    enc.set_property("aud", false);
+    let enc_caps = make("capsfilter")?;
+    enc_caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .field("profile", PROFILE)
+            .field("level", LEVEL)
+            .build(),
+    );
+    let appsink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(8)
+        .drop(false)
+        .build();
+    // No preroll: PLAYING is reached before the first frame is pushed.
+    appsink.set_property("async", false);
+    pipe.add_many([&enc, &enc_caps, appsink.upcast_ref()])
+        .map_err(gst_err)?;
+    gst::Element::link_many([&decoded, &enc, &enc_caps, appsink.upcast_ref()]).map_err(gst_err)?;
+
+    let _stop = Stopper(&pipe);
+    pipe.set_state(gst::State::Playing)
+        .map_err(|_| PreviewError::Gst("the preview pipeline did not start".into()))?;
+    let (changed, state, _) = pipe.state(gst::ClockTime::from_seconds(10));
+    if changed.is_err() || state != gst::State::Playing {
+        return Err(PreviewError::Gst(format!(
+            "the preview pipeline did not start (state {state:?})"
+        )));
+    }
+
+    let in_flight: Mutex<VecDeque<FrameMeta>> = Mutex::new(VecDeque::new());
+    let mut stats = PreviewStats::default();
+    let out: Result<(), PreviewError> = std::thread::scope(|s| {
+        let feeder = std::thread::Builder::new()
+            .name("preview-reader".into())
+            .spawn_scoped(s, || feed(src, index, start, &appsrc, &in_flight))
+            .map_err(|e| PreviewError::Gst(format!("cannot start the reader: {e}")))?;
+        let pulled = pull(
+            &pipe, &appsink, settings, &in_flight, began, &mut stats, sink,
+        );
+        // Whatever happened, the pipeline stops before the reader is waited for: a
+        // reader blocked on a full appsrc is released by it.
+        let _ = pipe.set_state(gst::State::Null);
+        let fed = feeder
+            .join()
+            .map_err(|_| PreviewError::Gst("the preview reader panicked".into()))?;
+        match fed {
+            Ok(n) => stats.frames_in = n,
+            Err(e) if pulled.is_ok() && !stats.stopped => return Err(e.into()),
+            Err(e) => warn!(error = %e, "preview reader failed after the preview ended"),
+        }
+        pulled
+    });
+    out.map(|()| stats)
+}
+
+/// The reader: the frames from `start` on, one buffer each, timestamped with their
+/// media time. Returns how many it pushed; ends the stream when done.
+fn feed(
+    src: &dyn FootageSource,
+    index: &FrameIndex,
+    start: FramePos,
+    appsrc: &gst_app::AppSrc,
+    in_flight: &Mutex<VecDeque<FrameMeta>>,
+) -> Result<u64, SourceError> {
+    let mut g = start.gop;
+    let mut sample = start.gop_first_sample;
+    let mut media = start.gop_media_90k;
+    let mut pushed = 0u64;
+    let r = playback::read_payload(src, index, start.gop, &mut |buf| {
+        let Some(gop) = index.gops.get(g) else {
+            return false;
+        };
+        let gop_media = media;
+        let mut off = 0usize;
+        for s in &index.samples[sample..sample + gop.frames] {
+            let len = s.size as usize;
+            if sample >= start.sample {
+                if off + len > buf.len() {
+                    return false;
+                }
+                let meta = FrameMeta {
+                    pts_ns: ns_of_90k(media),
+                    media_90k: media,
+                    duration_90k: s.duration_90k,
+                    unix_ms: index.gop_unix_ms[g] + (media - gop_media) / 90,
+                };
+                let mut b = gst::Buffer::from_slice(buf.slice(off..off + len));
+                {
+                    let b = b.get_mut().expect("a new buffer is writable");
+                    let t = gst::ClockTime::from_nseconds(meta.pts_ns);
+                    b.set_pts(t);
+                    b.set_dts(t);
+                    b.set_duration(gst::ClockTime::from_nseconds(
+                        ns_of_90k(media + i64::from(s.duration_90k)) - meta.pts_ns,
+                    ));
+                    if !s.key {
+                        b.set_flags(gst::BufferFlags::DELTA_UNIT);
+                    }
+                }
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_back(meta);
+                if appsrc.push_buffer(b).is_err() {
+                    // Stopped (flushing) or failed: the puller knows why.
+                    return false;
+                }
+                pushed += 1;
+            }
+            off += len;
+            media += i64::from(s.duration_90k);
+            sample += 1;
+        }
+        g += 1;
+        true
+    });
+    let _ = appsrc.end_of_stream();
+    r.map(|()| pushed)
+}
+
+/// The puller: encoded frames into fragments, to the sink.
+fn pull(
+    pipe: &gst::Pipeline,
+    appsink: &gst_app::AppSink,
+    settings: &PreviewSettings,
+    in_flight: &Mutex<VecDeque<FrameMeta>>,
+    began: Instant,
+    stats: &mut PreviewStats,
+    sink: &mut dyn FnMut(Bytes) -> bool,
+) -> Result<(), PreviewError> {
+    let mut frag = Fragmenter {
+        seq: 0,
+        frames: Vec::new(),
+        data: Vec::new(),
+        max_90k: i64::from(settings.fragment_ms) * 90,
+    };
+    let mut last_progress = Instant::now();
+    let mut send = |b: Vec<u8>, stats: &mut PreviewStats| -> bool {
+        stats.bytes += b.len() as u64;
+        if !sink(Bytes::from(b)) {
+            stats.stopped = true;
+            return false;
+        }
+        true
+    };
+    loop {
+        let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_mseconds(100)) else {
+            if appsink.is_eos() {
+                break;
+            }
+            if let Some(e) = pipeline::bus_error(pipe) {
+                return Err(PreviewError::Gst(e));
+            }
+            if last_progress.elapsed() > settings.stall {
+                return Err(PreviewError::Gst("the preview pipeline stalled".into()));
+            }
+            continue;
+        };
+        last_progress = Instant::now();
+        let Some(buf) = sample.buffer() else { continue };
+        // x264enc shifts its timestamps (by 1000 h, room for decode times before the
+        // first frame) and its segment with them: the running time is what was pushed.
+        let pts = buf.pts().map(|pts| {
+            sample
+                .segment()
+                .and_then(|s| s.downcast_ref::<gst::format::Time>())
+                .and_then(|s| s.to_running_time(pts))
+                .unwrap_or(pts)
+                .nseconds()
+        });
+        let meta = {
+            let mut q = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            // Frames the decoder dropped (none, normally) are skipped.
+            while q.front().is_some_and(|m| pts.is_some_and(|p| m.pts_ns < p)) {
+                q.pop_front();
+            }
+            q.pop_front()
+        };
+        let Some(meta) = meta else {
+            warn!("preview: an encoded frame matches no frame read; skipped");
+            continue;
+        };
+        if stats.codec.is_empty() {
+            let init = init_segment(&sample, meta.unix_ms, stats)?;
+            if !send(init, stats) {
+                return Ok(());
+            }
+        }
+        let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        if frag.full_before(key, meta.media_90k, stats.fragments) {
+            let f = frag.take()?;
+            stats.fragments += 1;
+            if !send(f, stats) {
+                return Ok(());
+            }
+            stats.first_fragment.get_or_insert_with(|| began.elapsed());
+        }
+        let map = buf.map_readable().map_err(gst_err)?;
+        frag.data.extend_from_slice(&map);
+        frag.frames.push(OutFrame {
+            size: map.len() as u32,
+            key,
+            meta,
+        });
+        stats.frames_out += 1;
+    }
+    if !frag.frames.is_empty() {
+        let f = frag.take()?;
+        stats.fragments += 1;
+        if send(f, stats) {
+            stats.first_fragment.get_or_insert_with(|| began.elapsed());
+        }
+    }
+    Ok(())
+}
+
+/// `ftyp` + `moov` for the encoder's output, from the caps of its first sample.
+fn init_segment(
+    sample: &gst::Sample,
+    first_unix_ms: i64,
+    stats: &mut PreviewStats,
+) -> Result<Vec<u8>, PreviewError> {
+    let caps = sample
+        .caps()
+        .ok_or_else(|| PreviewError::Gst("the encoder gave no caps".into()))?;
+    let st = caps
+        .structure(0)
+        .ok_or_else(|| PreviewError::Gst("the encoder gave empty caps".into()))?;
+    let avcc = st
+        .get::<gst::Buffer>("codec_data")
+        .map_err(|_| PreviewError::Gst("the encoder gave no avcC".into()))?;
+    let avcc = avcc.map_readable().map_err(gst_err)?.to_vec();
+    let width = st.get::<i32>("width").unwrap_or(0).max(0) as u32;
+    let height = st.get::<i32>("height").unwrap_or(0).max(0) as u32;
+    let params = TrackParams {
+        codec: VideoCodec::H264,
+        extra_data: avcc,
+        width,
+        height,
+    };
+    stats.width = width;
+    stats.height = height;
+    stats.codec = crate::viewing::codec_string(&params);
+    Ok(mp4::init_segment(&params, first_unix_ms)?)
+}
+
+/// The fragment being filled.
+struct Fragmenter {
+    seq: u32,
+    frames: Vec<OutFrame>,
+    data: Vec<u8>,
+    max_90k: i64,
+}
+
+impl Fragmenter {
+    /// Whether the fragment must be sent before a frame (`key`, at `media_90k`) is
+    /// added: the first fragment is the first frame alone; later ones end before a key
+    /// frame or when they span `max_90k`.
+    fn full_before(&self, key: bool, media_90k: i64, sent: u64) -> bool {
+        let Some(first) = self.frames.first() else {
+            return false;
+        };
+        sent == 0 || key || media_90k - first.meta.media_90k >= self.max_90k
+    }
+
+    /// The whole fragment: each frame lasts until the next one's media time (so frames
+    /// the decoder dropped leave no hole), the last one its own duration.
+    fn take(&mut self) -> Result<Vec<u8>, PreviewError> {
+        let frames = std::mem::take(&mut self.frames);
+        let data = std::mem::take(&mut self.data);
+        let samples: Vec<Sample> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Sample {
+                duration_90k: frames
+                    .get(i + 1)
+                    .map(|n| {
+                        (n.meta.media_90k - f.meta.media_90k).clamp(1, i64::from(u32::MAX)) as u32
+                    })
+                    .unwrap_or(f.meta.duration_90k.max(1)),
+                size: f.size,
+                key: f.key,
+            })
+            .collect();
+        self.seq += 1;
+        let first = &frames[0].meta;
+        let mut out = mp4::fragment_header(
+            self.seq,
+            first.media_90k.max(0) as u64,
+            first.unix_ms,
+            &samples,
+        )?;
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+}
