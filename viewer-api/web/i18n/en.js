@@ -236,6 +236,7 @@ export default {
   'health.state': 'State',
   'health.held': 'Footage held',
   'health.oldest': 'Oldest footage',
+  'health.retention': 'Kept for',
   'health.bytes': 'Size',
   'health.gaps24': 'Gaps (24 h)',
   'health.no_gaps': 'none',

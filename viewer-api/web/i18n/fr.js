@@ -236,6 +236,7 @@ export default {
   'health.state': 'État',
   'health.held': 'Images conservées',
   'health.oldest': 'Images les plus anciennes',
+  'health.retention': 'Conservation',
   'health.bytes': 'Taille',
   'health.gaps24': 'Interruptions (24 h)',
   'health.no_gaps': 'aucune',

@@ -19,8 +19,9 @@ export async function render(main, ctx) {
   const now = hlt.now ? Date.parse(hlt.now) : Date.now();
   const store = hlt.store;
   const alarms = [];
-  if (store && store.retention_alarm) alarms.push(t('health.alarm_retention'));
-  if (store && store.clock_refused) alarms.push(t('health.alarm_clock'));
+  const ret = (store && store.retention) || {};
+  if (ret.alarm) alarms.push(...(ret.alarms && ret.alarms.length ? ret.alarms.map((a) => `${t('health.alarm_retention')} ${a}`) : [t('health.alarm_retention')]));
+  if (ret.clock_refused) alarms.push(`${t('health.alarm_clock')}${ret.clock_refused_reason ? ` (${ret.clock_refused_reason})` : ''}`);
   const skew = Math.abs(Date.now() - now);
   body.append(
     h('section', { class: `card summary ${alarms.length ? 'bad' : 'ok'}` },
@@ -45,15 +46,16 @@ export async function render(main, ctx) {
     h('section', { class: 'card' },
       h('h2', {}, t('health.cameras')),
       h('div', { class: 'table-wrap' }, h('table', {},
-        h('thead', {}, h('tr', {}, [t('health.camera'), t('health.state'), t('health.held'), t('health.oldest'), t('health.bytes'), t('health.gaps24')].map((x) => h('th', { scope: 'col' }, x)))),
+        h('thead', {}, h('tr', {}, [t('health.camera'), t('health.state'), t('health.held'), t('health.oldest'), t('health.retention'), t('health.bytes'), t('health.gaps24')].map((x) => h('th', { scope: 'col' }, x)))),
         h('tbody', {}, cams.map((c) => {
           const oldest = c.oldest ? Date.parse(c.oldest) : null;
-          const gaps = c.gaps_24h || c.gaps || [];
+          const gaps = c.gaps_24h || [];
           return h('tr', { 'data-camera': c.id },
             h('th', { scope: 'row' }, c.name || c.id),
             h('td', { class: `state-${c.state}` }, stateText({ ...c, since: c.state_since || c.since }), c.state_reason ? h('small', {}, ` (${c.state_reason})`) : null),
             h('td', {}, oldest ? fmtDuration(now - oldest) : '—'),
             h('td', {}, oldest ? timeEl(oldest) : '—'),
+            h('td', {}, c.retention_days !== undefined ? `${c.retention_days} ${t('unit.days')}` : '—'),
             h('td', {}, fmtBytes(c.bytes)),
             h('td', {}, gaps.length ? h('ul', { class: 'gaps' }, gaps.slice(0, 8).map((g) => h('li', {}, timeEl(Date.parse(g.from)), ' ', g.reason))) : t('health.no_gaps')));
         }))))),
@@ -63,14 +65,14 @@ export async function render(main, ctx) {
   body.append(journal);
   try {
     const rows = await api(`/journal${query({ since: utc(now - 7 * 24 * 3600 * 1000), limit: 200 })}`);
-    const list = Array.isArray(rows) ? rows : rows.entries || [];
+    const list = rows.entries || [];
     journal.append(
       h('p', { class: 'hint' }, t('health.journal_intro')),
       list.length
         ? h('div', { class: 'table-wrap' }, h('table', {},
             h('thead', {}, h('tr', {}, [t('health.deleted_at'), t('health.camera'), t('exports.range'), t('health.bytes'), t('health.why')].map((x) => h('th', { scope: 'col' }, x)))),
             h('tbody', {}, list.map((j) => h('tr', {},
-              h('td', {}, timeEl(Date.parse(j.deleted_at || j.at))),
+              h('td', {}, timeEl(Date.parse(j.deleted_at))),
               h('td', {}, j.camera),
               h('td', {}, rangeEl(Date.parse(j.from), Date.parse(j.to))),
               h('td', {}, fmtBytes(j.bytes)),

@@ -65,7 +65,7 @@ export async function render(main, ctx) {
         ? h('table', {},
             h('thead', {}, h('tr', {}, [t('holds.cameras'), t('exports.range'), t('holds.case'), t('holds.by'), t('holds.until'), t('holds.status'), ''].map((x) => h('th', { scope: 'col' }, x)))),
             h('tbody', {}, rows.map((r) => h('tr', { 'data-hold': r.id },
-              h('td', {}, (r.cameras || []).join(', ') || t('holds.all')),
+              h('td', {}, (r.cameras || []).map((c) => (c === 'all' ? t('holds.all') : c)).join(', ')),
               h('td', {}, rangeEl(Date.parse(r.from), Date.parse(r.to))),
               h('td', {}, r.case),
               h('td', {}, r.by || r.placed_by || ''),
