@@ -139,6 +139,7 @@ export default {
   'exports.how_verify': 'How to verify an export',
   'exports.verify_intro': 'The bundle holds one MP4 per camera with the original frames, manifest.json, its Ed25519 signature by this device and the device\'s public key. With Ringfence:',
   'exports.verify_openssl': 'Or with standard tools only:',
+  'exports.verify_files': 'The signature must be verified, the key\'s fingerprint must be the device\'s, and each video\'s hash must appear in the "files" list of manifest.json. VERIFY.txt in the bundle says the same.',
   'exports.verify_key': 'Compare device.pub.pem with the device key the site publishes (GET /api/v1/device-key).',
 
   'holds.title': 'Legal holds',

@@ -139,6 +139,7 @@ export default {
   'exports.how_verify': 'Comment vérifier un export',
   'exports.verify_intro': 'Le paquet contient un MP4 par caméra avec les images d\'origine, manifest.json, sa signature Ed25519 par cet appareil et la clé publique de l\'appareil. Avec Ringfence :',
   'exports.verify_openssl': 'Ou avec les seuls outils standard :',
+  'exports.verify_files': 'La signature doit être vérifiée, l\'empreinte de la clé doit être celle de l\'appareil et l\'empreinte de chaque vidéo doit figurer dans la liste « files » de manifest.json. Le fichier VERIFY.txt du paquet le rappelle.',
   'exports.verify_key': 'Comparez device.pub.pem à la clé que le site publie (GET /api/v1/device-key).',
 
   'holds.title': 'Gels judiciaires',

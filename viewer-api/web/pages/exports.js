@@ -13,7 +13,8 @@ function verifyText() {
     h('p', {}, t('exports.verify_intro')),
     h('pre', {}, 'viewer-api verify-export BUNDLE.zip'),
     h('p', {}, t('exports.verify_openssl')),
-    h('pre', {}, 'unzip BUNDLE.zip -d bundle && cd bundle\nopenssl pkeyutl -verify -pubin -inkey device.pub.pem -rawin \\\n  -in manifest.json -sigfile manifest.sig\nsha256sum -c SHA256SUMS'),
+    h('pre', {}, 'unzip BUNDLE.zip -d bundle && cd bundle\nopenssl pkeyutl -verify -pubin -inkey device.pub.pem -rawin \\\n  -in manifest.json -sigfile manifest.sig\nopenssl pkey -pubin -in device.pub.pem -outform DER | tail -c 32 | sha256sum\nsha256sum *.mp4'),
+    h('p', {}, t('exports.verify_files')),
     h('p', {}, t('exports.verify_key')),
   );
 }
