@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build lint bench bench-api bench-export clean-demo
+.PHONY: run test deps build lint bench bench-api bench-export bench-ui clean-demo
 
 deps:
 	bash scripts/install-deps.sh
@@ -38,6 +38,11 @@ bench-api: deps
 bench-export: deps
 	$(CARGO) build --release -p viewer-api
 	bash scripts/bench-export.sh
+
+# Review console in headless Chromium: page load, JS+CSS gzipped, View → first frame
+# (H.264, H.265 preview), preview CPU; LOADS=10 VIEWS=5 by default.
+bench-ui: deps
+	bash scripts/bench-ui.sh
 
 clean-demo:
 	rm -rf demo

@@ -652,4 +652,8 @@ fn site_times() {
     assert_eq!(rfc3339(ms), "2026-03-01T12:00:00.000Z");
     assert_eq!(site_hms(ms), "21:00:00");
     assert_eq!(site_local(ms), "2026-03-01T21:00:00");
+    // the harness's own formatting (used by the UI benchmark) agrees with Ringfence's
+    for t in [0, ms, ms + 999, 951_782_400_123, 4_107_542_399_999, -1] {
+        assert_eq!(ringfence_tests::browser::rfc3339_utc(t), rfc3339(t), "{t}");
+    }
 }
