@@ -95,11 +95,12 @@ export async function render(main, ctx) {
   const transport = h('div', { class: 'transport', role: 'group', 'aria-label': t('player.controls') },
     playBtn, prevBtn, nextBtn, field(t('player.speed'), speed), field(t('player.position'), pos), skipBtn, clock);
   main.append(transport);
+  // The position is the moment's place in the viewing's wall-clock range (a preview is
+  // a stream whose length is not known while it plays).
   pos.addEventListener('input', () => {
     const m = master();
     if (!m || !m.v) return;
-    const wall = m.wallOf((Number(pos.value) / 1000) * (m.video.duration * 1000 || 0));
-    if (wall !== null) seekAll(wall);
+    seekAll(m.v.from_ms + (Number(pos.value) / 1000) * (m.v.to_ms - m.v.from_ms));
   });
 
   // --- timeline
@@ -196,7 +197,7 @@ export async function render(main, ctx) {
     clock.textContent = fmtDateTime(wall, { tenths: true });
     clock.title = `UTC ${utc(wall)}`;
     timeline.setPlaying(wall);
-    if (m.video.duration > 0) pos.value = String(Math.round((m.mediaMs() / 1000 / m.video.duration) * 1000));
+    if (m.v.to_ms > m.v.from_ms) pos.value = String(Math.round(((wall - m.v.from_ms) / (m.v.to_ms - m.v.from_ms)) * 1000));
     pos.setAttribute('aria-valuetext', fmtDateTime(wall));
     for (const p of players) {
       if (p === m || !p.v || p.live) continue;
