@@ -97,10 +97,14 @@ export async function render(main, ctx) {
   main.append(transport);
   // The position is the moment's place in the viewing's wall-clock range (a preview is
   // a stream whose length is not known while it plays).
+  let seekTimer = null;
   pos.addEventListener('input', () => {
-    const m = master();
-    if (!m || !m.v) return;
-    seekAll(m.v.from_ms + (Number(pos.value) / 1000) * (m.v.to_ms - m.v.from_ms));
+    clearTimeout(seekTimer);
+    seekTimer = setTimeout(() => {
+      const m = master();
+      if (!m || !m.v) return;
+      seekAll(m.v.from_ms + (Number(pos.value) / 1000) * (m.v.to_ms - m.v.from_ms));
+    }, 120);
   });
 
   // --- timeline
