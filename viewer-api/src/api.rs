@@ -379,11 +379,16 @@ async fn login_inner(
     body: Result<Json<LoginReq>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(json_rejection)?;
-    // What we write down about the name: never more than a valid name's worth.
-    let shown: String = if crate::users::valid_user_name(&req.username) {
+    // What we write down about the name: an existing user's name, never what else was
+    // typed (a password in the name field must not land in the log).
+    let is_user = crate::users::valid_user_name(&req.username) && {
+        let (users, name) = (state.users.clone(), req.username.clone());
+        blocking(move || users.user(&name)).await??.is_some()
+    };
+    let shown: String = if is_user {
         req.username.clone()
     } else {
-        "<invalid name>".into()
+        "<unknown user>".into()
     };
     let entry = |role: &str, outcome: String| NewEntry {
         actor: shown.clone(),
@@ -393,53 +398,77 @@ async fn login_inner(
         outcome,
         ..Default::default()
     };
-    if let Err(locked) = state.throttle.check(&shown, &client) {
-        state
-            .metrics
-            .logins
-            .get_or_create(&vec![("outcome".into(), "locked".into())])
-            .inc();
-        log(
-            &state,
-            entry(
-                "-",
-                format!("denied: {} locked after failed logins", locked.what),
-            ),
-        )
-        .await?;
-        let secs = ((locked.until_ms - state.clock.now_unix_ms()) / 1000).max(1);
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "too many failed logins; try again later",
-        )
-        .into_response();
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
-        return Ok(r);
+    // Refusals of earlier floods whose minute has passed (see throttle.rs).
+    for e in state.throttle.summaries_due() {
+        log(&state, e).await?;
     }
-    let users = state.users.clone();
-    let (name, pw) = (req.username.clone(), req.password);
-    let user = blocking(move || users.check_login(&name, &pw)).await??;
+    // The attempt is counted before its password is checked (atomically with the
+    // lock-out check), so concurrent guesses cannot outrun the lock.
+    let (st, name, addr) = (state.clone(), req.username.clone(), client.clone());
+    let reserved = blocking(move || st.throttle.reserve(&name, &addr, is_user)).await?;
+    let attempt = match reserved {
+        Ok(a) => a,
+        Err(crate::throttle::Refusal::Unavailable(why)) => {
+            error!(error = %why, "cannot store the login counters; login refused");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "logins are unavailable; try again later",
+            ));
+        }
+        Err(crate::throttle::Refusal::Locked(locked)) => {
+            state
+                .metrics
+                .logins
+                .get_or_create(&vec![("outcome".into(), "locked".into())])
+                .inc();
+            // Under a flood: one entry per name and address per minute, with a count.
+            if let Some((earlier, since)) = state.throttle.refusal_row(&shown, &client, locked.what)
+            {
+                log(
+                    &state,
+                    entry(
+                        "-",
+                        crate::throttle::refused_outcome(locked.what, earlier, since),
+                    ),
+                )
+                .await?;
+            }
+            let secs = ((locked.until_ms - state.clock.now_unix_ms() + 999) / 1000).max(1);
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "too many failed logins; try again later",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs as u64));
+            return Ok(r);
+        }
+    };
+    // argon2 in a bounded pool (users.rs): a flood waits instead of taking the memory.
+    let user = state
+        .users
+        .check_login_bounded(req.username, req.password)
+        .await?;
     let Some(user) = user else {
-        let (delay, locked) = state.throttle.failed(&shown, &client);
         state
             .metrics
             .logins
             .get_or_create(&vec![("outcome".into(), "failed".into())])
             .inc();
         let mut outcome = "denied: bad credentials".to_string();
-        if let Some(l) = &locked {
+        if let Some(l) = &attempt.locks {
             warn!(user = %shown, client = %client, what = l.what, "login locked after failed attempts");
             outcome += &format!("; {} locked", l.what);
         }
         log(&state, entry("-", outcome)).await?;
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(attempt.delay).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong user name or password",
         ));
     };
-    state.throttle.succeeded(&shown);
+    let st = state.clone();
+    blocking(move || st.throttle.succeeded(attempt)).await?;
     log(&state, entry(user.role.as_str(), "allowed".into())).await?;
     let users = state.users.clone();
     let (token, expires) = blocking(move || users.create_session(&user)).await??;
@@ -634,8 +663,10 @@ pub(crate) fn check_reason(name: &str, v: &Option<String>) -> Result<(), ApiErro
                 "{name} is longer than {MAX_REASON_LEN} characters"
             )));
         }
-        if s.chars().any(char::is_control) {
-            return Err(ApiError::bad(format!("{name} contains control characters")));
+        if s.chars().any(crate::audit::unsafe_text_char) {
+            return Err(ApiError::bad(format!(
+                "{name} contains control, invisible or bidirectional-control characters"
+            )));
         }
     }
     Ok(())
@@ -1163,7 +1194,14 @@ struct AuditQuery {
     from: Option<String>,
     to: Option<String>,
     actor: Option<String>,
+    /// Paging: only entries with a sequence number below this (`X-Next-Before`).
+    before: Option<String>,
+    /// Entries per page (default 1000, at most 10 000).
+    limit: Option<String>,
 }
+
+/// Entries per page of `GET /audit` when the caller does not say.
+const AUDIT_PAGE: usize = 1000;
 
 fn audit_filter(q: &AuditQuery) -> Result<Filter, ApiError> {
     let nonempty = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
@@ -1174,7 +1212,7 @@ fn audit_filter(q: &AuditQuery) -> Result<Filter, ApiError> {
     let actor = nonempty(&q.actor);
     if actor
         .as_deref()
-        .is_some_and(|a| !crate::users::valid_user_name(a))
+        .is_some_and(|a| !crate::users::valid_user_name(a) && a != "<unknown user>")
     {
         return Err(ApiError::bad("invalid actor name"));
     }
@@ -1189,22 +1227,59 @@ fn audit_filter(q: &AuditQuery) -> Result<Filter, ApiError> {
     {
         return Err(ApiError::bad("to must be after from"));
     }
+    let before_seq = nonempty(&q.before)
+        .map(|s| {
+            s.parse::<i64>()
+                .ok()
+                .filter(|&b| b > 0)
+                .ok_or_else(|| ApiError::bad("before must be a positive sequence number"))
+        })
+        .transpose()?;
+    let limit = nonempty(&q.limit)
+        .map(|s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|l| (1..=crate::audit::MAX_PAGE).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad(format!("limit must be 1 to {}", crate::audit::MAX_PAGE))
+                })
+        })
+        .transpose()?
+        .unwrap_or(AUDIT_PAGE);
     Ok(Filter {
         camera,
         from_ms: from,
         to_ms: to,
         actor,
         footage_views_only: false,
-        limit: Some(10_000),
+        before_seq,
+        limit: Some(limit),
     })
 }
 
+/// Percent-encodes a query value (everything but the unreserved characters).
+fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Answers a page of the access log: a JSON array of entries (oldest first), the newest
+/// that match. When older entries remain, `X-Next-Before` carries the cursor and `Link`
+/// (`rel="next"`) the URL of the next page; without them, the answer is complete.
 async fn run_audit_query(
     state: &Shared,
     caller: &Caller,
     action: Action,
+    path: &str,
     q: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(query_rejection)?;
     let mut filter = audit_filter(&q)?;
     if caller.principal.role == Role::Police
@@ -1235,32 +1310,65 @@ async fn run_audit_query(
         return Err(ApiError::forbidden(why));
     }
     let audit = state.audit.clone();
-    let rows = blocking(move || audit.query(&filter)).await?.map_err(|e| {
+    let f = filter.clone();
+    let page = blocking(move || audit.page(&f)).await?.map_err(|e| {
         error!(error = %e, "access log query failed");
         ApiError::internal()
     })?;
-    Ok(Json(Value::Array(
-        rows.iter()
+    let mut r = Json(Value::Array(
+        page.entries
+            .iter()
             .map(|e| serde_json::to_value(EntryView::from(e)).unwrap_or(Value::Null))
             .collect(),
-    )))
+    ))
+    .into_response();
+    if let Some(next) = page.next_before {
+        let mut params = vec![format!("before={next}")];
+        for (k, v) in [
+            ("camera", &q.camera),
+            ("from", &q.from),
+            ("to", &q.to),
+            ("actor", &q.actor),
+            ("limit", &q.limit),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                params.push(format!("{k}={}", query_escape(v)));
+            }
+        }
+        let link = format!("<{path}?{}>; rel=\"next\"", params.join("&"));
+        let h = r.headers_mut();
+        h.insert("x-next-before", HeaderValue::from(next));
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            h.insert(header::LINK, v);
+        }
+    }
+    Ok(r)
 }
 
 async fn read_audit(
     State(state): State<Shared>,
     caller: Caller,
     q: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    run_audit_query(&state, &caller, Action::ReadAudit, q).await
+) -> Result<Response, ApiError> {
+    run_audit_query(&state, &caller, Action::ReadAudit, "/api/v1/audit", q).await
 }
 
-/// Who viewed footage of this camera covering this time, when, and why.
+/// Who viewed footage of this camera covering this time, when, and why: every footage
+/// action ([`crate::audit::FOOTAGE_ACTIONS`]: playback, live, exports asked for and
+/// downloaded), allowed, one entry per camera.
 async fn subject_access(
     State(state): State<Shared>,
     caller: Caller,
     q: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    run_audit_query(&state, &caller, Action::SubjectAccess, q).await
+) -> Result<Response, ApiError> {
+    run_audit_query(
+        &state,
+        &caller,
+        Action::SubjectAccess,
+        "/api/v1/audit/subject-access",
+        q,
+    )
+    .await
 }
 
 /// `GET /audit/verify`: walks the access log's chain, as `viewer-api audit verify` does

@@ -17,6 +17,13 @@
 //!   after the commit) but never lead it.
 //! * **Commit before serving.** [`AuditLog::append`] returns only once the entry is
 //!   durable (`synchronous=FULL`); callers serve nothing when it fails.
+//! * **Private files.** The database, its `-wal`/`-shm` and the head file are mode 0600
+//!   (created so, and tightened at open for files an older version left readable).
+//! * **Paged reads.** [`AuditLog::page`] gives the newest entries before a cursor and
+//!   says whether older ones remain, so a reader never silently gets a truncated log.
+//! * **Footage actions** ([`FOOTAGE_ACTIONS`]) are logged one entry per camera, so the
+//!   subject-access report finds each by `camera = <id>`; entries written by older
+//!   versions with comma-joined cameras are matched too.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,6 +34,80 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, rfc3339};
+
+/// The actions that show footage to someone: what a subject-access report lists.
+pub const FOOTAGE_ACTIONS: &[&str] = &[
+    "playback",
+    "live",
+    "live.end",
+    "export.request",
+    "export.download",
+];
+
+/// The most entries one page of [`AuditLog::page`] holds.
+pub const MAX_PAGE: usize = 10_000;
+
+/// Characters refused in free text that goes into the log (case, purpose, reason,
+/// ticket): control characters, and the invisible and bidirectional-control ones that
+/// would make an entry read differently from what it holds (zero-width spaces and
+/// joiners, directional marks, embeddings, overrides and isolates, the byte-order mark,
+/// soft hyphen, line and paragraph separators, tag characters, invisible fillers).
+pub fn unsafe_text_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// Creates `path` mode 0600 if it does not exist yet, so that SQLite, which gives its
+/// `-wal` and `-shm` files the mode of the database, creates them private too.
+pub fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets a database and its `-wal`/`-shm` files to mode 0600 (those an older version
+/// created readable by others).
+pub fn restrict_sqlite_files(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if let Ok(m) = std::fs::metadata(&p)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const DOMAIN: &[u8] = b"ringfence-audit-v1\n";
@@ -119,9 +200,22 @@ pub struct Filter {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub actor: Option<String>,
-    /// Only footage actions that were allowed (subject-access report).
+    /// Only footage actions ([`FOOTAGE_ACTIONS`]) that were allowed (subject-access
+    /// report).
     pub footage_views_only: bool,
+    /// Only entries before this sequence number (paging backwards).
+    pub before_seq: Option<i64>,
+    /// At most this many: the newest that match (all when `None`).
     pub limit: Option<usize>,
+}
+
+/// One page of [`AuditLog::page`]: entries in sequence order, and the cursor of the
+/// next (older) page when there is one.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    /// `before_seq` for the next page; `None`: nothing older matches.
+    pub next_before: Option<i64>,
 }
 
 fn put_str(h: &mut Sha256, tag: u8, v: Option<&str>) {
@@ -239,16 +333,17 @@ impl AuditLog {
             path: path.to_path_buf(),
             source,
         };
+        create_private(path).map_err(|e| AuditError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(busy).map_err(sql)?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
+        restrict_sqlite_files(path);
+        restrict_sqlite_files(&head_path(path));
         Ok(AuditLog {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -269,6 +364,16 @@ impl AuditLog {
 
     /// Appends an entry and returns it once committed durably.
     pub fn append(&self, e: NewEntry) -> Result<Entry, AuditError> {
+        let mut v = self.append_all(vec![e])?;
+        v.pop().ok_or_else(|| AuditError::Io {
+            path: self.path.clone(),
+            message: "nothing appended".into(),
+        })
+    }
+
+    /// Appends entries in one transaction (all or none), in order, and returns them
+    /// once committed durably.
+    pub fn append_all(&self, entries: Vec<NewEntry>) -> Result<Vec<Entry>, AuditError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -281,61 +386,78 @@ impl AuditLog {
             )
             .optional()
             .map_err(|s| self.sql(s))?;
-        let (prev_seq, prev_hash) = last.unwrap_or((0, GENESIS.to_string()));
-        let mut entry = Entry {
-            seq: prev_seq + 1,
-            at_ms: self.clock.now_unix_ms(),
-            actor: e.actor,
-            role: e.role,
-            action: e.action,
-            camera: e.camera,
-            from_ms: e.from_ms,
-            to_ms: e.to_ms,
-            purpose: e.purpose,
-            case: e.case,
-            client: e.client,
-            outcome: e.outcome,
-            prev_hash,
-            hash: String::new(),
-        };
-        entry.hash = entry_hash(&entry);
-        tx.execute(
-            &format!("INSERT INTO entries ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
-            params![
-                entry.seq,
-                entry.at_ms,
-                entry.actor,
-                entry.role,
-                entry.action,
-                entry.camera,
-                entry.from_ms,
-                entry.to_ms,
-                entry.purpose,
-                entry.case,
-                entry.client,
-                entry.outcome,
-                entry.prev_hash,
-                entry.hash
-            ],
-        )
-        .map_err(|s| self.sql(s))?;
-        tx.commit().map_err(|s| self.sql(s))?;
-        // Best effort: the head only guards the tail; the entry is already durable.
-        let head = head_path(&self.path);
-        let tmp = head.with_extension("head.tmp");
-        if std::fs::write(&tmp, format!("{} {}\n", entry.seq, entry.hash)).is_ok() {
-            let _ = std::fs::rename(&tmp, &head);
+        let (mut prev_seq, mut prev_hash) = last.unwrap_or((0, GENESIS.to_string()));
+        let at_ms = self.clock.now_unix_ms();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut entry = Entry {
+                seq: prev_seq + 1,
+                at_ms,
+                actor: e.actor,
+                role: e.role,
+                action: e.action,
+                camera: e.camera,
+                from_ms: e.from_ms,
+                to_ms: e.to_ms,
+                purpose: e.purpose,
+                case: e.case,
+                client: e.client,
+                outcome: e.outcome,
+                prev_hash,
+                hash: String::new(),
+            };
+            entry.hash = entry_hash(&entry);
+            tx.execute(
+                &format!("INSERT INTO entries ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
+                params![
+                    entry.seq,
+                    entry.at_ms,
+                    entry.actor,
+                    entry.role,
+                    entry.action,
+                    entry.camera,
+                    entry.from_ms,
+                    entry.to_ms,
+                    entry.purpose,
+                    entry.case,
+                    entry.client,
+                    entry.outcome,
+                    entry.prev_hash,
+                    entry.hash
+                ],
+            )
+            .map_err(|s| self.sql(s))?;
+            prev_seq = entry.seq;
+            prev_hash = entry.hash.clone();
+            out.push(entry);
         }
-        Ok(entry)
+        tx.commit().map_err(|s| self.sql(s))?;
+        // Best effort: the head only guards the tail; the entries are already durable.
+        if let Some(last) = out.last() {
+            write_head(&self.path, last.seq, &last.hash);
+        }
+        Ok(out)
     }
 
+    /// The entries matching `f`, in sequence order: all of them, or with a `limit` the
+    /// newest (before `f.before_seq`). See [`AuditLog::page`] to know whether more remain.
     pub fn query(&self, f: &Filter) -> Result<Vec<Entry>, AuditError> {
+        self.page(f).map(|p| p.entries)
+    }
+
+    /// One page: the newest `f.limit` entries matching `f` (before `f.before_seq`), in
+    /// sequence order, and the cursor of the next older page if any entry is left.
+    pub fn page(&self, f: &Filter) -> Result<Page, AuditError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut sql = format!("SELECT {COLUMNS} FROM entries WHERE 1=1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(c) = &f.camera {
             args.push(c.clone().into());
-            sql += &format!(" AND camera = ?{}", args.len());
+            let n = args.len();
+            // One camera per entry; entries of older versions may list several.
+            sql += &format!(
+                " AND (camera = ?{n} OR (instr(camera, ',') > 0 AND instr(',' || camera || ',', ',' || ?{n} || ',') > 0))"
+            );
         }
         if let Some(a) = &f.actor {
             args.push(a.clone().into());
@@ -355,18 +477,59 @@ impl AuditLog {
                 " AND ((from_ms IS NOT NULL AND from_ms < ?{n}) OR (from_ms IS NULL AND at_ms < ?{n}))"
             );
         }
-        if f.footage_views_only {
-            sql += " AND action IN ('live', 'live.end', 'playback', 'export') AND outcome LIKE 'allowed%'";
+        if let Some(b) = f.before_seq {
+            args.push(b.into());
+            sql += &format!(" AND seq < ?{}", args.len());
         }
-        sql += " ORDER BY seq";
-        if let Some(l) = f.limit {
-            sql += &format!(" LIMIT {l}");
+        if f.footage_views_only {
+            let list: Vec<String> = FOOTAGE_ACTIONS.iter().map(|a| format!("'{a}'")).collect();
+            sql += &format!(
+                " AND action IN ({}) AND outcome LIKE 'allowed%'",
+                list.join(", ")
+            );
+        }
+        match f.limit {
+            // the newest `l`, one more to know whether older ones remain
+            Some(l) => sql += &format!(" ORDER BY seq DESC LIMIT {}", l + 1),
+            None => sql += " ORDER BY seq",
         }
         let mut stmt = conn.prepare(&sql).map_err(|s| self.sql(s))?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args), row_entry)
             .map_err(|s| self.sql(s))?;
-        rows.map(|r| r.map_err(|s| self.sql(s))).collect()
+        let mut entries = rows
+            .map(|r| r.map_err(|s| self.sql(s)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut next_before = None;
+        if let Some(l) = f.limit {
+            if entries.len() > l {
+                entries.truncate(l);
+                next_before = entries.last().map(|e| e.seq);
+            }
+            entries.reverse();
+        }
+        Ok(Page {
+            entries,
+            next_before,
+        })
+    }
+}
+
+/// Writes the head file ("seq hash"), mode 0600, replacing the old one atomically.
+fn write_head(db: &Path, seq: i64, hash: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let head = head_path(db);
+    let tmp = head.with_extension("head.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(format!("{seq} {hash}\n").as_bytes()));
+    if written.is_ok() {
+        let _ = std::fs::rename(&tmp, &head);
     }
 }
 
@@ -615,5 +778,156 @@ mod tests {
         assert!(log.append(entry(2)).is_err());
         other.execute_batch("ROLLBACK").unwrap();
         assert_eq!(log.append(entry(2)).unwrap().seq, 2);
+    }
+
+    /// A lower item of finding 11: the log, its -wal/-shm and its head are 0600, also
+    /// when an older version left them readable.
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = log(dir.path());
+        log.append(entry(1)).unwrap();
+        let files = [
+            "audit.sqlite",
+            "audit.sqlite-wal",
+            "audit.sqlite-shm",
+            "audit.sqlite.head",
+        ];
+        let mode = |f: &str| {
+            std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        for f in files {
+            assert_eq!(mode(f), 0o600, "{f}");
+        }
+        for f in files {
+            std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+        let again = AuditLog::open(
+            &path,
+            Arc::new(ManualClock::new(0)),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        again.append(entry(2)).unwrap();
+        for f in files {
+            assert_eq!(mode(f), 0o600, "{f}");
+        }
+    }
+
+    /// Finding 8: pages of the newest entries, oldest first, with a cursor while more
+    /// remain.
+    #[test]
+    fn pages_walk_back_with_a_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = log(dir.path());
+        for i in 1..=7 {
+            log.append(entry(i)).unwrap();
+        }
+        let mut f = Filter {
+            limit: Some(3),
+            ..Default::default()
+        };
+        let mut got = Vec::new();
+        loop {
+            let p = log.page(&f).unwrap();
+            let seqs: Vec<i64> = p.entries.iter().map(|e| e.seq).collect();
+            got.push(seqs);
+            match p.next_before {
+                Some(b) => f.before_seq = Some(b),
+                None => break,
+            }
+        }
+        assert_eq!(got, vec![vec![5, 6, 7], vec![2, 3, 4], vec![1]]);
+        // exactly a page's worth: no cursor
+        f.before_seq = Some(4);
+        assert_eq!(log.page(&f).unwrap().next_before, None);
+    }
+
+    /// Finding 6: every footage action is in the subject-access report, found by each
+    /// of its cameras (entries of older versions list several).
+    #[test]
+    fn subject_access_finds_every_footage_action_by_camera() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = log(dir.path());
+        for (action, camera) in [
+            ("playback", "gate"),
+            ("live", "gate"),
+            ("live.end", "gate"),
+            ("export.request", "gate"),
+            ("export.download", "gate"),
+            ("export.download", "hall,gate"),
+            ("export.download", "gatehouse"),
+            ("grant.create", "gate"),
+            ("login", "gate"),
+        ] {
+            log.append(NewEntry {
+                action: action.into(),
+                camera: Some(camera.into()),
+                ..entry(1)
+            })
+            .unwrap();
+        }
+        let report = log
+            .query(&Filter {
+                camera: Some("gate".into()),
+                footage_views_only: true,
+                ..Default::default()
+            })
+            .unwrap();
+        let got: Vec<(&str, &str)> = report
+            .iter()
+            .map(|e| (e.action.as_str(), e.camera.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("playback", "gate"),
+                ("live", "gate"),
+                ("live.end", "gate"),
+                ("export.request", "gate"),
+                ("export.download", "gate"),
+                ("export.download", "hall,gate"),
+            ]
+        );
+    }
+
+    #[test]
+    fn invisible_and_bidi_characters_are_unsafe() {
+        for c in [
+            '\u{0007}',
+            '\u{00AD}',
+            '\u{061C}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{FEFF}',
+            '\u{E0001}',
+            '\u{E007F}',
+        ] {
+            assert!(unsafe_text_char(c), "U+{:04X}", c as u32);
+        }
+        for c in "CASE-2026/17 Dépôt n°3 – Ω 東京 ".chars() {
+            assert!(!unsafe_text_char(c), "{c:?}");
+        }
     }
 }

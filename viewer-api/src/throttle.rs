@@ -1,124 +1,529 @@
-//! Slows down and then locks out repeated failed logins, per user name and per client
-//! address, so that password guessing costs hours instead of seconds.
+//! How many wrong passwords anyone may try, and why nobody can lock an officer out for
+//! ever by trying on their behalf.
 //!
-//! Kept in memory: a restart forgets the counters, which an attacker cannot cause from
-//! outside; persisting them would let a flood of failures fill the disk. The map is
-//! bounded. All timing comes from the injected [`Clock`].
+//! **Counted before the password is checked.** [`Throttle::reserve`] counts the attempt
+//! as a failure, atomically with the check that nothing is locked, *before* argon2 runs;
+//! a correct password then gives the attempt back ([`Throttle::succeeded`]). So 40 wrong
+//! passwords sent at once are checked at most [`PAIR_LIMIT`] times, and a correct
+//! password sent with them is refused like the rest once the lock is on.
+//!
+//! **Three counters per attempt**, each over [`WINDOW_MS`], each locking for
+//! [`LOCK_MS`] when it reaches its limit:
+//!
+//! | counter | limit | what it locks |
+//! |---|---|---|
+//! | the user *from this address* | [`PAIR_LIMIT`] (5) | that user, from that address only |
+//! | the address, any names | [`ADDR_LIMIT`] (20) | every name from that address |
+//! | the user, any address | [`USER_LIMIT`] (20) | that user from addresses they never logged in from |
+//!
+//! An attacker's failures therefore lock the attacker's own address and the officer *from
+//! the attacker's address*; the officer still gets in from an address that has not
+//! failed, and from an address they logged in from during the last [`KNOWN_MS`] (a
+//! "known" address) even when many addresses guess at once. Guessing is bounded all the
+//! same: 5 tries per 15 minutes per user and address, 20 per address, and 20 per user
+//! from unknown addresses. IPv6 addresses count by their /64, which one subscriber gets.
+//! Beyond [`SLOW_AFTER`] failures each further answer is also held back a little.
+//!
+//! **Kept across restarts** when built with [`Throttle::persistent`]: every change of a
+//! counter is written to the user database (table `login_throttle`) before the password
+//! is checked; if it cannot be written, the login is refused. Counters of names that are
+//! not users stay in memory (keyed by a salted hash, so that nothing typed into the
+//! name field, such as a password, is kept), since there is no account to protect; they
+//! behave the same meanwhile, so answers do not tell which names exist. The table and
+//! the memory are bounded ([`MAX_KEYS`]: stale counters go first, then the oldest).
+//!
+//! **The access log under a flood**: each checked password gets its own entry (at most
+//! 5 per user and address, 20 per address, per 15 minutes), but attempts refused while
+//! locked get at most one entry per (name, address) per [`REFUSAL_ROW_MS`], carrying the
+//! count of those refused since the previous one ([`Throttle::refusal_row`],
+//! [`Throttle::summaries_due`]). All timing comes from the injected [`Clock`].
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::clock::Clock;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tracing::error;
 
-/// Failures are counted over this window (and a lock lasts this long).
+use crate::audit::NewEntry;
+use crate::clock::{Clock, rfc3339};
+
+/// Failures are counted over this window (and a lock lasts [`LOCK_MS`]).
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 pub const LOCK_MS: i64 = 15 * 60 * 1000;
-/// Consecutive failures for one user name before it is locked.
-pub const USER_LIMIT: u32 = 5;
-/// Failures from one address (any names) before it is locked.
+/// Failures of one user name from one address before that pair is locked.
+pub const PAIR_LIMIT: u32 = 5;
+/// Failures from one address (any names) before the address is locked.
 pub const ADDR_LIMIT: u32 = 20;
+/// Failures of one user name from any addresses before it is locked for addresses it
+/// has not logged in from.
+pub const USER_LIMIT: u32 = 20;
+/// An address a user logged in from this recently is "known" for that user.
+pub const KNOWN_MS: i64 = 90 * 24 * 3600 * 1000;
 /// Failures after which each further attempt is answered slowly.
 pub const SLOW_AFTER: u32 = 3;
-const MAX_KEYS: usize = 10_000;
+/// At most one access-log entry per (name, address) for attempts refused while locked
+/// in this long.
+pub const REFUSAL_ROW_MS: i64 = 60 * 1000;
+/// Counters kept (in memory and in the table).
+pub const MAX_KEYS: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct State {
-    failures: u32,
-    last_ms: i64,
-    locked_until_ms: i64,
+/// One counter as kept (and persisted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub failures: u32,
+    /// The last failure (for a known address: the last successful login).
+    pub last_ms: i64,
+    pub locked_until_ms: i64,
+}
+
+/// Where [`Throttle::persistent`] keeps its counters (the user database).
+pub trait Persist: Send + Sync {
+    fn load_throttle(&self) -> Result<Vec<(String, Counter)>, String>;
+    /// Writes these rows durably (`None`: delete the row), all or none.
+    fn save_throttle(&self, rows: &[(String, Option<Counter>)]) -> Result<(), String>;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    c: Counter,
+    persist: bool,
+}
+
+impl Slot {
+    fn stale(&self, key: &str, now: i64) -> bool {
+        if key.starts_with("k:") {
+            now - self.c.last_ms >= KNOWN_MS
+        } else {
+            self.c.locked_until_ms <= now && now - self.c.last_ms >= WINDOW_MS
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Agg {
+    row_ms: i64,
+    suppressed: u32,
+    client: String,
+    what: &'static str,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<String, Slot>,
+    refusals: HashMap<(String, String), Agg>,
 }
 
 pub struct Throttle {
-    map: Mutex<HashMap<String, State>>,
+    inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
     /// Delay per failure beyond [`SLOW_AFTER`] (zero in unit tests).
     step: Duration,
+    store: Option<Arc<dyn Persist>>,
+    /// Salt of the in-memory keys of names that are not users.
+    salt: [u8; 32],
 }
 
 /// Why an attempt is refused before its password is even checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locked {
     pub until_ms: i64,
+    /// `"user"` (this user from this address), `"address"`, or
+    /// `"user from new addresses"`.
     pub what: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Locked(Locked),
+    /// The counters could not be written: the login is refused (fail closed).
+    Unavailable(String),
+}
+
+/// A reserved attempt: already counted as a failure. Give it back with
+/// [`Throttle::succeeded`] when the password was right; dropping it leaves it counted.
+#[derive(Debug)]
+pub struct Attempt {
+    user: String,
+    addr: String,
+    persist_user: bool,
+    /// Keys this attempt locked (undone if it succeeds).
+    locked_now: Vec<String>,
+    /// How long to hold back the answer if the password was wrong.
+    pub delay: Duration,
+    /// The lock this attempt set, if it fails.
+    pub locks: Option<Locked>,
+}
+
+/// The counting unit of an address: IPv4 as is, IPv6 by its /64.
+pub fn address_key(addr: &str) -> String {
+    match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => addr.chars().take(64).collect(),
+    }
+}
+
 impl Throttle {
+    /// Counters in memory only (tests; a restart forgets them).
     pub fn new(clock: Arc<dyn Clock>, step: Duration) -> Self {
+        let mut salt = [0u8; 32];
+        rand::rng().fill_bytes(&mut salt);
         Throttle {
-            map: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
             clock,
             step,
+            store: None,
+            salt,
         }
     }
 
-    fn keys(user: &str, addr: &str) -> [(String, u32, &'static str); 2] {
-        [
-            (format!("u:{user}"), USER_LIMIT, "user"),
-            (format!("a:{addr}"), ADDR_LIMIT, "address"),
-        ]
-    }
-
-    /// Refuses the attempt while the user or the address is locked.
-    pub fn check(&self, user: &str, addr: &str) -> Result<(), Locked> {
-        let now = self.clock.now_unix_ms();
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, _, what) in Self::keys(user, addr) {
-            if let Some(s) = map.get(&key)
-                && s.locked_until_ms > now
-            {
-                return Err(Locked {
-                    until_ms: s.locked_until_ms,
-                    what,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts a failure; returns how long to hold the answer back, and whether this
-    /// failure locked the user or the address.
-    pub fn failed(&self, user: &str, addr: &str) -> (Duration, Option<Locked>) {
-        let now = self.clock.now_unix_ms();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_KEYS {
-            map.retain(|_, s| s.locked_until_ms > now || now - s.last_ms < WINDOW_MS);
-            if map.len() >= MAX_KEYS {
-                // Still full of fresh failures: forget the oldest half.
-                let mut v: Vec<_> = map.iter().map(|(k, s)| (s.last_ms, k.clone())).collect();
-                v.sort();
-                for (_, k) in v.into_iter().take(MAX_KEYS / 2) {
-                    map.remove(&k);
+    /// Counters kept in `store` too, and loaded from it: a restart keeps every lock.
+    pub fn persistent(
+        clock: Arc<dyn Clock>,
+        step: Duration,
+        store: Arc<dyn Persist>,
+    ) -> Result<Self, String> {
+        let mut t = Throttle::new(clock, step);
+        let now = t.clock.now_unix_ms();
+        let mut gone = Vec::new();
+        {
+            let inner = t.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+            for (key, c) in store.load_throttle()? {
+                let slot = Slot { c, persist: true };
+                if slot.stale(&key, now) || inner.map.len() >= MAX_KEYS {
+                    gone.push((key, None));
+                } else {
+                    inner.map.insert(key, slot);
                 }
             }
         }
-        let mut worst = 0;
-        let mut locked = None;
-        for (key, limit, what) in Self::keys(user, addr) {
-            let s = map.entry(key).or_default();
-            if now - s.last_ms >= WINDOW_MS && s.locked_until_ms <= now {
-                s.failures = 0;
+        if !gone.is_empty() {
+            store.save_throttle(&gone)?;
+        }
+        t.store = Some(store);
+        Ok(t)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The name as the counters know it: a user's own name, or a salted hash of
+    /// whatever else was typed.
+    fn user_key(&self, user: &str, is_user: bool) -> String {
+        if is_user {
+            user.to_string()
+        } else {
+            let mut h = Sha256::new();
+            h.update(self.salt);
+            h.update(user.as_bytes());
+            format!("?{}", &hex::encode(h.finalize())[..32])
+        }
+    }
+
+    /// Makes room for new keys; returns the persisted keys it dropped.
+    fn prune(map: &mut HashMap<String, Slot>, now: i64) -> Vec<(String, Option<Counter>)> {
+        let mut dropped = Vec::new();
+        if map.len() < MAX_KEYS {
+            return dropped;
+        }
+        map.retain(|k, s| {
+            let keep = !s.stale(k, now);
+            if !keep && s.persist {
+                dropped.push((k.clone(), None));
             }
-            s.failures += 1;
-            s.last_ms = now;
-            if s.failures >= limit && s.locked_until_ms <= now {
-                s.locked_until_ms = now + LOCK_MS;
-                locked = Some(Locked {
-                    until_ms: s.locked_until_ms,
+            keep
+        });
+        if map.len() >= MAX_KEYS {
+            // Still full of fresh counters: forget the oldest half, locks last.
+            let mut v: Vec<_> = map
+                .iter()
+                .map(|(k, s)| (s.c.locked_until_ms > now, s.c.last_ms, k.clone()))
+                .collect();
+            v.sort();
+            for (_, _, k) in v.into_iter().take(MAX_KEYS / 2) {
+                if let Some(s) = map.remove(&k)
+                    && s.persist
+                {
+                    dropped.push((k, None));
+                }
+            }
+        }
+        dropped
+    }
+
+    fn save(&self, rows: &[(String, Option<Counter>)]) -> Result<(), String> {
+        match &self.store {
+            Some(s) if !rows.is_empty() => s.save_throttle(rows),
+            _ => Ok(()),
+        }
+    }
+
+    /// The lock that would refuse an attempt of `user` from `addr` now, if any (the one
+    /// that lasts longest, so that Retry-After is true). Counts nothing.
+    pub fn peek(&self, user: &str, addr: &str, is_user: bool) -> Option<Locked> {
+        let user = self.user_key(user, is_user);
+        let addr = address_key(addr);
+        let inner = self.lock();
+        Self::lock_on(&inner.map, &user, &addr, self.clock.now_unix_ms())
+    }
+
+    fn lock_on(map: &HashMap<String, Slot>, user: &str, addr: &str, now: i64) -> Option<Locked> {
+        let kk = format!("k:{user}|{addr}");
+        let known_addr = map.get(&kk).is_some_and(|s| !s.stale(&kk, now));
+        let mut refused: Option<Locked> = None;
+        for (key, what, applies) in [
+            (format!("p:{user}|{addr}"), "user", true),
+            (format!("a:{addr}"), "address", true),
+            (format!("u:{user}"), "user from new addresses", !known_addr),
+        ] {
+            if let Some(s) = map.get(&key)
+                && applies
+                && s.c.locked_until_ms > now
+                && refused
+                    .as_ref()
+                    .is_none_or(|r| r.until_ms < s.c.locked_until_ms)
+            {
+                refused = Some(Locked {
+                    until_ms: s.c.locked_until_ms,
                     what,
                 });
             }
-            worst = worst.max(s.failures);
         }
-        let slow = worst.saturating_sub(SLOW_AFTER - 1).min(8);
-        (self.step * slow, locked)
+        refused
     }
 
-    /// A success clears the user's count (not the address's: one good password
-    /// must not reset a guessing run over other names).
-    pub fn succeeded(&self, user: &str) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("u:{user}"));
+    /// Refuses the attempt while any lock that applies holds; otherwise counts it as a
+    /// failure (durably, with [`Throttle::persistent`]) and lets the password be
+    /// checked. `is_user`: whether `user` names an existing account.
+    pub fn reserve(&self, user: &str, addr: &str, is_user: bool) -> Result<Attempt, Refusal> {
+        let now = self.clock.now_unix_ms();
+        let user = self.user_key(user, is_user);
+        let addr = address_key(addr);
+        let kp = format!("p:{user}|{addr}");
+        let ka = format!("a:{addr}");
+        let ku = format!("u:{user}");
+        let mut inner = self.lock();
+        let map = &mut inner.map;
+        if let Some(l) = Self::lock_on(map, &user, &addr, now) {
+            return Err(Refusal::Locked(l));
+        }
+        let counters = [
+            (&kp, PAIR_LIMIT, "user", is_user),
+            (&ka, ADDR_LIMIT, "address", true),
+            (&ku, USER_LIMIT, "user from new addresses", is_user),
+        ];
+        let mut rows = Self::prune(map, now);
+        let mut worst = 0;
+        let mut locks = None;
+        let mut locked_now = Vec::new();
+        for (key, limit, what, persist) in counters {
+            let s = map.entry(key.clone()).or_insert(Slot {
+                c: Counter::default(),
+                persist,
+            });
+            if s.stale(key, now) {
+                s.c = Counter::default();
+            }
+            s.c.failures += 1;
+            s.c.last_ms = now;
+            if s.c.failures >= limit && s.c.locked_until_ms <= now {
+                s.c.locked_until_ms = now + LOCK_MS;
+                locked_now.push(key.clone());
+                // The narrowest lock names the attempt's outcome.
+                locks.get_or_insert(Locked {
+                    until_ms: s.c.locked_until_ms,
+                    what,
+                });
+            }
+            worst = worst.max(s.c.failures);
+            if persist {
+                rows.push((key.clone(), Some(s.c)));
+            }
+        }
+        drop(inner);
+        // Durable before the password is checked (a crash cannot give attempts back).
+        self.save(&rows).map_err(Refusal::Unavailable)?;
+        let slow = worst.saturating_sub(SLOW_AFTER - 1).min(8);
+        Ok(Attempt {
+            user,
+            addr,
+            persist_user: is_user,
+            locked_now,
+            delay: self.step * slow,
+            locks,
+        })
+    }
+
+    /// The password of `attempt` was right: the attempt is given back, the user's count
+    /// from this address is cleared (not the address's: one good password must not
+    /// reset a guessing run over other names), and the address becomes known for them.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let now = self.clock.now_unix_ms();
+        let kp = format!("p:{}|{}", attempt.user, attempt.addr);
+        let ka = format!("a:{}", attempt.addr);
+        let ku = format!("u:{}", attempt.user);
+        let kk = format!("k:{}|{}", attempt.user, attempt.addr);
+        let mut rows = Vec::new();
+        let mut inner = self.lock();
+        let map = &mut inner.map;
+        if let Some(s) = map.remove(&kp)
+            && s.persist
+        {
+            rows.push((kp, None));
+        }
+        for key in [ka, ku] {
+            if let Some(s) = map.get_mut(&key) {
+                s.c.failures = s.c.failures.saturating_sub(1);
+                if attempt.locked_now.contains(&key) {
+                    s.c.locked_until_ms = 0;
+                }
+                if s.persist {
+                    rows.push((key, Some(s.c)));
+                }
+            }
+        }
+        rows.extend(Self::prune(map, now));
+        let known = Counter {
+            failures: 0,
+            last_ms: now,
+            locked_until_ms: 0,
+        };
+        map.insert(
+            kk.clone(),
+            Slot {
+                c: known,
+                persist: attempt.persist_user,
+            },
+        );
+        if attempt.persist_user {
+            rows.push((kk, Some(known)));
+        }
+        drop(inner);
+        if let Err(e) = self.save(&rows) {
+            error!(error = %e, "cannot store the login counters after a successful login");
+        }
+    }
+
+    /// Whether an attempt refused while locked gets its own access-log entry:
+    /// `Some((n, since))` at most once per [`REFUSAL_ROW_MS`] per name and address, `n`
+    /// being the refusals counted (not logged one by one) since the previous entry at
+    /// `since`; `None`: only counted, for the next entry or [`Throttle::summaries_due`].
+    pub fn refusal_row(&self, actor: &str, client: &str, what: &'static str) -> Option<(u32, i64)> {
+        let now = self.clock.now_unix_ms();
+        let key = (actor.to_string(), address_key(client));
+        let mut inner = self.lock();
+        let refusals = &mut inner.refusals;
+        match refusals.get_mut(&key) {
+            Some(a) if now - a.row_ms < REFUSAL_ROW_MS => {
+                a.suppressed += 1;
+                a.client = client.to_string();
+                a.what = what;
+                None
+            }
+            Some(a) => {
+                let earlier = (a.suppressed, a.row_ms);
+                a.row_ms = now;
+                a.suppressed = 0;
+                Some(earlier)
+            }
+            None => {
+                if refusals.len() >= MAX_KEYS {
+                    refusals.retain(|_, a| a.suppressed > 0 || now - a.row_ms < REFUSAL_ROW_MS);
+                }
+                if refusals.len() < MAX_KEYS {
+                    refusals.insert(
+                        key,
+                        Agg {
+                            row_ms: now,
+                            suppressed: 0,
+                            client: client.to_string(),
+                            what,
+                        },
+                    );
+                }
+                Some((0, now))
+            }
+        }
+    }
+
+    /// Entries for the refusals counted by [`Throttle::refusal_row`] whose minute has
+    /// passed without an entry of their own (the flood stopped): one per (name,
+    /// address), with the count. Call regularly and append them to the access log.
+    pub fn summaries_due(&self) -> Vec<NewEntry> {
+        self.summaries(false)
+    }
+
+    /// Every counted refusal not yet in the log (at shutdown).
+    pub fn summaries_all(&self) -> Vec<NewEntry> {
+        self.summaries(true)
+    }
+
+    fn summaries(&self, all: bool) -> Vec<NewEntry> {
+        let now = self.clock.now_unix_ms();
+        let mut out = Vec::new();
+        let mut inner = self.lock();
+        inner.refusals.retain(|(actor, _), a| {
+            let due = all || now - a.row_ms >= REFUSAL_ROW_MS;
+            if due && a.suppressed > 0 {
+                out.push(NewEntry {
+                    actor: actor.clone(),
+                    role: "-".into(),
+                    action: "login".into(),
+                    client: Some(a.client.clone()),
+                    outcome: refused_outcome(a.what, a.suppressed, a.row_ms),
+                    ..Default::default()
+                });
+                a.suppressed = 0;
+                a.row_ms = now;
+                return true;
+            }
+            !due
+        });
+        out
+    }
+}
+
+/// The outcome of an access-log entry for attempts refused while locked; `earlier`
+/// refusals since `since_ms` were counted instead of logged one by one.
+pub fn refused_outcome(what: &str, earlier: u32, since_ms: i64) -> String {
+    let mut s = format!("denied: {what} locked after failed logins");
+    if earlier > 0 {
+        s += &format!(
+            "; {earlier} more attempts refused since {} (counted, not logged one by one)",
+            rfc3339(since_ms)
+        );
+    }
+    s
+}
+
+/// Appends [`Throttle::summaries_due`] to the access log every 10 s, for ever.
+pub async fn flush_refusals(state: crate::api::Shared) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let rows = state.throttle.summaries_due();
+        if rows.is_empty() {
+            continue;
+        }
+        let audit = state.audit.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            rows.into_iter().try_for_each(|e| audit.append(e).map(drop))
+        })
+        .await;
+        if !matches!(r, Ok(Ok(()))) {
+            error!("cannot write the refused-login counts to the access log");
+            state.metrics.audit_failures.inc();
+        }
     }
 }
 
@@ -127,57 +532,227 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
+    fn locked(r: Result<Attempt, Refusal>) -> Locked {
+        match r {
+            Err(Refusal::Locked(l)) => l,
+            other => panic!("not locked: {other:?}"),
+        }
+    }
+
     #[test]
-    fn locks_user_after_limit_and_unlocks_later() {
+    fn locks_the_user_from_that_address_after_limit_and_unlocks_later() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let t = Throttle::new(clock.clone(), Duration::from_millis(100));
-        for i in 1..USER_LIMIT {
-            assert!(t.check("anna", "1.2.3.4").is_ok());
-            let (delay, locked) = t.failed("anna", "1.2.3.4");
-            assert!(locked.is_none());
-            assert_eq!(delay.is_zero(), i < SLOW_AFTER, "failure {i}");
+        for i in 1..=PAIR_LIMIT {
+            let a = t.reserve("anna", "1.2.3.4", true).unwrap();
+            assert_eq!(a.delay.is_zero(), i < SLOW_AFTER, "failure {i}");
+            assert_eq!(a.locks.is_some(), i == PAIR_LIMIT, "failure {i}");
         }
-        let (_, locked) = t.failed("anna", "1.2.3.4");
-        assert_eq!(locked.unwrap().what, "user");
-        assert!(
-            t.check("anna", "5.6.7.8").is_err(),
-            "locked whatever the address"
-        );
-        assert!(t.check("bert", "1.2.3.4").is_ok(), "address not yet locked");
+        let l = locked(t.reserve("anna", "1.2.3.4", true));
+        assert_eq!(l.what, "user");
+        assert_eq!(l.until_ms, 1_000_000 + LOCK_MS);
+        // the same user from an address that has not failed still gets in
+        t.succeeded(t.reserve("anna", "5.6.7.8", true).unwrap());
+        // another name from the locked pair's address is not locked
+        assert!(t.reserve("bert", "1.2.3.4", true).is_ok());
         clock.advance_ms(LOCK_MS - 1);
-        assert!(t.check("anna", "1.2.3.4").is_err());
+        assert!(t.reserve("anna", "1.2.3.4", true).is_err());
         clock.advance_ms(1);
-        assert!(t.check("anna", "1.2.3.4").is_ok());
         // the count starts again after the lock
-        assert!(t.failed("anna", "1.2.3.4").1.is_none());
+        assert!(t.reserve("anna", "1.2.3.4", true).unwrap().locks.is_none());
+    }
+
+    #[test]
+    fn a_correct_password_among_the_first_gives_its_attempt_back() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let t = Throttle::new(clock, Duration::ZERO);
+        for _ in 1..PAIR_LIMIT {
+            drop(t.reserve("anna", "1.1.1.1", true).unwrap());
+        }
+        // the fifth is right: it locked the pair when reserved, and that is undone
+        let fifth = t.reserve("anna", "1.1.1.1", true).unwrap();
+        assert!(fifth.locks.is_some());
+        t.succeeded(fifth);
+        assert!(t.reserve("anna", "1.1.1.1", true).unwrap().locks.is_none());
     }
 
     #[test]
     fn locks_address_across_names() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let t = Throttle::new(clock, Duration::ZERO);
-        let mut locked = None;
+        let mut locks = None;
         for i in 0..ADDR_LIMIT {
-            locked = t.failed(&format!("user{i}"), "9.9.9.9").1;
+            locks = t
+                .reserve(&format!("user{i}"), "9.9.9.9", false)
+                .unwrap()
+                .locks;
         }
-        assert_eq!(locked.unwrap().what, "address");
-        assert!(t.check("newname", "9.9.9.9").is_err());
-        assert!(t.check("newname", "8.8.8.8").is_ok());
+        assert_eq!(locks.unwrap().what, "address");
+        assert_eq!(
+            locked(t.reserve("newname", "9.9.9.9", true)).what,
+            "address"
+        );
+        assert!(t.reserve("newname", "8.8.8.8", true).is_ok());
+        // IPv6: the /64 counts as one address
+        for i in 0..ADDR_LIMIT {
+            let _ = t.reserve(&format!("u{i}"), &format!("2001:db8:1:2::{i:x}"), false);
+        }
+        assert!(t.reserve("x", "2001:db8:1:2:ffff::1", false).is_err());
+        assert!(t.reserve("x", "2001:db8:1:3::1", false).is_ok());
+    }
+
+    /// Finding 7 of issue 9: many addresses guessing one officer's password lock that
+    /// officer out only from addresses they never used; a known address still opens.
+    #[test]
+    fn an_attacker_cannot_lock_an_officer_out_for_ever() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let t = Throttle::new(clock.clone(), Duration::ZERO);
+        // the officer logged in from the station last week
+        t.succeeded(t.reserve("pia", "10.0.0.5", true).unwrap());
+        clock.advance_ms(7 * 24 * 3600 * 1000);
+        // an attacker tries from one address, every 15 minutes, for a day
+        for _ in 0..(24 * 4) {
+            for _ in 0..PAIR_LIMIT {
+                drop(t.reserve("pia", "203.0.113.9", true).unwrap());
+            }
+            assert_eq!(locked(t.reserve("pia", "203.0.113.9", true)).what, "user");
+            // the officer gets in, from the station and from an address that has not failed
+            t.succeeded(t.reserve("pia", "10.0.0.5", true).unwrap());
+            t.succeeded(t.reserve("pia", "198.51.100.7", true).unwrap());
+            clock.advance_ms(LOCK_MS);
+        }
+        // a distributed attack: many addresses, a few tries each
+        let mut i = 0;
+        let mut global = None;
+        while global.is_none() {
+            i += 1;
+            let a = t.reserve("pia", &format!("192.0.2.{i}"), true).unwrap();
+            global = a.locks.filter(|l| l.what == "user from new addresses");
+        }
+        assert!(i <= USER_LIMIT as usize);
+        // new addresses are refused, including one that never failed ...
+        assert_eq!(
+            locked(t.reserve("pia", "172.16.0.1", true)).what,
+            "user from new addresses"
+        );
+        // ... but the addresses she used before still open
+        t.succeeded(t.reserve("pia", "10.0.0.5", true).unwrap());
+        t.succeeded(t.reserve("pia", "198.51.100.7", true).unwrap());
+        // and the lock ends
+        clock.advance_ms(LOCK_MS);
+        t.succeeded(t.reserve("pia", "172.16.0.1", true).unwrap());
     }
 
     #[test]
-    fn success_resets_user_and_old_failures_fade() {
+    fn old_failures_fade_and_unknown_names_behave_the_same() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let t = Throttle::new(clock.clone(), Duration::ZERO);
-        for _ in 0..USER_LIMIT - 1 {
-            t.failed("anna", "1.1.1.1");
-        }
-        t.succeeded("anna");
-        assert!(t.failed("anna", "1.1.1.1").1.is_none());
-        for _ in 0..USER_LIMIT - 2 {
-            t.failed("anna", "1.1.1.1");
+        for _ in 0..PAIR_LIMIT - 1 {
+            drop(t.reserve("anna", "1.1.1.1", true).unwrap());
+            drop(t.reserve("nobody", "2.2.2.2", false).unwrap());
         }
         clock.advance_ms(WINDOW_MS);
-        assert!(t.failed("anna", "1.1.1.1").1.is_none());
+        assert!(t.reserve("anna", "1.1.1.1", true).unwrap().locks.is_none());
+        assert!(
+            t.reserve("nobody", "2.2.2.2", false)
+                .unwrap()
+                .locks
+                .is_none()
+        );
+        for _ in 0..PAIR_LIMIT - 1 {
+            drop(t.reserve("nobody", "2.2.2.2", false).unwrap());
+        }
+        assert_eq!(locked(t.reserve("nobody", "2.2.2.2", false)).what, "user");
+        // what was typed as a name is not kept
+        let inner = t.lock();
+        assert!(inner.map.keys().all(|k| !k.contains("nobody")));
+    }
+
+    #[test]
+    fn refusals_get_one_row_per_minute_with_a_count() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let t = Throttle::new(clock.clone(), Duration::ZERO);
+        assert_eq!(
+            t.refusal_row("pia", "1.2.3.4", "user"),
+            Some((0, 1_000_000))
+        );
+        for _ in 0..99 {
+            assert_eq!(t.refusal_row("pia", "1.2.3.4", "user"), None);
+        }
+        // another name or address has its own row
+        assert!(
+            t.refusal_row("<unknown user>", "1.2.3.4", "address")
+                .is_some()
+        );
+        assert!(t.summaries_due().is_empty());
+        clock.advance_ms(REFUSAL_ROW_MS);
+        assert_eq!(
+            t.refusal_row("pia", "1.2.3.4", "user"),
+            Some((99, 1_000_000))
+        );
+        assert_eq!(t.refusal_row("pia", "1.2.3.4", "user"), None);
+        clock.advance_ms(REFUSAL_ROW_MS);
+        // the flood stopped: the count left over becomes one row
+        let rows = t.summaries_due();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].actor, "pia");
+        assert!(
+            rows[0].outcome.contains("1 more attempts refused"),
+            "{}",
+            rows[0].outcome
+        );
+        assert!(t.summaries_due().is_empty());
+    }
+
+    struct Mem(Mutex<HashMap<String, Counter>>);
+    impl Persist for Mem {
+        fn load_throttle(&self) -> Result<Vec<(String, Counter)>, String> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, c)| (k.clone(), *c))
+                .collect())
+        }
+        fn save_throttle(&self, rows: &[(String, Option<Counter>)]) -> Result<(), String> {
+            let mut m = self.0.lock().unwrap();
+            for (k, c) in rows {
+                match c {
+                    Some(c) => m.insert(k.clone(), *c),
+                    None => m.remove(k),
+                };
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn persistent_counters_survive_a_restart_but_unknown_names_are_not_written() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = Arc::new(Mem(Mutex::new(HashMap::new())));
+        let t = Throttle::persistent(clock.clone(), Duration::ZERO, store.clone()).unwrap();
+        for _ in 0..PAIR_LIMIT {
+            drop(t.reserve("anna", "1.2.3.4", true).unwrap());
+            drop(
+                t.reserve("hunter2-typed-as-a-name", "1.2.3.4", false)
+                    .unwrap(),
+            );
+        }
+        drop(t);
+        assert!(
+            store
+                .0
+                .lock()
+                .unwrap()
+                .keys()
+                .all(|k| !k.contains("hunter2"))
+        );
+        let t = Throttle::persistent(clock.clone(), Duration::ZERO, store.clone()).unwrap();
+        assert_eq!(locked(t.reserve("anna", "1.2.3.4", true)).what, "user");
+        // stale rows are dropped at load
+        clock.advance_ms(LOCK_MS + WINDOW_MS);
+        drop(Throttle::persistent(clock, Duration::ZERO, store.clone()).unwrap());
+        assert!(store.0.lock().unwrap().is_empty());
     }
 }

@@ -10,21 +10,32 @@
 //!   whichever comes first, judged by the injected [`Clock`]. Disabling a user or
 //!   changing their password revokes their sessions.
 //! * Grants live here too because they are rights of a user; the policy reads them.
+//! * argon2 runs only on [`HASH_SLOTS`] dedicated threads (each computation takes
+//!   [`UserDb::default_argon`]'s 19 MiB): a flood of logins queues for them instead of
+//!   taking the process's memory, and the memory those threads' allocator keeps for
+//!   reuse is bounded by their number. The waiting is asynchronous
+//!   ([`UserDb::check_login_bounded`]), so a queued login holds no thread either.
+//! * The login counters of [`crate::throttle`] are kept here too (`login_throttle`),
+//!   so a restart forgets no lock-out.
+//! * The file and its `-wal`/`-shm` companions are created mode 0600.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::clock::{Clock, rfc3339};
 use crate::policy::{Grant, Role};
+use crate::throttle::{Counter, Persist};
 
 /// A session ends after this long without a request.
 pub const IDLE_MS: i64 = 15 * 60 * 1000;
@@ -32,6 +43,8 @@ pub const IDLE_MS: i64 = 15 * 60 * 1000;
 pub const MAX_SESSION_MS: i64 = 8 * 3600 * 1000;
 pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Password hashes computed at once, at most (logins, new users, new passwords).
+pub const HASH_SLOTS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -40,6 +53,8 @@ pub enum UserError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("user database {path}: {message}")]
+    File { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
     #[error("no such user {0:?}")]
@@ -147,15 +162,200 @@ CREATE TABLE IF NOT EXISTS grants (
     revoked_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS grants_by_user ON grants (user_id);
+CREATE TABLE IF NOT EXISTS login_throttle (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    locked_until_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
+
+/// Work for the argon2 threads.
+type HashJob = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// A hashing thread's argon2 memory, allocated once and reused: 19 MiB per login
+    /// through the allocator would be kept by it (fragmented), and grow the process.
+    static ARGON_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The raw argon2 of `password` with `argon`'s parameters, in this thread's reused
+/// memory (wiped after use).
+fn argon2_raw(
+    argon: &Argon2<'_>,
+    blocks: usize,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    ARGON_MEMORY.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < blocks {
+            m.resize(blocks, argon2::Block::default());
+        }
+        let r = argon.hash_password_into_with_memory(password, salt, out, &mut m[..blocks]);
+        m[..blocks].fill(argon2::Block::default());
+        r
+    })
+}
+
+/// Whether `password` matches the PHC string `stored` (argon2 only), in constant time.
+fn verify_phc(stored: &str, password: &[u8]) -> bool {
+    let check = || -> Option<bool> {
+        let parsed = PasswordHash::new(stored).ok()?;
+        let params = Params::try_from(&parsed).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let expected = parsed.hash?;
+        let mut salt = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+        let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+        let argon = Argon2::new(algorithm, version, params.clone());
+        argon2_raw(&argon, params.block_count(), password, salt, &mut out).ok()?;
+        Some(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
+    };
+    check().unwrap_or(false)
+}
+
+/// A new PHC string for `password` with `argon`'s parameters.
+fn hash_phc(argon: &Argon2<'_>, params: &Params, password: &[u8]) -> Option<String> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    let mut raw = [0u8; 64];
+    let raw = salt.as_salt().decode_b64(&mut raw).ok()?;
+    let mut out = Zeroizing::new(vec![
+        0u8;
+        params
+            .output_len()
+            .unwrap_or(Params::DEFAULT_OUTPUT_LEN)
+    ]);
+    argon2_raw(argon, params.block_count(), password, raw, &mut out).ok()?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: argon2::password_hash::ParamsString::try_from(params).ok()?,
+        salt: Some(salt.as_salt()),
+        hash: Some(argon2::password_hash::Output::new(&out).ok()?),
+    };
+    Some(phc.to_string())
+}
+
+/// What the argon2 threads did (for tests and metrics).
+#[derive(Default)]
+struct HashStats {
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+    done: AtomicU64,
+}
+
+/// One password hash in flight, counted.
+struct Hashing<'a>(&'a HashStats);
+
+impl<'a> Hashing<'a> {
+    fn start(stats: &'a HashStats) -> Self {
+        let n = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.peak.fetch_max(n, Ordering::SeqCst);
+        Hashing(stats)
+    }
+}
+
+impl Drop for Hashing<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.done.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The bounded argon2 pool: [`HASH_SLOTS`] threads taking jobs from one queue. They end
+/// when the database is dropped (the queue closes).
+struct HashPool {
+    queue: Mutex<std::sync::mpsc::Sender<HashJob>>,
+    stats: Arc<HashStats>,
+}
+
+impl HashPool {
+    fn start(threads: usize) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = {
+                            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+                            match rx.recv() {
+                                Ok(job) => job,
+                                Err(_) => return,
+                            }
+                        };
+                        // a panicking job must not take a hashing thread with it
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })?;
+        }
+        Ok(HashPool {
+            queue: Mutex::new(tx),
+            stats: Arc::new(HashStats::default()),
+        })
+    }
+
+    fn submit(&self, job: HashJob) -> Result<(), UserError> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| UserError::Hash)
+    }
+
+    /// Runs `f` on a hashing thread, counted, and waits for it, blocking this thread.
+    fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, UserError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let stats = self.stats.clone();
+        self.submit(Box::new(move || {
+            let r = {
+                let _counted = Hashing::start(&stats);
+                f()
+            };
+            let _ = tx.send(r);
+        }))?;
+        rx.recv().map_err(|_| UserError::Hash)
+    }
+
+    /// Runs `f` on a hashing thread, counted; waits without holding a thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, UserError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stats = self.stats.clone();
+        self.submit(Box::new(move || {
+            let r = {
+                let _counted = Hashing::start(&stats);
+                f()
+            };
+            let _ = tx.send(r);
+        }))?;
+        rx.await.map_err(|_| UserError::Hash)
+    }
+}
 
 pub struct UserDb {
     conn: Mutex<Connection>,
     path: PathBuf,
     clock: Arc<dyn Clock>,
     argon: Argon2<'static>,
+    params: Params,
     /// A hash verified for unknown users, so they cost the same as known ones.
     dummy_hash: String,
+    pool: HashPool,
 }
 
 impl std::fmt::Debug for UserDb {
@@ -202,6 +402,10 @@ impl UserDb {
             path: path.to_path_buf(),
             source,
         };
+        crate::audit::create_private(path).map_err(|e| UserError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
         conn.execute_batch(
@@ -209,24 +413,45 @@ impl UserDb {
         )
         .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon);
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        let dummy_hash = argon
-            .hash_password(b"not a real password", &salt)
-            .map_err(|_| UserError::Hash)?
-            .to_string();
+        crate::audit::restrict_sqlite_files(path);
+        let params = argon;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let pool = HashPool::start(HASH_SLOTS).map_err(|e| UserError::File {
+            path: path.to_path_buf(),
+            message: format!("cannot start the password hashing threads: {e}"),
+        })?;
+        let (a, p) = (argon.clone(), params.clone());
+        let dummy_hash = pool
+            .run_blocking(move || hash_phc(&a, &p, b"not a real password"))?
+            .ok_or(UserError::Hash)?;
         Ok(UserDb {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             clock,
             argon,
+            params,
             dummy_hash,
+            pool,
         })
+    }
+
+    /// The most password hashes that ran at once since the database was opened, and
+    /// how many ran in all.
+    pub fn hash_stats(&self) -> (usize, u64) {
+        (
+            self.pool.stats.peak.load(Ordering::SeqCst),
+            self.pool.stats.done.load(Ordering::SeqCst),
+        )
+    }
+
+    /// The verification of `password` against the PHC string `stored`, to run on the
+    /// hashing threads.
+    fn verify_job(
+        &self,
+        stored: String,
+        password: Zeroizing<String>,
+    ) -> impl FnOnce() -> bool + Send + 'static {
+        move || verify_phc(&stored, password.as_bytes())
     }
 
     /// OWASP's argon2id recommendation (19 MiB, 2 passes).
@@ -250,13 +475,13 @@ impl UserDb {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Hashes a new password on the hashing threads (blocking this thread meanwhile).
     fn hash(&self, pw: &str) -> Result<String, UserError> {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        Ok(self
-            .argon
-            .hash_password(pw.as_bytes(), &salt)
-            .map_err(|_| UserError::Hash)?
-            .to_string())
+        let (argon, params) = (self.argon.clone(), self.params.clone());
+        let pw = Zeroizing::new(pw.to_string());
+        self.pool
+            .run_blocking(move || hash_phc(&argon, &params, pw.as_bytes()))?
+            .ok_or(UserError::Hash)
     }
 
     pub fn add_user(
@@ -397,28 +622,56 @@ impl UserDb {
     }
 
     /// Checks a password. `Ok(None)` for a wrong password, an unknown or a disabled
-    /// user alike (the caller must not tell them apart to the client).
+    /// user alike (the caller must not tell them apart to the client): each costs one
+    /// argon2 verification with the same parameters (unknown names are checked against
+    /// a hash made at open). Blocks this thread while the hashing threads work; async
+    /// code uses [`UserDb::check_login_bounded`].
     pub fn check_login(&self, name: &str, password: &str) -> Result<Option<User>, UserError> {
-        let found = if valid_user_name(name) {
-            self.user_with_hash(name)?
+        let found = self.login_lookup(name)?;
+        let stored = self.stored_or_dummy(&found);
+        let ok = self
+            .pool
+            .run_blocking(self.verify_job(stored, Zeroizing::new(password.to_string())))?;
+        Ok(Self::login_result(found, ok))
+    }
+
+    /// [`UserDb::check_login`] for async code: the lookup on a blocking thread, the
+    /// verification queued for the hashing threads without holding a thread.
+    pub async fn check_login_bounded(
+        self: &Arc<Self>,
+        name: String,
+        password: String,
+    ) -> Result<Option<User>, UserError> {
+        let password = Zeroizing::new(password);
+        let this = self.clone();
+        let found = tokio::task::spawn_blocking(move || this.login_lookup(&name))
+            .await
+            .map_err(|_| UserError::Hash)??;
+        let stored = self.stored_or_dummy(&found);
+        let ok = self.pool.run(self.verify_job(stored, password)).await?;
+        Ok(Self::login_result(found, ok))
+    }
+
+    fn login_lookup(&self, name: &str) -> Result<Option<(User, String)>, UserError> {
+        if valid_user_name(name) {
+            self.user_with_hash(name)
         } else {
-            None
-        };
-        let stored = found
+            Ok(None)
+        }
+    }
+
+    fn stored_or_dummy(&self, found: &Option<(User, String)>) -> String {
+        found
             .as_ref()
-            .map(|(_, h)| h.as_str())
-            .unwrap_or(&self.dummy_hash);
-        let ok = match PasswordHash::new(stored) {
-            Ok(parsed) => self
-                .argon
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-            Err(_) => false,
-        };
-        Ok(match found {
+            .map(|(_, h)| h.clone())
+            .unwrap_or_else(|| self.dummy_hash.clone())
+    }
+
+    fn login_result(found: Option<(User, String)>, ok: bool) -> Option<User> {
+        match found {
             Some((u, _)) if ok && !u.disabled => Some(u),
             _ => None,
-        })
+        }
     }
 
     /// Opens a session; returns the token (shown once) and when it expires if unused.
@@ -656,6 +909,49 @@ impl UserDb {
     }
 }
 
+/// The login counters of [`crate::throttle::Throttle::persistent`].
+impl Persist for UserDb {
+    fn load_throttle(&self) -> Result<Vec<(String, Counter)>, String> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT key, failures, last_ms, locked_until_ms FROM login_throttle")
+            .map_err(|e| self.sql(e).to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Counter {
+                        failures: r.get::<_, i64>(1)?.clamp(0, u32::MAX as i64) as u32,
+                        last_ms: r.get(2)?,
+                        locked_until_ms: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.sql(e).to_string())?;
+        rows.map(|r| r.map_err(|e| self.sql(e).to_string()))
+            .collect()
+    }
+
+    fn save_throttle(&self, rows: &[(String, Option<Counter>)]) -> Result<(), String> {
+        let mut conn = self.lock();
+        let err = |e| self.sql(e).to_string();
+        let tx = conn.transaction().map_err(err)?;
+        for (key, c) in rows {
+            match c {
+                Some(c) => tx.execute(
+                    "INSERT INTO login_throttle (key, failures, last_ms, locked_until_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(key) DO UPDATE SET failures = ?2, last_ms = ?3, locked_until_ms = ?4",
+                    params![key, c.failures, c.last_ms, c.locked_until_ms],
+                ),
+                None => tx.execute("DELETE FROM login_throttle WHERE key = ?1", [key]),
+            }
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -840,5 +1136,128 @@ mod tests {
             db.revoke_grant(999),
             Err(UserError::NoSuchGrant(999))
         ));
+    }
+
+    /// Finding 3: every way a login can fail costs one argon2 verification with the
+    /// same parameters, so timing does not tell which names exist.
+    #[test]
+    fn every_login_costs_one_hash() {
+        let (_d, _clock, db) = db();
+        db.add_user("anna", Role::Police, None, "correct horse")
+            .unwrap();
+        db.add_user("olaf", Role::It, None, "correct horse")
+            .unwrap();
+        db.set_disabled("olaf", true).unwrap();
+        for (name, pw) in [
+            ("anna", "correct horse"),
+            ("anna", "wrong horse"),
+            ("nobody", "correct horse"),
+            ("not a valid name!", "x"),
+            ("olaf", "correct horse"),
+        ] {
+            let (_, before) = db.hash_stats();
+            db.check_login(name, pw).unwrap();
+            assert_eq!(db.hash_stats().1 - before, 1, "{name}");
+        }
+    }
+
+    /// Finding 3: the async check waits for one of HASH_SLOTS without a thread each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_checks_hash_at_most_hash_slots_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(
+            UserDb::open(
+                &dir.path().join("users.sqlite"),
+                Arc::new(ManualClock::new(T0)),
+                Params::new(1024, 1, 1, None).unwrap(),
+            )
+            .unwrap(),
+        );
+        db.add_user("anna", Role::Police, None, "correct horse")
+            .unwrap();
+        let (_, before) = db.hash_stats();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    db.check_login_bounded(format!("user{i}"), "pw".into())
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().is_none());
+        }
+        let right = db
+            .check_login_bounded("anna".into(), "correct horse".into())
+            .await
+            .unwrap();
+        assert_eq!(right.unwrap().name, "anna");
+        let (peak, done) = db.hash_stats();
+        assert!(peak <= HASH_SLOTS, "{peak}");
+        assert_eq!(done - before, 64 + 1);
+    }
+
+    /// Finding 2: the login counters survive closing and reopening the database.
+    #[test]
+    fn login_counters_are_kept_in_the_file() {
+        use crate::throttle::{PAIR_LIMIT, Refusal, Throttle};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.sqlite");
+        let clock = Arc::new(ManualClock::new(T0));
+        let open = || Arc::new(UserDb::open(&path, clock.clone(), UserDb::test_argon()).unwrap());
+        let db = open();
+        db.add_user("anna", Role::Police, None, "correct horse")
+            .unwrap();
+        let t = Throttle::persistent(clock.clone(), Duration::ZERO, db.clone()).unwrap();
+        for _ in 0..PAIR_LIMIT {
+            drop(t.reserve("anna", "10.0.0.9", true).unwrap());
+        }
+        drop((t, db));
+        let db = open();
+        let t = Throttle::persistent(clock.clone(), Duration::ZERO, db.clone()).unwrap();
+        assert!(matches!(
+            t.reserve("anna", "10.0.0.9", true),
+            Err(Refusal::Locked(_))
+        ));
+        assert!(t.reserve("anna", "10.0.0.10", true).is_ok());
+    }
+
+    /// A lower item of finding 11: the file and its -wal/-shm are 0600.
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, _clock, db) = db();
+        db.add_user("anna", Role::Police, None, "correct horse")
+            .unwrap();
+        for f in ["users.sqlite", "users.sqlite-wal", "users.sqlite-shm"] {
+            let mode = std::fs::metadata(d.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+
+    /// The hashing threads' own argon2 (reused memory) agrees with the argon2 crate's
+    /// PHC hashing and verification, both ways.
+    #[test]
+    fn reused_memory_hashing_matches_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let params = UserDb::test_argon();
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let theirs = argon
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_phc(&theirs, b"correct horse"));
+        assert!(!verify_phc(&theirs, b"correct horsf"));
+        let ours = hash_phc(&argon, &params, b"correct horse").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon.verify_password(b"correct horse", &parsed).is_ok());
+        assert!(argon.verify_password(b"wrong", &parsed).is_err());
+        assert!(!verify_phc("not a hash", b"x"));
     }
 }

@@ -407,13 +407,22 @@ async fn two_camera_export_verifies_with_standard_tools_and_tampering_is_rejecte
     let (from, to) = (T0 + 5_500, T0 + 15_200);
     let (id, zip) = env.export(&pia, &["gate", "hall"], from, to).await;
 
-    // the access log has the request, the completion and the download
-    for action in ["export.request", "export.done", "export.download"] {
+    // the access log has the request, the completion and the download; the request and
+    // the download one entry per camera, so the subject-access report finds each
+    for (action, cameras) in [
+        ("export.request", vec!["gate", "hall"]),
+        ("export.done", vec!["gate,hall"]),
+        ("export.download", vec!["gate", "hall"]),
+    ] {
         let e = env.entries(action);
-        assert_eq!(e.len(), 1, "{action}");
-        assert_eq!(e[0].actor, "pia");
-        assert_eq!(e[0].case.as_deref(), Some("CASE-2026-17"));
-        assert!(e[0].outcome.starts_with("allowed"), "{}", e[0].outcome);
+        let logged: Vec<&str> = e.iter().filter_map(|x| x.camera.as_deref()).collect();
+        assert_eq!(logged, cameras, "{action}");
+        for x in &e {
+            assert_eq!(x.actor, "pia");
+            assert_eq!(x.case.as_deref(), Some("CASE-2026-17"));
+            assert_eq!((x.from_ms, x.to_ms), (Some(from), Some(to)), "{action}");
+            assert!(x.outcome.starts_with("allowed"), "{}", x.outcome);
+        }
     }
 
     // sealed at rest: no plaintext zip, no spool left
@@ -760,6 +769,27 @@ async fn roles_cases_and_scopes_are_enforced_and_logged() {
     let denied = env.entries("export.request");
     assert_eq!(denied.len(), 9);
     assert!(denied.iter().all(|e| e.outcome.starts_with("denied")));
+    // a lower item of finding 11 (issue 9): no invisible or bidirectional controls
+    for bad in [
+        "CASE\u{202E}71",
+        "CASE\u{200B}17",
+        "\u{2066}CASE-17\u{2069}",
+    ] {
+        let mut b = body(json!(["gate"]));
+        b["case"] = json!(bad);
+        assert_eq!(
+            env.post(&pia, b).await.status,
+            StatusCode::BAD_REQUEST,
+            "{bad:?}"
+        );
+        let mut b = body(json!(["gate"]));
+        b["reason"] = json!(bad);
+        assert_eq!(
+            env.post(&pia, b).await.status,
+            StatusCode::BAD_REQUEST,
+            "{bad:?}"
+        );
+    }
 
     // pia's export of gate
     let (id, _) = env.export(&pia, &["gate"], T0 + 1_000, T0 + 3_000).await;
@@ -798,6 +828,77 @@ async fn roles_cases_and_scopes_are_enforced_and_logged() {
     assert_eq!(allowed[1].camera.as_deref(), Some("gate"));
     assert_eq!(d.len(), 2 + 2 + 3);
     assert!(viewer_api::audit::verify(&env.dir.path().join("audit.sqlite")).is_ok());
+}
+
+/// Finding 6 of issue 9: the subject-access report of a camera lists every footage
+/// action on it, one entry per camera: playback, live view, and an export of several
+/// cameras asked for and downloaded (before: exports were missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subject_access_report_lists_every_footage_action() {
+    let env = env();
+    let pia = env.token("pia").await;
+    let ada = env.token("ada").await;
+    let q = |from: i64, to: i64| {
+        format!(
+            "from={}&to={}",
+            rfc3339(from).replace('+', "%2B"),
+            rfc3339(to).replace('+', "%2B")
+        )
+    };
+    let r = env
+        .get(
+            &pia,
+            &format!(
+                "/api/v1/cameras/gate/video.mp4?{}&case=CASE-9",
+                q(T0 + 1_000, T0 + 3_000)
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // live: the answer is what matters (the stream is endless); dropping it ends it
+    let mut req = Request::get("/api/v1/cameras/hall/live.mp4?case=CASE-9")
+        .header(header::AUTHORIZATION, format!("Bearer {pia}"))
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo("10.1.2.3:5555".parse::<SocketAddr>().unwrap()));
+    let live = env.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    drop(live);
+    env.export(&pia, &["gate", "hall"], T0 + 1_000, T0 + 5_000)
+        .await;
+    async fn report(env: &Env, ada: &str, cam: &str, from: i64, to: i64) -> Vec<String> {
+        let uri = format!(
+            "/api/v1/audit/subject-access?camera={cam}&from={}&to={}",
+            rfc3339(from).replace('+', "%2B"),
+            rfc3339(to).replace('+', "%2B")
+        );
+        let r = env.get(ada, &uri).await;
+        assert_eq!(r.status, StatusCode::OK);
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                assert_eq!(e["camera"], cam, "{e}");
+                assert_eq!(e["actor"], "pia");
+                e["action"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+    // who saw gate at T0+2 s: the playback, the export asked for and downloaded
+    assert_eq!(
+        report(&env, &ada, "gate", T0 + 2_000, T0 + 2_001).await,
+        ["playback", "export.request", "export.download"]
+    );
+    assert_eq!(
+        report(&env, &ada, "hall", T0 + 2_000, T0 + 2_001).await,
+        ["export.request", "export.download"]
+    );
+    // and hall live, now (its end, live.end, comes when the stream has stopped)
+    let now = report(&env, &ada, "hall", NOW - 1_000, NOW + 1_000).await;
+    assert_eq!(now[0], "live", "{now:?}");
+    assert!(now[1..].iter().all(|a| a == "live.end"), "{now:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

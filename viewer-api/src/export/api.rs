@@ -54,12 +54,41 @@ fn check_text(name: &str, v: &Option<String>) -> Result<String, ApiError> {
     if s.is_empty() {
         return Err(ApiError::bad(format!("{name} is required")));
     }
-    if s.len() > MAX_TEXT || s.chars().any(char::is_control) {
+    if s.len() > MAX_TEXT || s.chars().any(crate::audit::unsafe_text_char) {
         return Err(ApiError::bad(format!(
-            "{name} must be at most {MAX_TEXT} characters, without control characters"
+            "{name} must be at most {MAX_TEXT} characters, without control, invisible or bidirectional-control characters"
         )));
     }
     Ok(s.to_string())
+}
+
+/// Writes an allowed export decision to the access log as one entry per camera
+/// (`camera = <id>` each, so the subject-access report of any of them lists it), all
+/// in one transaction; 503 when the log cannot be written.
+async fn log_per_camera(
+    state: &Shared,
+    e: crate::audit::NewEntry,
+    cameras: &[String],
+) -> Result<(), ApiError> {
+    let entries: Vec<_> = cameras
+        .iter()
+        .map(|c| crate::audit::NewEntry {
+            camera: Some(c.clone()),
+            ..e.clone()
+        })
+        .collect();
+    let audit = state.audit.clone();
+    match blocking(move || audit.append_all(entries)).await? {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            error!(error = %err, "access log append failed");
+            state.metrics.audit_failures.inc();
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the access log cannot be written; nothing is served until it can",
+            ))
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -179,7 +208,11 @@ async fn create(
         Ok(_) => "allowed".into(),
         Err(err) => format!("denied: {}", err.message),
     };
-    log(&state, e).await?;
+    match &checked {
+        // one entry per camera, so the subject-access report finds each
+        Ok(req) => log_per_camera(&state, e, &req.cameras).await?,
+        Err(_) => log(&state, e).await?,
+    }
     let req = checked?;
     let ex = exports.clone();
     match blocking(move || ex.request(&req)).await? {
@@ -351,14 +384,30 @@ async fn download(
             )),
         });
     if let Ok(job) = &checked {
-        e.camera = Some(job.cameras.join(","));
         e.from_ms = Some(job.from_ms);
         e.to_ms = Some(job.to_ms);
         e.case = Some(job.case.clone());
         e.purpose = Some(format!("download export {}: {}", job.id, job.reason));
     }
-    // Committed before anything of the export is read.
-    let job = log_footage_decision(&state, &mut e, checked).await?;
+    // Committed before anything of the export is read; one entry per camera.
+    let job = match checked {
+        Ok(job) if job.cameras.len() > 1 => {
+            state
+                .metrics
+                .footage_requests
+                .get_or_create(&vec![("outcome".into(), "allowed".into())])
+                .inc();
+            e.outcome = "allowed".into();
+            log_per_camera(&state, e, &job.cameras).await?;
+            job
+        }
+        other => {
+            if let Ok(job) = &other {
+                e.camera = job.cameras.first().cloned();
+            }
+            log_footage_decision(&state, &mut e, other).await?
+        }
+    };
     let ex = exports.clone();
     let j2 = job.clone();
     let mut reader = blocking(move || ex.open_bundle(&j2))
