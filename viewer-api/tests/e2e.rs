@@ -282,7 +282,7 @@ async fn https_end_to_end_and_audit_verify() {
         .unwrap();
     assert_eq!(
         cams,
-        json!([{"id": "gate", "name": "Gate", "state": "unknown"}])
+        json!([{"id": "gate", "name": "Gate", "state": "unknown", "since": null, "reason": null}])
     );
 
     let rec: Value = c
