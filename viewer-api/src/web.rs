@@ -173,4 +173,78 @@ mod tests {
             "console is {code_gzip} bytes gzipped"
         );
     }
+
+    fn text(name: &str) -> &'static str {
+        let (_, bytes) = embedded::FILES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{name} is not embedded"));
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    /// The keys of a string catalogue: its lines `  'key': '…',`.
+    fn catalogue_keys(name: &str) -> std::collections::BTreeSet<&'static str> {
+        text(name)
+            .lines()
+            .filter_map(|l| l.strip_prefix("  '")?.split_once("':").map(|(k, _)| k))
+            .collect()
+    }
+
+    /// Every string the console asks for by a literal key exists in both languages, and
+    /// both catalogues have the same keys: no page shows a raw key or falls back to
+    /// English in French.
+    #[test]
+    fn both_languages_have_every_string() {
+        let en = catalogue_keys("i18n/en.js");
+        let fr = catalogue_keys("i18n/fr.js");
+        assert!(en.len() > 150, "{}", en.len());
+        assert_eq!(
+            en.symmetric_difference(&fr).collect::<Vec<_>>(),
+            Vec::<&&str>::new()
+        );
+        let mut used = 0;
+        for (name, _) in embedded::FILES.iter().filter(|(n, _)| n.ends_with(".js")) {
+            let src = text(name);
+            for (at, _) in src.match_indices("t('") {
+                // `t(` the translator, not `import(` or `set(`
+                if at > 0
+                    && (src.as_bytes()[at - 1].is_ascii_alphanumeric()
+                        || src.as_bytes()[at - 1] == b'_')
+                {
+                    continue;
+                }
+                let rest = &src[at + 3..];
+                let key = &rest[..rest.find('\'').unwrap_or(0)];
+                used += 1;
+                assert!(
+                    en.contains(key),
+                    "{name} uses {key:?}, which i18n/en.js lacks"
+                );
+            }
+        }
+        assert!(used > 150, "only {used} keys found in use");
+    }
+
+    /// The English names outside tests and users rely on.
+    #[test]
+    fn the_contract_names_are_the_english_strings() {
+        let en = text("i18n/en.js");
+        for (key, name) in [
+            ("signin.username", "Username"),
+            ("signin.password", "Password"),
+            ("signin.submit", "Sign in"),
+            ("prompt.case", "Case reference"),
+            ("prompt.purpose", "Purpose"),
+            ("prompt.view", "View"),
+            ("exports.case", "Case reference"),
+            ("exports.reason", "Reason"),
+            ("exports.submit", "Export"),
+            ("exports.download", "Download"),
+        ] {
+            assert!(
+                en.contains(&format!("'{key}': '{name}',")),
+                "{key} must be {name:?}"
+            );
+        }
+    }
 }

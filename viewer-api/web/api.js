@@ -30,7 +30,8 @@ export function stopIdle() {
   clearTimeout(idleTimer);
 }
 
-export async function api(path, { method = 'GET', body, signal } = {}) {
+// `withHeaders`: the answer is `{ data, headers }` (for paged lists).
+export async function api(path, { method = 'GET', body, signal, withHeaders = false } = {}) {
   const init = { method, credentials: 'same-origin', headers: { accept: 'application/json' }, signal };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
@@ -59,7 +60,8 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   armIdle();
   if (r.status === 204) return null;
   const type = r.headers.get('content-type') || '';
-  return type.includes('json') ? r.json() : r.text();
+  const data = type.includes('json') ? await r.json() : await r.text();
+  return withHeaders ? { data, headers: r.headers } : data;
 }
 
 export function query(o) {

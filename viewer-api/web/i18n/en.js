@@ -193,7 +193,6 @@ export default {
   'audit.action': 'Action',
   'audit.any': 'any',
   'audit.search': 'Search',
-  'audit.count': '{n} entries, newest first.',
   'audit.none': 'No entries.',
   'audit.when': 'When',
   'audit.who': 'Who',
@@ -203,7 +202,9 @@ export default {
   'audit.client': 'From address',
   'audit.allowed': 'allowed',
   'audit.denied': 'denied',
-  'audit.more': 'Show {n} more',
+  'audit.older': 'Older entries',
+  'audit.newest': 'Newest first.',
+  'sar.count_more': 'more than {n}',
   'audit.outcome': 'Outcome',
 
   'sar.title': 'Subject-access report',

@@ -193,7 +193,6 @@ export default {
   'audit.action': 'Action',
   'audit.any': 'toutes',
   'audit.search': 'Rechercher',
-  'audit.count': '{n} entrées, les plus récentes d\'abord.',
   'audit.none': 'Aucune entrée.',
   'audit.when': 'Quand',
   'audit.who': 'Qui',
@@ -203,7 +202,9 @@ export default {
   'audit.client': 'Depuis l\'adresse',
   'audit.allowed': 'autorisé',
   'audit.denied': 'refusé',
-  'audit.more': 'Afficher {n} de plus',
+  'audit.older': 'Entrées plus anciennes',
+  'audit.newest': 'Les plus récentes d\'abord.',
+  'sar.count_more': 'plus de {n}',
   'audit.outcome': 'Résultat',
 
   'sar.title': 'Rapport de droit d\'accès',

@@ -21,7 +21,14 @@ function outcomeText(o) {
   return o;
 }
 
+// Entries per page; older pages follow the server's X-Next-Before cursor.
 const PAGE = 200;
+
+// Newest first, a page at a time: the server answers each page oldest first.
+async function fetchPage(path, q, before) {
+  const r = await api(`${path}${query({ ...q, limit: PAGE, before })}`, { withHeaders: true });
+  return { rows: r.data.slice().reverse(), next: r.headers.get('x-next-before') };
+}
 
 function entryRow(e) {
   const denied = (e.outcome || '').startsWith('denied');
@@ -40,25 +47,26 @@ function entryRow(e) {
   );
 }
 
-function table(rows, empty) {
-  if (!rows.length) return h('p', {}, empty);
-  const body = h('tbody', {}, rows.slice(0, PAGE).map(entryRow));
-  let shown = Math.min(PAGE, rows.length);
-  const more = rows.length > shown
-    ? button(t('audit.more', { n: rows.length - shown }), () => {
-        body.append(...rows.slice(shown, shown + PAGE).map(entryRow));
-        shown = Math.min(rows.length, shown + PAGE);
-        if (shown >= rows.length) more.remove();
-        else more.textContent = t('audit.more', { n: rows.length - shown });
-      }, { class: 'no-print' })
-    : null;
+// A table of entries; `more()` (if given) fetches the next, older page.
+function table(first, empty, more) {
+  if (!first.rows.length) return h('p', {}, empty);
+  const body = h('tbody', {}, first.rows.map(entryRow));
+  let next = first.next;
+  const moreBtn = button(t('audit.older'), async () => {
+    moreBtn.disabled = true;
+    const page = await more(next);
+    body.append(...page.rows.map(entryRow));
+    next = page.next;
+    moreBtn.disabled = false;
+    moreBtn.hidden = !next;
+  }, { class: 'no-print', hidden: !next || !more });
   return h(
     'div',
     { class: 'table-wrap' },
     h('table', { class: 'log' },
       h('thead', {}, h('tr', {}, ['#', t('audit.when'), t('audit.who'), t('audit.action'), t('audit.camera'), t('audit.footage'), t('audit.why'), t('audit.client'), t('audit.outcome')].map((x) => h('th', { scope: 'col' }, x)))),
       body),
-    more,
+    moreBtn,
   );
 }
 
@@ -115,10 +123,14 @@ export async function render(main, ctx) {
       actor: me.role === 'police' ? '' : actorIn.value.trim(),
     };
     try {
-      let rows = await api(`/audit${query(q)}`);
-      if (actionSel.value) rows = rows.filter((r) => r.action === actionSel.value);
-      rows.reverse();
-      results.replaceChildren(h('p', { class: 'hint' }, t('audit.count', { n: rows.length })), table(rows, t('audit.none')));
+      const action = actionSel.value;
+      const load = async (before) => {
+        const page = await fetchPage('/audit', q, before);
+        if (action) page.rows = page.rows.filter((r) => r.action === action);
+        return page;
+      };
+      const first = await load();
+      results.replaceChildren(h('p', { class: 'hint' }, t('audit.newest')), table(first, t('audit.none'), load));
     } catch (err) {
       alert.show(err.message);
     }
@@ -152,15 +164,23 @@ export async function render(main, ctx) {
       }
       alert.show('');
       try {
-        const rows = await api(`/audit/subject-access${query({ camera: sCam.value.trim(), from: utc(f), to: utc(to) })}`);
+        const sq = { camera: sCam.value.trim(), from: utc(f), to: utc(to) };
+        // A report is printed whole: every page of it (a camera and a period are few).
+        const first = await fetchPage('/audit/subject-access', sq);
+        for (let i = 0; first.next && i < 50; i += 1) {
+          const page = await fetchPage('/audit/subject-access', sq, first.next);
+          first.rows.push(...page.rows);
+          first.next = page.next;
+        }
+        const load = (before) => fetchPage('/audit/subject-access', sq, before);
         report.replaceChildren(
           h('h2', {}, t('sar.heading')),
           h('dl', { class: 'facts' },
             h('dt', {}, t('sar.camera')), h('dd', {}, sCam.value.trim()),
             h('dt', {}, t('sar.period')), h('dd', {}, timeEl(f), ' – ', timeEl(to), ` (${timeZone()})`),
             h('dt', {}, t('sar.generated')), h('dd', {}, fmtDateTime(Date.now()), ` — ${me.name}`),
-            h('dt', {}, t('sar.count')), h('dd', {}, String(rows.length))),
-          table(rows, t('sar.none')),
+            h('dt', {}, t('sar.count')), h('dd', {}, first.next ? t('sar.count_more', { n: first.rows.length }) : String(first.rows.length))),
+          table(first, t('sar.none'), load),
           h('p', { class: 'fineprint' }, t('sar.footer')),
           button(t('sar.print'), () => window.print(), { class: 'no-print' }),
         );
