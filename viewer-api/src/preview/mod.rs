@@ -20,8 +20,9 @@
 //!   `X-Frame-Time` (RFC 3339) and `X-Media-Ms` say which frame it is. Made in memory
 //!   (a few recent ones kept there for scrubbing), never written to disk.
 //!
-//! CPU is bounded: each preview uses one encoder and one decoder thread
-//! ([`PreviewSettings`]); at most [`MAX_PREVIEWS`] previews and [`MAX_THUMBS`]
+//! CPU is bounded: each preview uses one encoder thread and two decoder threads
+//! ([`PreviewSettings`]), and only runs ahead of the client as far as the bounded
+//! queues allow; at most [`MAX_PREVIEWS`] previews and [`MAX_THUMBS`]
 //! thumbnails are made at once (a request waits a little for a free slot, then gets
 //! 503). `cargo run --release -p viewer-api --example bench_preview` measures one.
 
