@@ -98,7 +98,7 @@ pub const DOCUMENT: &str = r##"{
   "paths": {
     "/login": {"post": {"security": [], "summary": "Log in; the token expires after 15 min idle, 8 h at most",
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}}}}},
-      "responses": {"200": {"description": "token", "content": {"application/json": {"schema": {"type": "object", "properties": {"token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}}}}}, "401": {"$ref": "#/components/responses/Error"}}}},
+      "responses": {"200": {"description": "token", "content": {"application/json": {"schema": {"type": "object", "properties": {"token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}}}}}, "401": {"description": "wrong user name or password, or locked after failed sign-ins (then with Retry-After: seconds)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}, "503": {"$ref": "#/components/responses/Error"}}}},
     "/logout": {"post": {"summary": "Revoke the session", "responses": {"204": {"description": "revoked"}, "401": {"$ref": "#/components/responses/Error"}}}},
     "/me": {"get": {"summary": "The caller", "responses": {"200": {"description": "name, role, cameras, expires_at"}, "401": {"$ref": "#/components/responses/Error"}}}},
     "/cameras": {"get": {"summary": "Cameras the caller may see, with their state",
@@ -156,11 +156,15 @@ pub const DOCUMENT: &str = r##"{
       "responses": {"204": {"description": "revoked"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}},
     "/audit": {"get": {"summary": "Access-log entries (it, auditor: all; police: own)",
       "parameters": [{"name": "camera", "in": "query", "schema": {"type": "string"}}, {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-        {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "actor", "in": "query", "schema": {"type": "string"}}],
-      "responses": {"200": {"description": "entries", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
-    "/audit/subject-access": {"get": {"summary": "Subject-access report (auditor): who viewed footage of a camera covering a time, when and why",
-      "parameters": [{"name": "camera", "in": "query", "schema": {"type": "string"}}, {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
-      "responses": {"200": {"description": "entries of allowed footage views", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
+        {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "actor", "in": "query", "schema": {"type": "string"}},
+        {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "only entries with a sequence number below this (the X-Next-Before of the previous page)"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}}],
+      "responses": {"200": {"description": "the newest page of matching entries, oldest first", "headers": {"X-Next-Before": {"schema": {"type": "integer"}, "description": "present while older entries remain: the before= of the next page"}, "Link": {"schema": {"type": "string"}, "description": "rel=\"next\": the next page"}}, "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
+    "/audit/subject-access": {"get": {"summary": "Subject-access report (auditor, it): who viewed or exported footage of a camera covering a time, when and why",
+      "parameters": [{"name": "camera", "in": "query", "schema": {"type": "string"}}, {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+        {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}, "description": "only entries with a sequence number below this (the X-Next-Before of the previous page)"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}}],
+      "responses": {"200": {"description": "the newest page of allowed footage views (playback, live, exports; one entry per camera), oldest first", "headers": {"X-Next-Before": {"schema": {"type": "integer"}, "description": "present while older entries remain: the before= of the next page"}, "Link": {"schema": {"type": "string"}, "description": "rel=\"next\": the next page"}}, "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
     "/openapi.json": {"get": {"security": [], "summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
     "/metrics": {"get": {"summary": "Prometheus metrics (system-health right)", "responses": {"200": {"description": "OpenMetrics text"}}}},
     "/holds": {
@@ -248,9 +252,15 @@ mod tests {
                     continue;
                 }
                 found += 1;
-                assert!(paths.contains_key(path), "route /api/v1{path} is not in the OpenAPI document");
+                assert!(
+                    paths.contains_key(path),
+                    "route /api/v1{path} is not in the OpenAPI document"
+                );
             }
         }
-        assert!(found >= 20, "only {found} routes found in the routers' source");
+        assert!(
+            found >= 20,
+            "only {found} routes found in the routers' source"
+        );
     }
 }
