@@ -53,3 +53,11 @@ export function alertBox() {
   };
   return el;
 }
+
+// A fieldset of camera checkboxes; `.chosen()` gives the ids ticked.
+export function cameraChoice(legend, cams, chosen = new Set()) {
+  const boxes = cams.map((c) => h('input', { type: 'checkbox', name: 'camera', value: c.id, checked: chosen.has(c.id) }));
+  const el = h('fieldset', {}, h('legend', {}, legend), boxes.map((b, i) => h('label', { class: 'check' }, b, ' ', cams[i].name)));
+  el.chosen = () => boxes.filter((b) => b.checked).map((b) => b.value);
+  return el;
+}

@@ -2,7 +2,7 @@
 // signed bundle anyone can verify. Progress while it is made; then "Download".
 
 import { api, query } from '../api.js';
-import { alertBox, field, h } from '../dom.js';
+import { alertBox, cameraChoice, field, h } from '../dom.js';
 import { fmtBytes, fromLocalInput, parseTime, t, timeEl, timeInput, timeZone, utc, rangeEl } from '../i18n.js';
 
 function verifyText() {
@@ -27,6 +27,7 @@ export async function render(main, ctx) {
   const { params } = ctx;
   const cams = await ctx.loadCameras();
   const chosen = new Set((params.get('cameras') || '').split(',').filter(Boolean));
+  const camBox = cameraChoice(t('exports.cameras'), cams, chosen);
   const from = parseTime(params.get('from'));
   const to = parseTime(params.get('to'));
   const alert = alertBox();
@@ -35,7 +36,6 @@ export async function render(main, ctx) {
     main.append(h('p', {}, t('exports.police_only')));
     return null;
   }
-  const boxes = cams.map((c) => h('input', { type: 'checkbox', name: 'camera', value: c.id, checked: chosen.has(c.id) }));
   const fromIn = timeInput(from);
   const toIn = timeInput(to);
   const caseIn = h('input', { name: 'case', maxlength: 200, autocomplete: 'off' });
@@ -45,7 +45,7 @@ export async function render(main, ctx) {
   const form = h(
     'form',
     { class: 'card form-grid', novalidate: true },
-    h('fieldset', {}, h('legend', {}, t('exports.cameras')), boxes.map((b, i) => h('label', { class: 'check' }, b, ' ', cams[i].name))),
+    camBox,
     field(t('exports.from'), fromIn, t('common.zone', { zone: timeZone() })),
     field(t('exports.to'), toIn, t('exports.max24')),
     field(t('exports.case'), caseIn),
@@ -56,7 +56,7 @@ export async function render(main, ctx) {
   );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    const cameras = boxes.filter((b) => b.checked).map((b) => b.value);
+    const cameras = camBox.chosen();
     const f = fromLocalInput(fromIn.value);
     const tt = fromLocalInput(toIn.value);
     const problems = [];

@@ -2,16 +2,16 @@
 // names, and only while it runs. Ticket reference required.
 
 import { api } from '../api.js';
-import { alertBox, button, field, h } from '../dom.js';
+import { alertBox, button, cameraChoice, field, h } from '../dom.js';
 import { fromLocalInput, t, timeEl, timeInput, timeZone, utc, rangeEl } from '../i18n.js';
 
 export async function render(main, ctx) {
   const cams = await ctx.loadCameras();
+  const camBox = cameraChoice(t('exports.cameras'), cams);
   const alert = alertBox();
   main.append(h('div', { class: 'page-head' }, h('h1', {}, t('grants.title'))), alert);
   const now = Date.now();
   const userIn = h('input', { autocomplete: 'off', maxlength: 64 });
-  const boxes = cams.map((c) => h('input', { type: 'checkbox', value: c.id }));
   const fromIn = timeInput(now);
   const untilIn = timeInput(now + 4 * 3600 * 1000);
   const liveBox = h('input', { type: 'checkbox', checked: true });
@@ -24,7 +24,7 @@ export async function render(main, ctx) {
     { class: 'card form-grid', novalidate: true },
     h('h2', {}, t('grants.new')),
     field(t('grants.user'), userIn),
-    h('fieldset', {}, h('legend', {}, t('exports.cameras')), boxes.map((b, i) => h('label', { class: 'check' }, b, ' ', cams[i].name))),
+    camBox,
     field(t('grants.from'), fromIn, t('common.zone', { zone: timeZone() })),
     field(t('grants.until'), untilIn),
     h('fieldset', {}, h('legend', {}, t('grants.allow')), h('label', { class: 'check' }, liveBox, ' ', t('grants.live')), h('label', { class: 'check' }, pbBox, ' ', t('grants.playback'))),
@@ -38,7 +38,7 @@ export async function render(main, ctx) {
     const allow = [liveBox.checked ? 'live' : null, pbBox.checked ? 'playback' : null].filter(Boolean);
     const body = {
       user: userIn.value.trim(),
-      cameras: boxes.filter((b) => b.checked).map((b) => b.value),
+      cameras: camBox.chosen(),
       from: utc(fromLocalInput(fromIn.value)),
       until: utc(fromLocalInput(untilIn.value)),
       allow,

@@ -2,7 +2,7 @@
 // place and release their own (with a case reference); IT and auditors see the list.
 
 import { api } from '../api.js';
-import { alertBox, button, field, h } from '../dom.js';
+import { alertBox, button, cameraChoice, field, h } from '../dom.js';
 import { fromLocalInput, parseTime, t, timeEl, timeInput, timeZone, utc, rangeEl } from '../i18n.js';
 
 export async function render(main, ctx) {
@@ -12,7 +12,7 @@ export async function render(main, ctx) {
   if (me.role === 'police') {
     const cams = await ctx.loadCameras();
     const chosen = new Set((params.get('cameras') || '').split(',').filter(Boolean));
-    const boxes = cams.map((c) => h('input', { type: 'checkbox', value: c.id, checked: chosen.has(c.id) }));
+    const camBox = cameraChoice(t('exports.cameras'), cams, chosen);
     const fromIn = timeInput(parseTime(params.get('from')));
     const toIn = timeInput(parseTime(params.get('to')));
     const untilIn = timeInput(NaN);
@@ -21,7 +21,7 @@ export async function render(main, ctx) {
       'form',
       { class: 'card form-grid', novalidate: true },
       h('h2', {}, t('holds.place')),
-      h('fieldset', {}, h('legend', {}, t('exports.cameras')), boxes.map((b, i) => h('label', { class: 'check' }, b, ' ', cams[i].name))),
+      camBox,
       field(t('exports.from'), fromIn, t('common.zone', { zone: timeZone() })),
       field(t('exports.to'), toIn),
       field(t('holds.case'), caseIn),
@@ -30,7 +30,7 @@ export async function render(main, ctx) {
     );
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
-      const cameras = boxes.filter((b) => b.checked).map((b) => b.value);
+      const cameras = camBox.chosen();
       const f = fromLocalInput(fromIn.value);
       const to = fromLocalInput(toIn.value);
       const until = fromLocalInput(untilIn.value);
