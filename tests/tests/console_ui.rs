@@ -497,7 +497,24 @@ async fn contractor(c: &Ctx) -> Result<()> {
         "a refused viewing still plays: {state}"
     );
     b.screenshot("contractor-refused").await?;
-    eprintln!("contractor refused: {msg}");
+    // ... and the message is the policy's refusal, as the access log has it.
+    let log = c.api.get(&ivan, "/api/v1/audit?actor=cora").await;
+    ensure!(log.status == 200, "audit as it: {}", log.status);
+    let denied: Vec<Value> = log
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["action"] == "playback" && e["camera"] == "gate")
+        .collect();
+    ensure!(
+        denied.len() == 1
+            && denied[0]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("denied")),
+        "the contractor's refused viewing in the log: {denied:?} (page said {msg})"
+    );
 
     // Inside the window: plays.
     let inside = now_ms() - 5_000;
