@@ -676,15 +676,15 @@ pub(crate) fn nonempty(v: &Option<String>) -> bool {
     v.as_deref().is_some_and(|s| !s.trim().is_empty())
 }
 
-/// Checks a footage request up to the policy decision; the error, if any, is also what
-/// the access log records.
+/// Checks a footage request up to the policy decision and plans what it serves; the
+/// error, if any, is also what the access log records.
 async fn check_footage(
     state: &Shared,
     caller: &Caller,
     id: &str,
     q: &Result<Query<VideoQuery>, QueryRejection>,
     entry: &mut NewEntry,
-) -> Result<(i64, i64), ApiError> {
+) -> Result<playback::FrameIndex, ApiError> {
     check_camera_id(id)?;
     entry.camera = Some(id.to_string());
     let Query(q) = q
@@ -695,7 +695,9 @@ async fn check_footage(
     entry.case = q.case.clone();
     entry.purpose = q.purpose.clone();
     let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref())?;
-    check_playback(state, caller, id, from, to, &q.case, &q.purpose, entry).await
+    plan_playback(state, caller, id, from, to, &q.case, &q.purpose, entry)
+        .await?
+        .ok_or_else(|| ApiError::not_found("nothing recorded in this range"))
 }
 
 /// The checks of a playback request once its range is known: the reason the role needs,
@@ -730,6 +732,54 @@ pub(crate) async fn check_playback(
     }
     ensure_camera(state, id).await?;
     playback_decision(state, &caller.principal, id, from, to, case, purpose)
+}
+
+/// What a playback of `[from, to)` of camera `id` would serve, once allowed: the
+/// request is checked ([`check_playback`]), then the frames are worked out (from the key
+/// frame at or before `from`) and that *served* range is authorized again; where it is
+/// not (a contractor's narrow grant), it starts at the first key frame inside the
+/// request instead. The entry gets the served range: the log says what was seen.
+/// `Ok(None)`: allowed, but nothing is recorded there.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn plan_playback(
+    state: &Shared,
+    caller: &Caller,
+    id: &str,
+    from: i64,
+    to: i64,
+    case: &Option<String>,
+    purpose: &Option<String>,
+    entry: &mut NewEntry,
+) -> Result<Option<playback::FrameIndex>, ApiError> {
+    check_playback(state, caller, id, from, to, case, purpose, entry).await?;
+    let src = state.source.clone();
+    let cam = id.to_string();
+    let index = blocking(move || playback::build_index(src.as_ref(), &cam, from, to)).await??;
+    let Some(index) = index else {
+        return Ok(None);
+    };
+    let served = |i: &playback::FrameIndex| {
+        playback_decision(
+            state,
+            &caller.principal,
+            id,
+            i.first_unix_ms,
+            i.end_unix_ms,
+            case,
+            purpose,
+        )
+    };
+    let index = match served(&index) {
+        Ok(_) => index,
+        Err(denied) => {
+            let inside = index.starting_after(from).ok_or(denied)?;
+            served(&inside)?;
+            inside
+        }
+    };
+    entry.from_ms = Some(index.first_unix_ms);
+    entry.to_ms = Some(index.end_unix_ms);
+    Ok(Some(index))
 }
 
 /// [`authorize`] for playing `[from, to)` of camera `id`.
@@ -770,20 +820,9 @@ async fn video(
 ) -> Result<Response, ApiError> {
     let mut entry = caller.entry(Action::Playback.as_str());
     let checked = check_footage(&state, &caller, &id, &q, &mut entry).await;
-    let (from, to) = log_footage_decision(&state, &mut entry, checked).await?;
-
-    let src = state.source.clone();
-    let cam = id.clone();
-    let index = blocking(move || playback::build_index(src.as_ref(), &cam, from, to)).await??;
-    let Some(index) = index else {
-        return Err(ApiError::not_found("nothing recorded in this range"));
-    };
-    serve_mp4(
-        &state,
-        Arc::new(index),
-        &headers,
-        &format!("{id}-{}", from / 1000),
-    )
+    let index = log_footage_decision(&state, &mut entry, checked).await?;
+    let name = format!("{id}-{}", index.first_unix_ms / 1000);
+    serve_mp4(&state, Arc::new(index), &headers, &name)
 }
 
 /// Answers with the MP4 of `index` (or the part of it `Range` asks for), streamed.

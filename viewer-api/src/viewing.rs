@@ -36,12 +36,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{
-    ApiError, Caller, Shared, blocking, check_playback, log_footage_decision, parse_time,
-    playback_decision, serve_mp4,
+    ApiError, Caller, Shared, log_footage_decision, parse_time, plan_playback, playback_decision,
+    serve_mp4,
 };
 use crate::clock::rfc3339;
 use crate::mp4::VideoCodec;
-use crate::playback::{self, FrameIndex};
+use crate::playback::FrameIndex;
 use crate::policy::Action;
 
 /// How long a viewing runs when the console does not say.
@@ -180,7 +180,9 @@ async fn open(
         {
             to = to.min(end);
         }
-        check_playback(
+        // What is served starts at the key frame at or before `at`: that is what must
+        // be allowed, and what is logged.
+        let index = plan_playback(
             &state,
             &caller,
             &id,
@@ -191,45 +193,7 @@ async fn open(
             &mut entry,
         )
         .await?;
-        // What would be served starts at the key frame at or before `at`: that is
-        // what must be allowed, and what is logged.
-        let src = state.source.clone();
-        let cam = id.clone();
-        let index = blocking(move || playback::build_index(src.as_ref(), &cam, at, to)).await??;
-        let Some(index) = index else {
-            return Ok((req, None));
-        };
-        let index = match playback_decision(
-            &state,
-            &caller.principal,
-            &id,
-            index.first_unix_ms,
-            index.end_unix_ms,
-            &req.case,
-            &req.purpose,
-        ) {
-            Ok(_) => index,
-            Err(denied) => {
-                // A narrow window (a contractor's grant) starts at the first key frame
-                // inside it, not at the one before.
-                let Some(inside) = index.starting_after(at) else {
-                    return Err(denied);
-                };
-                playback_decision(
-                    &state,
-                    &caller.principal,
-                    &id,
-                    inside.first_unix_ms,
-                    inside.end_unix_ms,
-                    &req.case,
-                    &req.purpose,
-                )?;
-                inside
-            }
-        };
-        entry.from_ms = Some(index.first_unix_ms);
-        entry.to_ms = Some(index.end_unix_ms);
-        Ok((req, Some(index)))
+        Ok((req, index))
     }
     .await;
     let checked = match checked {

@@ -547,7 +547,9 @@ async fn footage_needs_reason_scope_and_is_logged_first() {
     assert_eq!(first["actor"], "pia");
     assert_eq!(first["role"], "police");
     assert_eq!(first["case"], "CASE-2024-17");
-    assert_eq!(first["from"], t(T0 + 1_500));
+    // The range logged is the range served: from the key frame at or before 1.5 s
+    // (one a second), to the end of the last frame before 3 s.
+    assert_eq!(first["from"], t(T0 + 1_000));
     assert_eq!(first["to"], t(T0 + 3_000));
     assert_eq!(first["client"], "10.1.2.3");
     assert!(

@@ -96,18 +96,20 @@ fn enc(s: &str) -> String {
 }
 
 fn path_param() -> impl Strategy<Value = String> {
+    // The camera that has footage comes up often enough for footage requests to reach
+    // the policy on every run (each operation gets only a few dozen cases).
     prop_oneof![
-        Just("gate".to_string()),
-        Just("hall".to_string()),
-        Just("nope".to_string()),
-        Just("1".to_string()),
-        Just("-1".to_string()),
-        Just("99999999999999999999999".to_string()),
-        Just("..".to_string()),
-        Just("A".repeat(5000)),
-        "[a-z0-9-]{0,40}",
-        "\\PC{0,40}",
-        any::<i64>().prop_map(|i| i.to_string()),
+        6 => Just("gate".to_string()),
+        1 => Just("hall".to_string()),
+        1 => Just("nope".to_string()),
+        1 => Just("1".to_string()),
+        1 => Just("-1".to_string()),
+        1 => Just("99999999999999999999999".to_string()),
+        1 => Just("..".to_string()),
+        1 => Just("A".repeat(5000)),
+        1 => "[a-z0-9-]{0,40}",
+        1 => "\\PC{0,40}",
+        1 => any::<i64>().prop_map(|i| i.to_string()),
     ]
     .prop_map(|s| enc(&s))
 }
