@@ -811,7 +811,6 @@ pub fn merge_spans(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mp4::VideoCodec;
     use crate::testdata;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -820,20 +819,9 @@ mod tests {
 
     /// 6 s of 25 fps video, GOP of 25, in two segments of 3 s.
     fn source() -> (MemorySource, usize) {
-        let (avcc, frames) = testdata::h264_frames(6, 25, 25).expect("ffmpeg");
-        let params = TrackParams {
-            codec: VideoCodec::H264,
-            extra_data: avcc,
-            width: 320,
-            height: 240,
-        };
+        let (params, frames) = testdata::h264_track(6, 25, 25).expect("ffmpeg");
         let src = MemorySource {
-            cameras: vec![CameraInfo {
-                id: "gate".into(),
-                name: "Gate".into(),
-                state: "recording".into(),
-                ..Default::default()
-            }],
+            cameras: vec![testdata::camera("gate", "Gate")],
             ..Default::default()
         };
         let mut gops = testdata::chunks(&frames, T0, None);
@@ -899,12 +887,7 @@ mod tests {
 
     fn one_camera(params: TrackParams, segments: Vec<Vec<GopData>>) -> MemorySource {
         let src = MemorySource {
-            cameras: vec![CameraInfo {
-                id: "gate".into(),
-                name: "Gate".into(),
-                state: "recording".into(),
-                ..Default::default()
-            }],
+            cameras: vec![testdata::camera("gate", "Gate")],
             ..Default::default()
         };
         for s in segments {
@@ -916,13 +899,7 @@ mod tests {
     #[test]
     fn continuation_chunks_are_part_of_their_gop() {
         // 6 s, one key frame every 2 s (50 frames), a chunk every 10 frames (400 ms).
-        let (avcc, frames) = testdata::h264_frames(6, 25, 50).expect("ffmpeg");
-        let params = TrackParams {
-            codec: VideoCodec::H264,
-            extra_data: avcc,
-            width: 320,
-            height: 240,
-        };
+        let (params, frames) = testdata::h264_track(6, 25, 50).expect("ffmpeg");
         let mut all = testdata::chunks(&frames, T0, Some(10));
         assert_eq!(all.len(), 15);
         assert!(!all[1].frames[0].key);
@@ -961,15 +938,9 @@ mod tests {
 
     #[test]
     fn h265_muxes_as_hvc1_and_plays() {
-        let (hvcc, frames) = testdata::h265_frames(4, 25, 25).expect("ffmpeg with libx265");
+        let (params, frames) = testdata::h265_track(4, 25, 25).expect("ffmpeg with libx265");
         assert_eq!(frames.len(), 100);
         assert_eq!(frames.iter().filter(|f| f.key).count(), 4);
-        let params = TrackParams {
-            codec: VideoCodec::H265,
-            extra_data: hvcc,
-            width: 320,
-            height: 240,
-        };
         let mut all = testdata::chunks(&frames, T0, Some(10));
         let second = all.split_off(all.len() / 2);
         let src = one_camera(params, vec![all, second]);
@@ -1091,13 +1062,7 @@ mod tests {
 
     #[test]
     fn stored_index_reads_each_chunk_once_and_only_those_needed() {
-        let (avcc, frames) = testdata::h264_frames(6, 25, 50).expect("ffmpeg");
-        let params = TrackParams {
-            codec: VideoCodec::H264,
-            extra_data: avcc,
-            width: 320,
-            height: 240,
-        };
+        let (params, frames) = testdata::h264_track(6, 25, 50).expect("ffmpeg");
         let mut all = testdata::chunks(&frames, T0, Some(10));
         let second = all.split_off(10);
         let indexed = counting(one_camera(

@@ -6,6 +6,9 @@
 
 use std::process::Command;
 
+use crate::mp4::{TrackParams, VideoCodec};
+use crate::playback::{CameraInfo, MemorySource};
+
 /// One frame as the recorder stores it.
 #[derive(Debug, Clone)]
 pub struct TestFrame {
@@ -34,6 +37,46 @@ pub fn h264_frames(secs: u32, fps: u32, gop: u32) -> Result<(Vec<u8>, Vec<TestFr
         ));
     }
     h264_annexb_frames(&out.stdout, fps)
+}
+
+/// [`h264_frames`] with the track parameters they are stored with (320×240).
+pub fn h264_track(secs: u32, fps: u32, gop: u32) -> Result<(TrackParams, Vec<TestFrame>), String> {
+    let (avcc, frames) = h264_frames(secs, fps, gop)?;
+    Ok((track(VideoCodec::H264, avcc), frames))
+}
+
+/// [`h265_frames`] with the track parameters they are stored with (320×240).
+pub fn h265_track(secs: u32, fps: u32, gop: u32) -> Result<(TrackParams, Vec<TestFrame>), String> {
+    let (hvcc, frames) = h265_frames(secs, fps, gop)?;
+    Ok((track(VideoCodec::H265, hvcc), frames))
+}
+
+fn track(codec: VideoCodec, extra_data: Vec<u8>) -> TrackParams {
+    TrackParams {
+        codec,
+        extra_data,
+        width: 320,
+        height: 240,
+    }
+}
+
+/// A camera that is recording, as a footage source lists it.
+pub fn camera(id: &str, name: &str) -> CameraInfo {
+    CameraInfo {
+        id: id.to_string(),
+        name: name.to_string(),
+        state: "recording".into(),
+        ..Default::default()
+    }
+}
+
+/// A memory source listing `ids` (recording, each named by its id in capitals), with no
+/// footage yet.
+pub fn memory_source(ids: &[&str]) -> MemorySource {
+    MemorySource {
+        cameras: ids.iter().map(|c| camera(c, &c.to_uppercase())).collect(),
+        ..Default::default()
+    }
 }
 
 /// Cuts an H.264 Annex B stream (with access unit delimiters) into frames as the

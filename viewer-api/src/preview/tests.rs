@@ -5,19 +5,14 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::mp4::{TrackParams, VideoCodec};
-use crate::playback::{CameraInfo, MemorySource, build_index};
+use crate::playback::{MemorySource, build_index};
 use crate::testdata::{self, TestFrame};
 
 const T0: i64 = 1_700_000_000_000;
 
 fn camera_source(params: &TrackParams, frames: &[TestFrame], split: Option<usize>) -> MemorySource {
     let src = MemorySource {
-        cameras: vec![CameraInfo {
-            id: "gate".into(),
-            name: "Gate".into(),
-            state: "recording".into(),
-            ..Default::default()
-        }],
+        cameras: vec![testdata::camera("gate", "Gate")],
         ..Default::default()
     };
     // Two segments, the second starting on a key frame near the middle.
@@ -34,25 +29,11 @@ fn camera_source(params: &TrackParams, frames: &[TestFrame], split: Option<usize
 }
 
 fn h264(secs: u32) -> (TrackParams, Vec<TestFrame>) {
-    let (avcc, frames) = testdata::h264_frames(secs, 25, 25).expect("ffmpeg");
-    let p = TrackParams {
-        codec: VideoCodec::H264,
-        extra_data: avcc,
-        width: 320,
-        height: 240,
-    };
-    (p, frames)
+    testdata::h264_track(secs, 25, 25).expect("ffmpeg")
 }
 
 fn h265(secs: u32) -> (TrackParams, Vec<TestFrame>) {
-    let (hvcc, frames) = testdata::h265_frames(secs, 25, 25).expect("ffmpeg with libx265");
-    let p = TrackParams {
-        codec: VideoCodec::H265,
-        extra_data: hvcc,
-        width: 320,
-        height: 240,
-    };
-    (p, frames)
+    testdata::h265_track(secs, 25, 25).expect("ffmpeg with libx265")
 }
 
 /// The whole preview of `idx` from media time `t_ms`.
@@ -251,12 +232,7 @@ fn gaps_in_the_recording_keep_the_viewings_timeline() {
     // says so); the preview must have exactly the same media times.
     let (params, frames) = h264(2);
     let src = MemorySource {
-        cameras: vec![CameraInfo {
-            id: "gate".into(),
-            name: "Gate".into(),
-            state: "recording".into(),
-            ..Default::default()
-        }],
+        cameras: vec![testdata::camera("gate", "Gate")],
         ..Default::default()
     };
     src.add_segment("gate", params.clone(), testdata::chunks(&frames, T0, None));
@@ -363,13 +339,7 @@ fn stops_soon_when_the_client_goes_away() {
 #[test]
 fn positions_on_the_timeline() {
     // 6 s, a key frame every 2 s, chunks of 10 frames (continuations inside GOPs).
-    let (avcc, frames) = testdata::h264_frames(6, 25, 50).expect("ffmpeg");
-    let params = TrackParams {
-        codec: VideoCodec::H264,
-        extra_data: avcc,
-        width: 320,
-        height: 240,
-    };
+    let (params, frames) = testdata::h264_track(6, 25, 50).expect("ffmpeg");
     let src = camera_source(&params, &frames, Some(10));
     let idx = build_index(&src, "gate", T0, T0 + 60_000).unwrap().unwrap();
     assert_eq!(duration_ms(&idx), 6_000);
