@@ -2,51 +2,36 @@
 //! a real store (segments written by the recorder's segment writer into its catalog,
 //! the recorder's retention deleting them), the real routers, a manual clock.
 
+mod common;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use hardware::signing::SigningKeyProvider;
-use recorder::catalog::{self, Catalog, ClosedSegment};
+use common::{CLIENT, Feed, Person, Resp, Written};
+use recorder::catalog::Catalog;
 use recorder::config::Config;
-use recorder::footage::Footage;
 use recorder::retention::{Policy, Retention};
-use recorder::segment::{self, Codec, CodecParams, DataKey, Frame, Gop, SegmentId, SegmentWriter};
+use recorder::segment::Codec;
 use viewer_api::api::AppState;
-use viewer_api::audit::{Entry, Filter};
+use viewer_api::audit::Entry;
 use viewer_api::clock::{Clock, ManualClock, rfc3339};
 use viewer_api::config::Settings;
-use viewer_api::export::{Exports, Parts};
 use viewer_api::policy::Role;
 use viewer_api::users::{NewGrant, UserDb};
 
 /// 2026-01-01T00:00:00Z: recording starts here.
 const T0: i64 = 1_767_225_600_000;
 const NOW: i64 = T0 + 3_600_000;
-const PW: &str = "password-123";
 const FPS: i64 = 10;
 /// gate is offline from T0+20 s to T0+26 s.
 const GAP: (i64, i64) = (T0 + 20_000, T0 + 26_000);
 const MAX_BYTES: u64 = 5_000_000_000;
-
-/// A segment as written: what the catalog and the disk must then say.
-#[derive(Debug, Clone)]
-struct Written {
-    id: SegmentId,
-    camera: String,
-    start: i64,
-    end: i64,
-    bytes: u64,
-    sha256: String,
-}
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -62,97 +47,45 @@ struct Env {
 /// Writes `camera`'s footage from `from` to `to` (wall ms) in 2 s segments of made-up
 /// frames (nothing here decodes them).
 fn record(cfg: &Config, cat: &Catalog, camera: &str, from: i64, to: i64) -> Vec<Written> {
-    let kek = recorder::store::load_kek(cfg, &recorder::store::key_provider(cfg)).unwrap();
-    let params = CodecParams {
-        codec: Codec::H264,
-        extra_data: vec![1, 0x42, 0xc0, 0x1e, 0xff, 0xe0, 0x00],
-        width: 320,
-        height: 240,
-        rfc6381: String::new(),
+    let feed = Feed {
+        params: common::codec_params(Codec::H264, vec![1, 0x42, 0xc0, 0x1e, 0xff, 0xe0, 0x00]),
+        fps: FPS,
+        segment_secs: 2,
+        // a key frame every second
+        frame: |n: i64| {
+            (
+                n % FPS == 0,
+                vec![(n % 251) as u8; 700 + (n % 13) as usize * 50],
+            )
+        },
     };
-    let dur = 90_000 / FPS;
-    let total = (to - from) * FPS / 1000;
-    let unix = |n: i64| from + n * 1000 / FPS;
-    let mut out = Vec::new();
-    let mut n = 0i64;
-    while n < total {
-        let id = SegmentId::random();
-        let key = DataKey::random();
-        let start = unix(n);
-        cat.insert_open_segment(
-            id,
-            camera,
-            Codec::H264,
-            start,
-            n * dur,
-            &segment::wrap_key(kek.as_bytes(), id, &key),
-        )
-        .unwrap();
-        let path = catalog::segment_path(&cfg.storage.path, camera, id);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut w = SegmentWriter::create(&path, id, camera, &key, &params, start).unwrap();
-        let first = n;
-        while n < total && n - first < 2 * FPS {
-            let mut gop = Gop {
-                start_unix_ms: unix(n),
-                frames: vec![],
-            };
-            for _ in 0..FPS {
-                gop.frames.push(Frame {
-                    pts_90k: n * dur,
-                    key: gop.frames.is_empty(),
-                    data: vec![(n % 251) as u8; 700 + (n % 13) as usize * 50],
-                });
-                n += 1;
-            }
-            w.append_gop(&gop).unwrap();
-        }
-        let fin = w.finish().unwrap();
-        let end = unix(n - 1);
-        cat.close_segment(
-            id,
-            &ClosedSegment {
-                end_unix_ms: end,
-                start_90k: first * dur,
-                end_90k: (n - 1) * dur,
-                bytes: fin.bytes,
-                frames: fin.trailer.frames,
-                key_frames: fin.trailer.key_frames,
-                sha256: fin.sha256,
-            },
-            false,
-        )
-        .unwrap();
-        out.push(Written {
-            id,
-            camera: camera.into(),
-            start,
-            end,
-            bytes: fin.bytes,
-            sha256: hex::encode(fin.sha256),
-        });
-    }
-    out
+    feed.record(cfg, cat, camera, from, to)
 }
 
 /// Users: pia (police: gate, hall), pete (police: gate), paul (police, every camera),
 /// ivan (it), carl (contractor with a grant for gate), cody (contractor, no grant),
 /// ada (auditor).
-const USERS: [&str; 7] = ["pia", "pete", "paul", "ivan", "carl", "cody", "ada"];
+const PEOPLE: &[Person] = &[
+    ("pia", Role::Police, Some(&["gate", "hall"])),
+    ("pete", Role::Police, Some(&["gate"])),
+    ("paul", Role::Police, None),
+    ("ivan", Role::It, None),
+    ("carl", Role::Contractor, None),
+    ("cody", Role::Contractor, None),
+    ("ada", Role::Auditor, None),
+];
 
+/// The store (gate and hall recorded, gate offline in GAP), the service's state as
+/// `viewer-api serve` builds it, the API, export and admin routers, everyone logged in.
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let text = format!(
-        "[storage]\npath = \"{}\"\nmax_bytes = {MAX_BYTES}\nmin_free_bytes = 0\n\
-         [keys]\nkek_file = \"{}\"\n\
-         [[cameras]]\nid = \"gate\"\nname = \"Gate\"\nurl = \"rtsp://127.0.0.1:1/a\"\nretention = \"72h\"\n\
-         [[cameras]]\nid = \"hall\"\nname = \"Hall\"\nurl = \"rtsp://127.0.0.1:1/b\"\n\
-         [api]\naddr = \"127.0.0.1:0\"\n",
-        store.display(),
-        dir.path().join("keys/kek").display()
+    let config = common::store_config(
+        dir.path(),
+        &format!("max_bytes = {MAX_BYTES}\nmin_free_bytes = 0\n"),
+        "retention = \"72h\"\n",
+        "",
     );
-    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let store = config.storage.path.clone();
     recorder::store::init(&config, &recorder::store::key_provider(&config)).unwrap();
     let cat = Catalog::open(&store).unwrap();
     let mut written = record(&config, &cat, "gate", T0, GAP.0);
@@ -170,54 +103,32 @@ async fn env() -> Env {
         recorder: config.clone(),
     };
     let clock = Arc::new(ManualClock::new(NOW));
-    {
-        let users =
-            UserDb::open(&settings.users_db(), clock.clone(), UserDb::test_argon()).unwrap();
-        let both = Some(vec!["gate".to_string(), "hall".to_string()]);
-        users.add_user("pia", Role::Police, both, PW).unwrap();
-        users
-            .add_user("pete", Role::Police, Some(vec!["gate".into()]), PW)
-            .unwrap();
-        users.add_user("paul", Role::Police, None, PW).unwrap();
-        users.add_user("ivan", Role::It, None, PW).unwrap();
-        users.add_user("carl", Role::Contractor, None, PW).unwrap();
-        users.add_user("cody", Role::Contractor, None, PW).unwrap();
-        users.add_user("ada", Role::Auditor, None, PW).unwrap();
-        users
-            .add_grant(
-                &NewGrant {
-                    user: "carl".into(),
-                    cameras: vec!["gate".into()],
-                    from_ms: NOW - 3_600_000,
-                    until_ms: NOW + 24 * 3_600_000,
-                    live: true,
-                    playback: false,
-                    playback_from_ms: None,
-                    playback_to_ms: None,
-                    ticket: "CHG-7".into(),
-                },
-                "ivan",
-            )
-            .unwrap();
-    }
-    let kek = recorder::store::load_kek(&config, &recorder::store::key_provider(&config)).unwrap();
-    let source = Arc::new(viewer_api::store::RecorderSource::new(Footage::new(
-        store.clone(),
-        kek.clone(),
-    )));
-    let state = viewer_api::server::state(&settings, source, clock.clone()).unwrap();
-    let signer = recorder::store::signing_key_provider(&config)
-        .load()
+    let users = common::users(&settings.users_db(), &clock, UserDb::test_argon(), PEOPLE);
+    users
+        .add_grant(
+            &NewGrant {
+                user: "carl".into(),
+                cameras: vec!["gate".into()],
+                from_ms: NOW - 3_600_000,
+                until_ms: NOW + 24 * 3_600_000,
+                live: true,
+                playback: false,
+                playback_from_ms: None,
+                playback_to_ms: None,
+                ticket: "CHG-7".into(),
+            },
+            "ivan",
+        )
         .unwrap();
-    let exports = Exports::open(Parts {
-        store: store.clone(),
-        kek,
-        signer: Ok(Arc::from(signer)),
-        audit: state.audit.clone(),
-        clock: clock.clone(),
-        ttl: Duration::from_secs(3600),
-    })
-    .unwrap();
+    drop(users);
+    let source = Arc::new(common::store_source(&config));
+    let state = viewer_api::server::state(&settings, source, clock.clone()).unwrap();
+    let exports = common::exports(
+        &config,
+        state.audit.clone(),
+        &clock,
+        Duration::from_secs(3600),
+    );
     let app = viewer_api::api::router(state.clone())
         .merge(viewer_api::export::api::router(state.clone(), exports))
         .merge(viewer_api::admin::router(state.clone(), &settings));
@@ -235,75 +146,26 @@ async fn env() -> Env {
     env
 }
 
-struct Resp {
-    status: StatusCode,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-    fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error message: {}", self.json()))
-            .to_string()
-    }
-}
-
 impl Env {
-    async fn send(&self, mut req: Request<Body>) -> Resp {
-        req.extensions_mut()
-            .insert(ConnectInfo("10.1.2.3:5555".parse::<SocketAddr>().unwrap()));
-        let r = self.app.clone().oneshot(req).await.unwrap();
-        let status = r.status();
-        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Resp { status, body }
+    async fn send(&self, req: Request<Body>) -> Resp {
+        common::send(&self.app, req, CLIENT).await
     }
 
     /// Logs everyone in again (sessions end after 15 idle minutes of the test clock).
     async fn relogin(&mut self) {
-        for u in USERS {
+        for (u, ..) in PEOPLE {
             let tok = self.login(u).await;
             self.tokens.insert(u.to_string(), tok);
         }
     }
 
     async fn login(&self, user: &str) -> String {
-        let r = self
-            .send(
-                Request::post("/api/v1/login")
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(
-                        json!({"username": user, "password": PW}).to_string(),
-                    ))
-                    .unwrap(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{user}");
-        r.json()["token"].as_str().unwrap().to_string()
+        common::token(&self.app, CLIENT, user).await
     }
 
     async fn call(&self, user: &str, method: &str, uri: &str, body: Option<Value>) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri).header(
-            header::AUTHORIZATION,
-            format!("Bearer {}", self.tokens[user]),
-        );
-        if body.is_some() {
-            b = b.header(header::CONTENT_TYPE, "application/json");
-        }
-        let body = body.map(|v| Body::from(v.to_string())).unwrap_or_default();
-        self.send(b.body(body).unwrap()).await
+        self.send(common::request(method, &self.tokens[user], uri, body))
+            .await
     }
 
     async fn get(&self, user: &str, uri: &str) -> Resp {
@@ -319,13 +181,7 @@ impl Env {
     }
 
     fn entries(&self, action: &str) -> Vec<Entry> {
-        self.state
-            .audit
-            .query(&Filter::default())
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.action == action)
-            .collect()
+        common::entries(&self.state, action)
     }
 
     fn written(&self, camera: &str) -> Vec<&Written> {

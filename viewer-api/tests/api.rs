@@ -1,48 +1,33 @@
 //! The API in-process: an in-memory store, a manual clock, real SQLite files.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use viewer_api::api::{AppState, router};
-use viewer_api::audit::AuditLog;
-use viewer_api::clock::{ManualClock, rfc3339};
-use viewer_api::metrics::Metrics;
-use viewer_api::mp4::{TrackParams, VideoCodec};
-use viewer_api::playback::{CameraInfo, GapInfo, MemorySource};
+use common::{Api, Env, PW, Person, Resp, t};
+use viewer_api::playback::{GapInfo, MemorySource};
 use viewer_api::policy::Role;
 use viewer_api::testdata;
-use viewer_api::throttle::Throttle;
-use viewer_api::users::UserDb;
 
 const T0: i64 = 1_700_000_000_000; // recording starts here
 const NOW: i64 = T0 + 3_600_000;
-const PW: &str = "password-123";
 
-struct Env {
-    _dir: tempfile::TempDir,
-    audit_path: std::path::PathBuf,
-    clock: Arc<ManualClock>,
-    app: axum::Router,
-    state: Arc<AppState>,
-}
+const PEOPLE: &[Person] = &[
+    ("pia", Role::Police, Some(&["gate"])),
+    ("paul", Role::Police, None),
+    ("ivan", Role::It, None),
+    ("carl", Role::Contractor, None),
+    ("ada", Role::Auditor, None),
+];
 
+/// gate and hall: 4 s from T0, then gate is offline until T0+10 s; roof: 4 s, a 6 s gap,
+/// 4 s more.
 fn source() -> MemorySource {
-    let (avcc, frames) = viewer_api::testdata::h264_frames(4, 25, 25).expect("ffmpeg");
-    let params = TrackParams {
-        codec: VideoCodec::H264,
-        extra_data: avcc,
-        width: 320,
-        height: 240,
-    };
-    let mut gaps = std::collections::HashMap::new();
-    gaps.insert(
+    let (params, frames) = testdata::h264_track(4, 25, 25).expect("ffmpeg");
+    let mut src = testdata::memory_source(&["gate", "hall", "roof"]);
+    src.gaps.insert(
         "gate".to_string(),
         vec![GapInfo {
             from_ms: T0 + 4_000,
@@ -50,19 +35,6 @@ fn source() -> MemorySource {
             reason: "camera offline".into(),
         }],
     );
-    let src = MemorySource {
-        cameras: ["gate", "hall", "roof"]
-            .iter()
-            .map(|c| CameraInfo {
-                id: c.to_string(),
-                name: c.to_uppercase(),
-                state: "recording".into(),
-                ..Default::default()
-            })
-            .collect(),
-        gaps,
-        ..Default::default()
-    };
     for cam in ["gate", "hall"] {
         src.add_segment(cam, params.clone(), testdata::chunks(&frames, T0, None));
     }
@@ -78,138 +50,13 @@ fn source() -> MemorySource {
 }
 
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(NOW));
-    let users = UserDb::open(
-        &dir.path().join("users.sqlite"),
-        clock.clone(),
-        UserDb::test_argon(),
-    )
-    .unwrap();
-    users
-        .add_user("pia", Role::Police, Some(vec!["gate".into()]), PW)
-        .unwrap();
-    users.add_user("paul", Role::Police, None, PW).unwrap();
-    users.add_user("ivan", Role::It, None, PW).unwrap();
-    users.add_user("carl", Role::Contractor, None, PW).unwrap();
-    users.add_user("ada", Role::Auditor, None, PW).unwrap();
-    let audit_path = dir.path().join("audit.sqlite");
-    let audit = AuditLog::open(&audit_path, clock.clone(), Duration::from_millis(200)).unwrap();
-    let state = Arc::new(AppState {
-        users: Arc::new(users),
-        audit: Arc::new(audit),
-        source: Arc::new(source()),
-        clock: clock.clone(),
-        throttle: Throttle::new(clock.clone(), Duration::ZERO),
-        metrics: Arc::new(Metrics::new()),
-        viewings: Default::default(),
-    });
-    Env {
-        _dir: dir,
-        audit_path,
-        clock,
-        app: router(state.clone()).merge(viewer_api::viewing::router(state.clone())),
-        state,
-    }
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-    fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
+    Api::new(NOW, PEOPLE).viewings().build(source())
 }
 
 impl Env {
-    async fn send(&self, req: Request<Body>) -> Resp {
-        let mut req = req;
-        req.extensions_mut()
-            .insert(ConnectInfo("10.1.2.3:5555".parse::<SocketAddr>().unwrap()));
-        let r = self.app.clone().oneshot(req).await.unwrap();
-        let status = r.status();
-        let headers = r.headers().clone();
-        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
     async fn login(&self, user: &str, pw: &str) -> Resp {
-        self.send(
-            Request::post("/api/v1/login")
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(
-                    json!({"username": user, "password": pw}).to_string(),
-                ))
-                .unwrap(),
-        )
-        .await
+        self.send(common::login_req(user, pw)).await
     }
-
-    async fn token(&self, user: &str) -> String {
-        let r = self.login(user, PW).await;
-        assert_eq!(
-            r.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
-        r.json()["token"].as_str().unwrap().to_string()
-    }
-
-    async fn get(&self, tok: &str, uri: &str) -> Resp {
-        self.send(
-            Request::get(uri)
-                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn post(&self, tok: &str, uri: &str, body: Value) -> Resp {
-        self.send(
-            Request::post(uri)
-                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap(),
-        )
-        .await
-    }
-
-    fn audit_count(&self) -> i64 {
-        rusqlite::Connection::open(&self.audit_path)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
-            .unwrap()
-    }
-}
-
-fn t(ms: i64) -> String {
-    rfc3339(ms)
 }
 
 fn video_uri(cam: &str, from: i64, to: i64, extra: &str) -> String {

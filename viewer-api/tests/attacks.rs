@@ -6,187 +6,58 @@
 //! In-process: the real router on a memory store, a manual clock, real SQLite files;
 //! the connection limits over real TLS sockets.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode, header};
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use axum::http::{StatusCode, header};
 
-use viewer_api::api::{AppState, router};
-use viewer_api::audit::AuditLog;
+use common::{Api, Env, PW, Person, Resp, login_req, send};
+use viewer_api::api::router;
 use viewer_api::clock::{ManualClock, rfc3339};
 use viewer_api::config::{Settings, parse_api};
-use viewer_api::metrics::Metrics;
-use viewer_api::mp4::{TrackParams, VideoCodec};
-use viewer_api::playback::{CameraInfo, FootageSource, MemorySource};
+use viewer_api::playback::{FootageSource, MemorySource};
 use viewer_api::policy::Role;
 use viewer_api::server::{self, ConnLimits};
-use viewer_api::testdata;
-use viewer_api::throttle::{self, Throttle};
+use viewer_api::throttle;
 use viewer_api::users::{HASH_SLOTS, UserDb};
 
 const T0: i64 = 1_700_000_000_000;
 const NOW: i64 = T0 + 3_600_000;
-const PW: &str = "password-123";
 
+const PEOPLE: &[Person] = &[
+    ("pia", Role::Police, Some(&["gate"])),
+    ("ivan", Role::It, None),
+    ("ada", Role::Auditor, None),
+];
+
+/// gate and hall; 4 s of gate from T0.
 fn source() -> MemorySource {
-    let (avcc, frames) = testdata::h264_frames(4, 25, 25).expect("ffmpeg");
-    let params = TrackParams {
-        codec: VideoCodec::H264,
-        extra_data: avcc,
-        width: 320,
-        height: 240,
-    };
-    let src = MemorySource {
-        cameras: ["gate", "hall"]
-            .iter()
-            .map(|c| CameraInfo {
-                id: c.to_string(),
-                name: c.to_uppercase(),
-                state: "recording".into(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    src.add_segment("gate", params, testdata::chunks(&frames, T0, None));
-    src
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    clock: Arc<ManualClock>,
-    state: Arc<AppState>,
-    app: axum::Router,
-}
-
-fn users_in(dir: &Path, clock: Arc<ManualClock>, argon: argon2::Params) -> UserDb {
-    let users = UserDb::open(&dir.join("users.sqlite"), clock, argon).unwrap();
-    users
-        .add_user("pia", Role::Police, Some(vec!["gate".into()]), PW)
-        .unwrap();
-    users.add_user("ivan", Role::It, None, PW).unwrap();
-    users.add_user("ada", Role::Auditor, None, PW).unwrap();
-    users
+    common::memory_footage(&["gate", "hall"], &["gate"], 4, T0)
 }
 
 /// The API with users pia (police), ivan (it), ada (auditor); login counters kept in
 /// the user database, as `viewer-api serve` keeps them.
 fn env_with(argon: argon2::Params) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(NOW));
-    let users = Arc::new(users_in(dir.path(), clock.clone(), argon));
-    let audit = AuditLog::open(
-        &dir.path().join("audit.sqlite"),
-        clock.clone(),
-        Duration::from_millis(500),
-    )
-    .unwrap();
-    let throttle = Throttle::persistent(clock.clone(), Duration::ZERO, users.clone()).unwrap();
-    let state = Arc::new(AppState {
-        users,
-        audit: Arc::new(audit),
-        source: Arc::new(source()),
-        clock: clock.clone(),
-        throttle,
-        metrics: Arc::new(Metrics::new()),
-        viewings: Default::default(),
-    });
-    Env {
-        dir,
-        clock,
-        app: router(state.clone()),
-        state,
-    }
+    Api::new(NOW, PEOPLE)
+        .argon(argon)
+        .audit_busy(Duration::from_millis(500))
+        .lockouts_kept()
+        .client("10.0.0.1")
+        .build(source())
 }
 
 fn env() -> Env {
     env_with(UserDb::test_argon())
 }
 
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-    fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-async fn send(app: &axum::Router, mut req: Request<Body>, from: &str) -> Resp {
-    req.extensions_mut().insert(ConnectInfo(
-        format!("{from}:5555").parse::<SocketAddr>().unwrap(),
-    ));
-    let r = app.clone().oneshot(req).await.unwrap();
-    let status = r.status();
-    let headers = r.headers().clone();
-    let body = axum::body::to_bytes(r.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn login_req(user: &str, pw: &str) -> Request<Body> {
-    Request::post("/api/v1/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({"username": user, "password": pw}).to_string(),
-        ))
-        .unwrap()
-}
-
 impl Env {
     async fn login(&self, user: &str, pw: &str, from: &str) -> Resp {
         send(&self.app, login_req(user, pw), from).await
-    }
-
-    async fn token(&self, user: &str) -> String {
-        let r = self.login(user, PW, "10.0.0.1").await;
-        assert_eq!(
-            r.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
-        r.json()["token"].as_str().unwrap().to_string()
-    }
-
-    async fn get(&self, tok: &str, uri: &str) -> Resp {
-        send(
-            &self.app,
-            Request::get(uri)
-                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
-                .body(Body::empty())
-                .unwrap(),
-            "10.0.0.1",
-        )
-        .await
     }
 
     /// Login entries of the access log, read from the file.

@@ -2,14 +2,16 @@
 //! with the recorder's own segment writer and catalog, plus the console commands and
 //! `audit verify` against a tampered log.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use recorder::catalog::{self, Catalog, ClosedSegment};
+use recorder::catalog::Catalog;
 use recorder::config::Config;
-use recorder::segment::{self, Codec, CodecParams, DataKey, Frame, Gop, SegmentId, SegmentWriter};
+use recorder::segment::{Codec, CodecParams};
 use recorder::store;
 use serde_json::{Value, json};
 
@@ -46,62 +48,22 @@ fn write_config(dir: &Path, port: u16, audit_db: Option<&Path>) -> PathBuf {
 /// Initialises the store and records 4 s of `gate` as one segment.
 fn record(config_path: &Path) {
     let config = Config::load(config_path).unwrap();
-    let keys = store::key_provider(&config);
-    store::init(&config, &keys).unwrap();
-    let kek = store::load_kek(&config, &keys).unwrap();
+    store::init(&config, &store::key_provider(&config)).unwrap();
     let (avcc, frames) = viewer_api::testdata::h264_frames(4, 25, 25).unwrap();
-    let params = CodecParams {
-        codec: Codec::H264,
-        extra_data: avcc,
-        width: 320,
-        height: 240,
-        rfc6381: "avc1.4d401e".into(),
-    };
-    let id = SegmentId::random();
-    let key = DataKey::random();
-    let wrapped = segment::wrap_key(kek.as_bytes(), id, &key);
-    let cat = Catalog::open(&config.storage.path).unwrap();
-    cat.insert_open_segment(id, "gate", Codec::H264, T0, 0, &wrapped)
-        .unwrap();
-    let path = catalog::segment_path(&config.storage.path, "gate", id);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut w = SegmentWriter::create(&path, id, "gate", &key, &params, T0).unwrap();
-    let mut gop: Option<Gop> = None;
-    let mut last_pts = 0;
-    for f in frames {
-        if f.key
-            && let Some(g) = gop.take()
-        {
-            w.append_gop(&g).unwrap();
-        }
-        last_pts = f.pts_90k;
-        gop.get_or_insert_with(|| Gop {
-            start_unix_ms: T0 + f.pts_90k / 90,
-            frames: vec![],
-        })
-        .frames
-        .push(Frame {
-            pts_90k: f.pts_90k,
-            key: f.key,
-            data: f.data,
-        });
-    }
-    w.append_gop(&gop.unwrap()).unwrap();
-    let fin = w.finish().unwrap();
-    cat.close_segment(
-        id,
-        &ClosedSegment {
-            end_unix_ms: T0 + last_pts / 90,
-            start_90k: 0,
-            end_90k: last_pts,
-            bytes: fin.bytes,
-            frames: fin.trailer.frames,
-            key_frames: fin.trailer.key_frames,
-            sha256: fin.sha256,
+    let feed = common::Feed {
+        params: CodecParams {
+            rfc6381: "avc1.4d401e".into(),
+            ..common::codec_params(Codec::H264, avcc)
         },
-        false,
-    )
-    .unwrap();
+        fps: 25,
+        segment_secs: 4,
+        frame: |n: i64| {
+            let f = &frames[n as usize];
+            (f.key, f.data.clone())
+        },
+    };
+    let cat = Catalog::open(&config.storage.path).unwrap();
+    feed.record(&config, &cat, "gate", T0, T0 + 4_000);
 }
 
 fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {

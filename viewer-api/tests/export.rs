@@ -3,8 +3,11 @@
 //! `openssl`, `sha256sum`, `ffprobe`/`ffmpeg` and `verify-export`'s checker; tampering,
 //! gaps, retention during a job, roles, the access log and expiry.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,29 +19,32 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use hardware::signing::{DeviceSigner, MemorySigner, SigningKeyProvider};
-use recorder::catalog::{self, Catalog, ClosedSegment};
+use common::{Api, Feed, Person, Resp};
+use hardware::signing::{DeviceSigner, MemorySigner};
+use recorder::catalog::Catalog;
 use recorder::config::Config;
 use recorder::footage::Footage;
-use recorder::segment::{self, Codec, CodecParams, DataKey, Frame, Gop, SegmentId, SegmentWriter};
-use viewer_api::api::AppState;
-use viewer_api::audit::{AuditLog, Filter};
-use viewer_api::clock::{ManualClock, rfc3339};
+use recorder::segment::Codec;
+use viewer_api::clock::rfc3339;
 use viewer_api::export::bundle::Manifest;
-use viewer_api::export::{self, Exports, Parts};
-use viewer_api::metrics::Metrics;
+use viewer_api::export::{self, Exports};
 use viewer_api::policy::Role;
 use viewer_api::testdata::{TestFrame, check_with_ffmpeg};
-use viewer_api::throttle::Throttle;
-use viewer_api::users::UserDb;
 
 /// 2026-01-01T00:00:00Z: recording starts here.
 const T0: i64 = 1_767_225_600_000;
 const NOW: i64 = T0 + 3_600_000;
-const PW: &str = "password-123";
 const FPS: i64 = 25;
 /// gate is offline from T0+20 s to T0+26 s.
 const GAP: (i64, i64) = (T0 + 20_000, T0 + 26_000);
+
+const PEOPLE: &[Person] = &[
+    ("pia", Role::Police, Some(&["gate", "hall"])),
+    ("pete", Role::Police, Some(&["gate"])),
+    ("ivan", Role::It, None),
+    ("carl", Role::Contractor, None),
+    ("ada", Role::Auditor, None),
+];
 
 type Clip = (Vec<u8>, Vec<TestFrame>);
 
@@ -52,101 +58,44 @@ fn clips() -> &'static (Clip, Clip) {
     })
 }
 
+/// The API (with exports) on a real store: the store is `api.dir/store`.
 struct Env {
-    dir: tempfile::TempDir,
+    api: common::Env,
     store: PathBuf,
     config: Config,
-    clock: Arc<ManualClock>,
-    app: axum::Router,
-    audit: Arc<AuditLog>,
     exports: Arc<Exports>,
+}
+
+impl Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.api
+    }
 }
 
 /// Writes `camera`'s footage from `from` to `to` (wall ms) in 2 s segments.
 fn record(cfg: &Config, cat: &Catalog, camera: &str, codec: Codec, from: i64, to: i64) {
-    let kek = recorder::store::load_kek(cfg, &recorder::store::key_provider(cfg)).unwrap();
     let ((avcc, f264), (hvcc, f265)) = clips();
     let (extra, frames) = match codec {
         Codec::H264 => (avcc, f264),
         Codec::H265 => (hvcc, f265),
     };
-    let params = CodecParams {
-        codec,
-        extra_data: extra.clone(),
-        width: 320,
-        height: 240,
-        rfc6381: String::new(),
+    let feed = Feed {
+        params: common::codec_params(codec, extra.clone()),
+        fps: FPS,
+        segment_secs: 2,
+        frame: |n: i64| {
+            let f = &frames[n as usize % frames.len()];
+            (f.key, f.data.clone())
+        },
     };
-    let dur = 90_000 / FPS;
-    let total = (to - from) * FPS / 1000;
-    let unix = |n: i64| from + n * 1000 / FPS;
-    let mut n = 0i64;
-    while n < total {
-        let id = SegmentId::random();
-        let key = DataKey::random();
-        let start = unix(n);
-        cat.insert_open_segment(
-            id,
-            camera,
-            codec,
-            start,
-            n * dur,
-            &segment::wrap_key(kek.as_bytes(), id, &key),
-        )
-        .unwrap();
-        let path = catalog::segment_path(&cfg.storage.path, camera, id);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut w = SegmentWriter::create(&path, id, camera, &key, &params, start).unwrap();
-        let first = n;
-        while n < total && n - first < 2 * FPS {
-            let mut gop = Gop {
-                start_unix_ms: unix(n),
-                frames: vec![],
-            };
-            loop {
-                let f = &frames[n as usize % frames.len()];
-                gop.frames.push(Frame {
-                    pts_90k: n * dur,
-                    key: f.key,
-                    data: f.data.clone(),
-                });
-                n += 1;
-                if n >= total || frames[n as usize % frames.len()].key {
-                    break;
-                }
-            }
-            w.append_gop(&gop).unwrap();
-        }
-        let fin = w.finish().unwrap();
-        cat.close_segment(
-            id,
-            &ClosedSegment {
-                end_unix_ms: unix(n - 1),
-                start_90k: first * dur,
-                end_90k: (n - 1) * dur,
-                bytes: fin.bytes,
-                frames: fin.trailer.frames,
-                key_frames: fin.trailer.key_frames,
-                sha256: fin.sha256,
-            },
-            false,
-        )
-        .unwrap();
-    }
+    feed.record(cfg, cat, camera, from, to);
 }
 
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let text = format!(
-        "[storage]\npath = \"{}\"\n[keys]\nkek_file = \"{}\"\n\
-         [[cameras]]\nid = \"gate\"\nname = \"Gate\"\nurl = \"rtsp://127.0.0.1:1/a\"\n\
-         [[cameras]]\nid = \"hall\"\nname = \"Hall\"\nurl = \"rtsp://127.0.0.1:1/b\"\n\
-         [api]\naddr = \"127.0.0.1:0\"\nexport_ttl = \"2h\"\n",
-        store.display(),
-        dir.path().join("keys/kek").display()
-    );
-    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let config = common::store_config(dir.path(), "", "", "export_ttl = \"2h\"\n");
+    let store = config.storage.path.clone();
     let did = recorder::store::init(&config, &recorder::store::key_provider(&config)).unwrap();
     assert!(did.iter().any(|l| l.contains("signing key")), "{did:?}");
     assert!(dir.path().join("keys/signing.key").exists());
@@ -157,152 +106,32 @@ fn env() -> Env {
     record(&config, &cat, "gate", Codec::H264, GAP.1, T0 + 40_000);
     record(&config, &cat, "hall", Codec::H265, T0, T0 + 40_000);
 
-    let clock = Arc::new(ManualClock::new(NOW));
-    let users = UserDb::open(
-        &dir.path().join("users.sqlite"),
-        clock.clone(),
-        UserDb::test_argon(),
-    )
-    .unwrap();
-    users
-        .add_user(
-            "pia",
-            Role::Police,
-            Some(vec!["gate".into(), "hall".into()]),
-            PW,
-        )
-        .unwrap();
-    users
-        .add_user("pete", Role::Police, Some(vec!["gate".into()]), PW)
-        .unwrap();
-    users.add_user("ivan", Role::It, None, PW).unwrap();
-    users.add_user("carl", Role::Contractor, None, PW).unwrap();
-    users.add_user("ada", Role::Auditor, None, PW).unwrap();
-    let audit = Arc::new(
-        AuditLog::open(
-            &dir.path().join("audit.sqlite"),
-            clock.clone(),
-            Duration::from_millis(500),
-        )
-        .unwrap(),
+    let mut api = Api::new(NOW, PEOPLE)
+        .audit_busy(Duration::from_millis(500))
+        .build_in(dir, common::store_source(&config));
+    let exports = common::exports(
+        &config,
+        api.state.audit.clone(),
+        &api.clock,
+        Duration::from_secs(2 * 3600),
     );
-    let kek = recorder::store::load_kek(&config, &recorder::store::key_provider(&config)).unwrap();
-    let signer = recorder::store::signing_key_provider(&config)
-        .load()
-        .unwrap();
-    let exports = Exports::open(Parts {
-        store: store.clone(),
-        kek: kek.clone(),
-        signer: Ok(Arc::from(signer)),
-        audit: audit.clone(),
-        clock: clock.clone(),
-        ttl: Duration::from_secs(2 * 3600),
-    })
-    .unwrap();
-    let state = Arc::new(AppState {
-        users: Arc::new(users),
-        audit: audit.clone(),
-        source: Arc::new(viewer_api::store::RecorderSource::new(Footage::new(
-            store.clone(),
-            kek,
-        ))),
-        clock: clock.clone(),
-        throttle: Throttle::new(clock.clone(), Duration::ZERO),
-        metrics: Arc::new(Metrics::new()),
-        viewings: Default::default(),
-    });
-    let app =
-        viewer_api::api::router(state.clone()).merge(export::api::router(state, exports.clone()));
+    api.app = api
+        .app
+        .merge(export::api::router(api.state.clone(), exports.clone()));
     Env {
-        dir,
+        api,
         store,
         config,
-        clock,
-        app,
-        audit,
         exports,
     }
 }
 
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
 impl Env {
-    async fn send(&self, mut req: Request<Body>) -> Resp {
-        req.extensions_mut()
-            .insert(ConnectInfo("10.1.2.3:5555".parse::<SocketAddr>().unwrap()));
-        let r = self.app.clone().oneshot(req).await.unwrap();
-        let status = r.status();
-        let headers = r.headers().clone();
-        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn token(&self, user: &str) -> String {
-        let r = self
-            .send(
-                Request::post("/api/v1/login")
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(
-                        json!({"username": user, "password": PW}).to_string(),
-                    ))
-                    .unwrap(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK);
-        r.json()["token"].as_str().unwrap().to_string()
-    }
-
-    async fn get(&self, tok: &str, uri: &str) -> Resp {
-        self.send(
-            Request::get(uri)
-                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
+    /// Asks for an export: `POST /api/v1/exports` (here in the place of the common
+    /// `post`, which takes a path).
     async fn post(&self, tok: &str, body: Value) -> Resp {
-        self.send(
-            Request::post("/api/v1/exports")
-                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap(),
-        )
-        .await
-    }
-
-    fn entries(&self, action: &str) -> Vec<viewer_api::audit::Entry> {
-        self.audit
-            .query(&Filter::default())
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.action == action)
-            .collect()
+        self.send(common::request("POST", tok, "/api/v1/exports", Some(body)))
+            .await
     }
 
     /// Asks, runs the job, downloads; returns the export id and the zip bytes.

@@ -3,8 +3,9 @@
 //! answer 5xx (but the 503 caused on purpose at the end, when the access log cannot be
 //! written), and the access log's chain must verify afterwards.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -15,44 +16,24 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use viewer_api::api::{AppState, router};
-use viewer_api::audit::{self, AuditLog};
-use viewer_api::clock::{ManualClock, rfc3339};
-use viewer_api::metrics::Metrics;
-use viewer_api::mp4::{TrackParams, VideoCodec};
-use viewer_api::playback::{CameraInfo, MemorySource};
+use common::{Api, Env, Person};
+use viewer_api::audit;
+use viewer_api::clock::rfc3339;
 use viewer_api::policy::Role;
-use viewer_api::testdata;
-use viewer_api::throttle::Throttle;
-use viewer_api::users::{NewGrant, UserDb};
+use viewer_api::users::NewGrant;
 
 const T0: i64 = 1_700_000_000_000;
 const NOW: i64 = T0 + 60_000;
 const CASES: u32 = 500;
 
-fn source() -> MemorySource {
-    let (avcc, frames) = viewer_api::testdata::h264_frames(2, 25, 25).expect("ffmpeg");
-    let src = MemorySource {
-        cameras: ["gate", "hall"]
-            .iter()
-            .map(|c| CameraInfo {
-                id: c.to_string(),
-                name: c.to_uppercase(),
-                state: "recording".into(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let params = TrackParams {
-        codec: VideoCodec::H264,
-        extra_data: avcc,
-        width: 320,
-        height: 240,
-    };
-    src.add_segment("gate", params, testdata::chunks(&frames, T0, None));
-    src
-}
+/// Police, police (scoped), it, contractor, auditor: user `i` of a case.
+const PEOPLE: &[Person] = &[
+    ("paul", Role::Police, None),
+    ("pia", Role::Police, Some(&["gate"])),
+    ("ivan", Role::It, None),
+    ("carl", Role::Contractor, None),
+    ("ada", Role::Auditor, None),
+];
 
 /// Paths of the document served by routers that need a real store, keys or the config
 /// (holds, health, journal, exports, the site): their own tests cover them
@@ -265,48 +246,26 @@ fn body() -> impl Strategy<Value = BodyKind> {
     ]
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    audit_path: std::path::PathBuf,
-    app: axum::Router,
-    users: Arc<UserDb>,
-    /// Police, police (scoped), it, contractor, auditor.
-    names: Vec<&'static str>,
-}
-
 impl Env {
-    /// A fresh session of user `i` (a case may have logged the last one out).
-    fn token(&self, i: usize) -> Option<String> {
-        let name = self.names.get(i)?;
-        let u = self.users.user(name).unwrap().unwrap();
-        Some(self.users.create_session(&u).unwrap().0)
+    /// A fresh session of user `i` of [`PEOPLE`] (a case may have logged the last one
+    /// out).
+    fn session(&self, i: usize) -> Option<String> {
+        let (name, ..) = PEOPLE.get(i)?;
+        let users = &self.state.users;
+        let u = users.user(name).unwrap().unwrap();
+        Some(users.create_session(&u).unwrap().0)
     }
 }
 
+/// gate (2 s of footage) and hall; carl has a grant for gate (live, and playback of its
+/// first 2 s).
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(NOW));
-    let users = UserDb::open(
-        &dir.path().join("users.sqlite"),
-        clock.clone(),
-        UserDb::test_argon(),
-    )
-    .unwrap();
-    let pw = "password-123";
-    let people = [
-        ("paul", Role::Police, None),
-        ("pia", Role::Police, Some(vec!["gate".to_string()])),
-        ("ivan", Role::It, None),
-        ("carl", Role::Contractor, None),
-        ("ada", Role::Auditor, None),
-    ];
-    let mut names = Vec::new();
-    for (name, role, cams) in people {
-        users.add_user(name, role, cams, pw).unwrap();
-        names.push(name);
-    }
-    let users = Arc::new(users);
-    users
+    let env = Api::new(NOW, PEOPLE)
+        .viewings()
+        .previews()
+        .build(common::memory_footage(&["gate", "hall"], &["gate"], 2, T0));
+    env.state
+        .users
         .add_grant(
             &NewGrant {
                 user: "carl".into(),
@@ -322,26 +281,7 @@ fn env() -> Env {
             "ivan",
         )
         .unwrap();
-    let audit_path = dir.path().join("audit.sqlite");
-    let audit = AuditLog::open(&audit_path, clock.clone(), Duration::from_millis(200)).unwrap();
-    let state = Arc::new(AppState {
-        users: users.clone(),
-        audit: Arc::new(audit),
-        source: Arc::new(source()),
-        clock: clock.clone(),
-        throttle: Throttle::new(clock.clone(), Duration::ZERO),
-        metrics: Arc::new(Metrics::new()),
-        viewings: Default::default(),
-    });
-    Env {
-        _dir: dir,
-        audit_path,
-        app: router(state.clone())
-            .merge(viewer_api::viewing::router(state.clone()))
-            .merge(viewer_api::preview::router(state)),
-        users,
-        names,
-    }
+    env
 }
 
 async fn send(env: &Env, req: Request<Body>) -> (StatusCode, Vec<u8>) {
@@ -410,7 +350,7 @@ fn random_requests_never_fail_the_server_and_keep_the_log_intact() {
                 format!("{path}?{q}")
             };
             let mut b = Request::builder().method(method.as_str()).uri(&uri);
-            if let Some(tok) = env.token(role) {
+            if let Some(tok) = env.session(role) {
                 b = b.header(header::AUTHORIZATION, format!("Bearer {tok}"));
             }
             if json_type {
@@ -464,7 +404,7 @@ fn random_requests_never_fail_the_server_and_keep_the_log_intact() {
     let req = Request::get(&uri)
         .header(
             header::AUTHORIZATION,
-            format!("Bearer {}", env.token(0).unwrap()),
+            format!("Bearer {}", env.session(0).unwrap()),
         )
         .body(Body::empty())
         .unwrap();

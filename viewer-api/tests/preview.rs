@@ -1,210 +1,41 @@
 //! Previews and thumbnails through the HTTP API, in-process: an in-memory store (an
 //! H.265 camera and an H.264 one), a manual clock, real SQLite files.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode, header};
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use axum::http::{Request, StatusCode};
+use serde_json::json;
 
-use viewer_api::api::AppState;
-use viewer_api::audit::AuditLog;
-use viewer_api::clock::{ManualClock, rfc3339};
-use viewer_api::metrics::Metrics;
-use viewer_api::mp4::{TrackParams, VideoCodec};
-use viewer_api::playback::{CameraInfo, MemorySource};
+use common::{Api, Env, Person, t};
+use viewer_api::playback::MemorySource;
 use viewer_api::policy::Role;
 use viewer_api::testdata;
-use viewer_api::throttle::Throttle;
-use viewer_api::users::UserDb;
 
 const T0: i64 = 1_700_000_000_000; // recording starts here
 const NOW: i64 = T0 + 3_600_000;
-const PW: &str = "password-123";
 
-struct Env {
-    _dir: tempfile::TempDir,
-    audit_path: std::path::PathBuf,
-    app: axum::Router,
-}
+const PEOPLE: &[Person] = &[
+    ("pia", Role::Police, Some(&["gate", "hall"])),
+    ("paul", Role::Police, None),
+    ("ivan", Role::It, None),
+    ("carl", Role::Contractor, None),
+];
 
 /// `gate`: 4 s of H.265; `hall`: 4 s of H.264; 25 fps, a key frame every second.
 fn source() -> MemorySource {
-    let src = MemorySource {
-        cameras: ["gate", "hall"]
-            .iter()
-            .map(|c| CameraInfo {
-                id: c.to_string(),
-                name: c.to_uppercase(),
-                state: "recording".into(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let (hvcc, frames) = testdata::h265_frames(4, 25, 25).expect("ffmpeg with libx265");
-    let params = TrackParams {
-        codec: VideoCodec::H265,
-        extra_data: hvcc,
-        width: 320,
-        height: 240,
-    };
+    let src = testdata::memory_source(&["gate", "hall"]);
+    let (params, frames) = testdata::h265_track(4, 25, 25).expect("ffmpeg with libx265");
     src.add_segment("gate", params, testdata::chunks(&frames, T0, Some(10)));
-    let (avcc, frames) = testdata::h264_frames(4, 25, 25).expect("ffmpeg");
-    let params = TrackParams {
-        codec: VideoCodec::H264,
-        extra_data: avcc,
-        width: 320,
-        height: 240,
-    };
+    let (params, frames) = testdata::h264_track(4, 25, 25).expect("ffmpeg");
     src.add_segment("hall", params, testdata::chunks(&frames, T0, None));
     src
 }
 
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(NOW));
-    let users = UserDb::open(
-        &dir.path().join("users.sqlite"),
-        clock.clone(),
-        UserDb::test_argon(),
-    )
-    .unwrap();
-    users
-        .add_user(
-            "pia",
-            Role::Police,
-            Some(vec!["gate".into(), "hall".into()]),
-            PW,
-        )
-        .unwrap();
-    users.add_user("paul", Role::Police, None, PW).unwrap();
-    users.add_user("ivan", Role::It, None, PW).unwrap();
-    users.add_user("carl", Role::Contractor, None, PW).unwrap();
-    let audit_path = dir.path().join("audit.sqlite");
-    let audit = AuditLog::open(&audit_path, clock.clone(), Duration::from_millis(200)).unwrap();
-    let state = Arc::new(AppState {
-        users: Arc::new(users),
-        audit: Arc::new(audit),
-        source: Arc::new(source()),
-        clock: clock.clone(),
-        throttle: Throttle::new(clock.clone(), Duration::ZERO),
-        metrics: Arc::new(Metrics::new()),
-        viewings: Default::default(),
-    });
-    let app = viewer_api::api::router(state.clone())
-        .merge(viewer_api::viewing::router(state.clone()))
-        .merge(viewer_api::preview::router(state));
-    Env {
-        _dir: dir,
-        audit_path,
-        app,
-    }
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "not JSON ({}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-}
-
-impl Env {
-    async fn send(&self, mut req: Request<Body>) -> Resp {
-        req.extensions_mut()
-            .insert(ConnectInfo("10.1.2.3:5555".parse::<SocketAddr>().unwrap()));
-        let r = self.app.clone().oneshot(req).await.unwrap();
-        let status = r.status();
-        let headers = r.headers().clone();
-        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn token(&self, user: &str) -> String {
-        let r = self
-            .send(
-                Request::post("/api/v1/login")
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(
-                        json!({"username": user, "password": PW}).to_string(),
-                    ))
-                    .unwrap(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK);
-        r.json()["token"].as_str().unwrap().to_string()
-    }
-
-    async fn get(&self, tok: &str, uri: &str) -> Resp {
-        self.send(
-            Request::get(uri)
-                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn post(&self, tok: &str, uri: &str, body: Value) -> Resp {
-        self.send(
-            Request::post(uri)
-                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn delete(&self, tok: &str, uri: &str) -> Resp {
-        self.send(
-            Request::delete(uri)
-                .header(header::AUTHORIZATION, format!("Bearer {tok}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
-    fn audit_count(&self) -> i64 {
-        rusqlite::Connection::open(&self.audit_path)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
-            .unwrap()
-    }
-}
-
-fn t(ms: i64) -> String {
-    rfc3339(ms)
+    Api::new(NOW, PEOPLE).viewings().previews().build(source())
 }
 
 /// `codec_name,width,height` and the packets' pts (90 kHz) of a video, by ffprobe.
