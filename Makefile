@@ -26,7 +26,7 @@ lint:
 
 # Benchmarks print tables; see README.md. CAMERAS=N SECS=S override the defaults.
 bench: deps
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release -p recorder -p ringfence-tests --bin recorder --bin test-camera
 	bash scripts/bench-record.sh
 
 # Playback benchmark of the viewer-api (HOURS=4 N=20 by default); see README.md.
