@@ -99,10 +99,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use rand::TryRngCore;
-use sha2::{Digest, Sha256};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
+use ring::digest::{Context as Sha256, SHA256};
 use zeroize::Zeroizing;
 
 use codec::{DecodeError, FrameMeta};
@@ -257,8 +256,8 @@ impl DataKey {
         &self.0
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.0.as_ref().into())
+    fn cipher(&self) -> LessSafeKey {
+        aes_256_gcm(&self.0)
     }
 }
 
@@ -482,13 +481,25 @@ fn encode_header(id: SegmentId, camera: &str, nonce_prefix: [u8; 4]) -> Vec<u8> 
     h
 }
 
+/// AES-256-GCM under `key`, with ring: the one AES-GCM implementation for sealing and
+/// opening chunks and for wrapping keys (hardware AES and carry-less multiplication on
+/// x86_64 and ARMv8, detected at run time).
+fn aes_256_gcm(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES-256 key"))
+}
+
+/// SHA-256 with ring (SHA extensions of x86_64 and ARMv8, detected at run time).
+fn sha256_new() -> Sha256 {
+    Sha256::new(&SHA256)
+}
+
+fn sha256_finish(h: Sha256) -> [u8; 32] {
+    h.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
 /// The keyed state every chunk of one segment shares.
 struct Sealer {
-    cipher: Aes256Gcm,
-    /// The same key for ring's AES-GCM, which opens chunks several times faster (the
-    /// `ring` feature; sealing always uses `cipher`).
-    #[cfg(feature = "ring")]
-    opener: ring::aead::LessSafeKey,
+    cipher: LessSafeKey,
     header_hash: [u8; 32],
     nonce_prefix: [u8; 4],
 }
@@ -497,12 +508,10 @@ impl Sealer {
     fn new(key: &DataKey, header: &[u8], nonce_prefix: [u8; 4]) -> Self {
         Sealer {
             cipher: key.cipher(),
-            #[cfg(feature = "ring")]
-            opener: ring::aead::LessSafeKey::new(
-                ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key.as_bytes())
-                    .expect("32-byte AES-256 key"),
-            ),
-            header_hash: Sha256::digest(header).into(),
+            header_hash: ring::digest::digest(&SHA256, header)
+                .as_ref()
+                .try_into()
+                .expect("SHA-256 is 32 bytes"),
             nonce_prefix,
         }
     }
@@ -545,25 +554,16 @@ impl Sealer {
         tag: &[u8; TAG_LEN],
     ) -> Result<(), SegmentError> {
         let (aad, n) = self.aad(index, flags, ct.len() as u32, prev_tag);
-        #[cfg(feature = "ring")]
-        let opened = self
-            .opener
+        self.cipher
             .open_in_place_separate_tag(
-                ring::aead::Nonce::assume_unique_for_key(self.nonce(index)),
-                ring::aead::Aad::from(&aad[..n]),
-                ring::aead::Tag::from(*tag),
+                Nonce::assume_unique_for_key(self.nonce(index)),
+                Aad::from(&aad[..n]),
+                Tag::from(*tag),
                 ct,
                 0..,
             )
-            .map(|_| ());
-        #[cfg(not(feature = "ring"))]
-        let opened = self.cipher.decrypt_in_place_detached(
-            Nonce::from_slice(&self.nonce(index)),
-            &aad[..n],
-            ct,
-            Tag::from_slice(tag),
-        );
-        opened.map_err(|_| SegmentError::Auth { chunk: index })
+            .map(|_| ())
+            .map_err(|_| SegmentError::Auth { chunk: index })
     }
 
     /// `buf` holds `CHUNK_HDR_LEN` placeholder bytes followed by the plaintext; on return
@@ -586,13 +586,13 @@ impl Sealer {
         let (aad, n) = self.aad(index, flags, len, prev_tag);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(
-                Nonce::from_slice(&self.nonce(index)),
-                &aad[..n],
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(self.nonce(index)),
+                Aad::from(&aad[..n]),
                 &mut buf[CHUNK_HDR_LEN..],
             )
             .map_err(|_| SegmentError::InvalidInput("chunk too large to encrypt".into()))?;
-        let tag: [u8; TAG_LEN] = tag.into();
+        let tag: [u8; TAG_LEN] = tag.as_ref().try_into().expect("tag length");
         buf.extend_from_slice(&tag);
         if flags & FLAG_FINAL != 0 {
             buf.extend_from_slice(&footer(len));
@@ -708,7 +708,7 @@ impl SegmentWriter {
             prev_tag: [0; TAG_LEN],
             bytes: 0,
             chunks: 0,
-            hasher: Sha256::new(),
+            hasher: sha256_new(),
             buf: Vec::new(),
             acc: TrailerAcc::default(),
             poisoned: false,
@@ -866,7 +866,7 @@ impl SegmentWriter {
         fsync_dir(&self.dir)?;
         Ok(Finished {
             bytes: self.bytes,
-            sha256: self.hasher.finalize().into(),
+            sha256: sha256_finish(self.hasher),
             trailer,
             chunks: self.chunks,
         })
@@ -943,7 +943,7 @@ impl ChunkStream {
         buf_capacity: usize,
     ) -> Result<Self, SegmentError> {
         let mut file = BufReader::with_capacity(buf_capacity, file);
-        let mut hasher = hash.then(Sha256::new);
+        let mut hasher = hash.then(sha256_new);
         let mut header = [0u8; HEADER_FIXED_LEN + MAX_CAMERA_LEN];
         let n = read_full(&mut file, &mut hasher, &mut header[..12])?;
         let m = n.min(SEGMENT_MAGIC.len());
@@ -1768,7 +1768,7 @@ fn scan(
     report.bytes = s.pos;
     report.valid_len = last_good.0;
     report.trailer = acc.trailer(report.start_unix_ms.unwrap_or(0));
-    report.sha256 = s.hasher.take().expect("hashing stream").finalize().into();
+    report.sha256 = sha256_finish(s.hasher.take().expect("hashing stream"));
     Ok(Scan {
         report,
         acc,
@@ -1862,15 +1862,19 @@ const WRAPPED_LEN: usize = 12 + 32 + TAG_LEN;
 /// Wraps a data key for the catalog: AES-256-GCM under the KEK with a random nonce,
 /// associated data = the segment id. Output: `nonce (12) ‖ ciphertext (32) ‖ tag (16)`.
 pub fn wrap_key(kek: &[u8; 32], id: SegmentId, key: &DataKey) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(kek.into());
+    let cipher = aes_256_gcm(kek);
     let nonce: [u8; 12] = os_random();
     let mut out = Vec::with_capacity(WRAPPED_LEN);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(key.as_bytes());
     let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &id.0, &mut out[12..])
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&id.0),
+            &mut out[12..],
+        )
         .expect("32 bytes always encrypt");
-    out.extend_from_slice(&tag);
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
@@ -1880,15 +1884,18 @@ pub fn unwrap_key(kek: &[u8; 32], id: SegmentId, wrapped: &[u8]) -> Result<DataK
     if wrapped.len() != WRAPPED_LEN {
         return Err(SegmentError::KeyUnwrap);
     }
-    let cipher = Aes256Gcm::new(kek.into());
+    let cipher = aes_256_gcm(kek);
     let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(&wrapped[12..44]);
+    let nonce: [u8; 12] = wrapped[..12].try_into().expect("12 bytes");
+    let tag: [u8; TAG_LEN] = wrapped[44..].try_into().expect("16 bytes");
     cipher
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&wrapped[..12]),
-            &id.0,
+        .open_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&id.0),
+            Tag::from(tag),
             key.as_mut_slice(),
-            Tag::from_slice(&wrapped[44..]),
+            0..,
         )
         .map_err(|_| SegmentError::KeyUnwrap)?;
     Ok(DataKey(key))
