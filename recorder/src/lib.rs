@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod footage;

@@ -8,6 +8,7 @@
 //! written, tailed, as fragmented MP4 ([`live`]).
 
 pub mod admin;
+pub mod anchor;
 pub mod api;
 pub mod audit;
 #[doc(hidden)]
