@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
@@ -55,6 +55,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Open viewings ([`crate::viewing`]).
     pub viewings: Arc<crate::viewing::Viewings>,
+    /// Footage streams running now, and their limits ([`crate::streams`]).
+    pub streams: Arc<crate::streams::Streams>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -104,6 +106,12 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::streams::RETRY_AFTER_SECS),
+            );
         }
         r
     }
@@ -819,10 +827,20 @@ async fn video(
     q: Result<Query<VideoQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let mut entry = caller.entry(Action::Playback.as_str());
-    let checked = check_footage(&state, &caller, &id, &q, &mut entry).await;
-    let index = log_footage_decision(&state, &mut entry, checked).await?;
+    let checked = check_footage(&state, &caller, &id, &q, &mut entry)
+        .await
+        .and_then(|index| Ok((index, stream_permit(&state, &caller)?)));
+    let (index, permit) = log_footage_decision(&state, &mut entry, checked).await?;
     let name = format!("{id}-{}", index.first_unix_ms / 1000);
-    serve_mp4(&state, Arc::new(index), &headers, &name)
+    serve_mp4(&state, Arc::new(index), &headers, &name, permit)
+}
+
+/// A place for one more footage stream of the caller ([`crate::streams`]), or 429.
+pub(crate) fn stream_permit(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<crate::streams::StreamPermit, ApiError> {
+    state.streams.acquire(caller.principal.user_id)
 }
 
 /// Answers with the MP4 of `index` (or the part of it `Range` asks for), streamed.
@@ -831,6 +849,7 @@ pub(crate) fn serve_mp4(
     index: Arc<playback::FrameIndex>,
     headers: &HeaderMap,
     name: &str,
+    permit: crate::streams::StreamPermit,
 ) -> Result<Response, ApiError> {
     let layout = index.layout().map_err(|e| {
         error!(error = %e, "cannot lay out MP4");
@@ -850,7 +869,18 @@ pub(crate) fn serve_mp4(
             return Ok(r);
         }
     };
-    let body = stream_body(state.clone(), index, Arc::new(layout), start, end);
+    let body = crate::streams::body(
+        permit,
+        state.streams.limits().stall,
+        Mp4Body {
+            state: state.clone(),
+            index,
+            layout: Arc::new(layout),
+            pos: start,
+            end,
+            pending: Default::default(),
+        },
+    );
     let mut r = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "video/mp4")
@@ -869,54 +899,71 @@ pub(crate) fn serve_mp4(
     r.body(body).map_err(|_| ApiError::internal())
 }
 
-/// Streams bytes `start..=end` of the MP4 from a blocking reader thread.
-fn stream_body(
+/// Bytes `start..=end` of the MP4, read a few chunks at a time as the client takes
+/// them ([`crate::streams::Producer`]).
+struct Mp4Body {
     state: Shared,
     index: Arc<playback::FrameIndex>,
     layout: Arc<mp4::Layout>,
-    start: u64,
+    /// The next byte to send.
+    pos: u64,
     end: u64,
-) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let header_len = layout.header.len() as u64;
-    tokio::task::spawn_blocking(move || {
-        let mut pos = start;
+    /// Read, not sent yet.
+    pending: std::collections::VecDeque<Bytes>,
+}
+
+/// How much footage one read of [`Mp4Body`] takes from the store (at least one chunk).
+const MP4_READ_BYTES: u64 = 512 * 1024;
+
+impl crate::streams::Producer for Mp4Body {
+    fn next(&mut self) -> Result<crate::streams::Piece, std::io::Error> {
+        use crate::streams::Piece;
+        if let Some(b) = self.pending.pop_front() {
+            return Ok(Piece::Data(b));
+        }
+        let (pos, end) = (self.pos, self.end);
+        if pos > end {
+            return Ok(Piece::End);
+        }
+        let header_len = self.layout.header.len() as u64;
         if pos < header_len {
             let stop = (end + 1).min(header_len);
-            let chunk = Bytes::copy_from_slice(&layout.header[pos as usize..stop as usize]);
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return;
-            }
-            pos = stop;
+            self.pos = stop;
+            return Ok(Piece::Data(Bytes::copy_from_slice(
+                &self.layout.header[pos as usize..stop as usize],
+            )));
         }
-        if pos > end {
-            return;
-        }
-        let (first, chunk_start) = layout.chunk_at(pos - header_len);
+        // From the chunk holding `pos`, a few chunks (each one sink call).
+        let (first, chunk_start) = self.layout.chunk_at(pos - header_len);
         let mut at = header_len + chunk_start;
-        let metrics = state.metrics.clone();
-        let r = playback::read_payload(state.source.as_ref(), &index, first, &mut |buf| {
-            let len = buf.len() as u64;
-            let (a, b) = (pos.max(at), (end + 1).min(at + len));
-            at += len;
-            if a < b {
-                let slice = buf.slice((a - (at - len)) as usize..(b - (at - len)) as usize);
-                metrics.footage_bytes.inc_by(slice.len() as u64);
-                if tx.blocking_send(Ok(slice)).is_err() {
-                    return false;
+        let metrics = self.state.metrics.clone();
+        let mut taken = 0u64;
+        let pending = &mut self.pending;
+        let r =
+            playback::read_payload(self.state.source.as_ref(), &self.index, first, &mut |buf| {
+                let len = buf.len() as u64;
+                let (a, b) = (pos.max(at), (end + 1).min(at + len));
+                at += len;
+                if a < b {
+                    let slice = buf.slice((a - (at - len)) as usize..(b - (at - len)) as usize);
+                    metrics.footage_bytes.inc_by(slice.len() as u64);
+                    taken += slice.len() as u64;
+                    pending.push_back(slice);
                 }
-            }
-            at <= end
-        });
+                at <= end && taken < MP4_READ_BYTES
+            });
         if let Err(e) = r {
             error!(error = %e, "footage stream aborted");
-            let _ = tx.blocking_send(Err(std::io::Error::other("footage read failed")));
+            return Err(std::io::Error::other("footage read failed"));
         }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    Body::from_stream(stream)
+        if taken == 0 {
+            // Nothing more in the index (it ends before `end`): done.
+            self.pos = end + 1;
+            return Ok(Piece::End);
+        }
+        self.pos = pos + taken;
+        Ok(self.pending.pop_front().map_or(Piece::End, Piece::Data))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -991,88 +1038,115 @@ async fn live(
     q: Result<Query<LiveQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let mut entry = caller.entry(Action::Live.as_str());
-    let checked = check_live(&state, &caller, &id, &q, &mut entry).await;
-    log_footage_decision(&state, &mut entry, checked).await?;
+    let checked = check_live(&state, &caller, &id, &q, &mut entry)
+        .await
+        .and_then(|()| stream_permit(&state, &caller));
+    let permit = log_footage_decision(&state, &mut entry, checked).await?;
     let Ok(Query(q)) = q else {
         return Err(ApiError::internal());
     };
     let token = token_from(&headers).ok_or_else(ApiError::unauthorized)?;
-
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut last_check = std::time::Instant::now();
-        let mut revoked = false;
-        let mut keep_going = || {
-            if tx.is_closed() {
-                return false;
-            }
-            if last_check.elapsed() >= LIVE_RECHECK {
-                last_check = std::time::Instant::now();
-                let still = match lookup(&st.users, &token) {
-                    Ok(Some((_, p))) => live_decision(&st, &p, &id, &q).is_allowed(),
-                    Ok(None) => false,
-                    Err(e) => {
-                        error!(error = %e, "cannot re-check a live view's session");
-                        false
-                    }
-                };
-                revoked = !still;
-                return still;
-            }
-            true
-        };
-        let metrics = st.metrics.clone();
-        let mut sink = |b: Vec<u8>| {
-            metrics.footage_bytes.inc_by(b.len() as u64);
-            tx.blocking_send(Ok(Bytes::from(b))).is_ok()
-        };
-        let now = || st.clock.now_unix_ms();
-        let r = crate::live::run(crate::live::LiveCtx {
-            src: st.source.as_ref(),
-            camera: &id,
-            now_ms: &now,
-            keep_going: &mut keep_going,
-            sink: &mut sink,
-            poll: crate::live::POLL,
-        });
-        let outcome = match &r {
-            Ok(s) if s.end == crate::live::LiveEnd::ParamsChanged => {
-                "allowed; ended: codec parameters changed".to_string()
-            }
-            Ok(_) if revoked => "allowed; ended: session ended or rights withdrawn".into(),
-            Ok(_) => "allowed; ended by the client".into(),
-            Err(e) => {
-                error!(error = %e, "live view aborted");
-                let _ = tx.blocking_send(Err(std::io::Error::other("live view failed")));
-                "allowed; ended: store error".into()
-            }
-        };
-        let (first, last) = match &r {
-            Ok(s) => (s.first_unix_ms, s.last_unix_ms),
-            Err(_) => (None, None),
-        };
-        let end = NewEntry {
-            action: "live.end".into(),
-            from_ms: first.or(entry.from_ms),
-            to_ms: last.or(first).or(entry.from_ms),
-            outcome,
-            ..entry
-        };
-        if let Err(e) = st.audit.append(end) {
-            error!(error = %e, "cannot log the end of a live view");
-            st.metrics.audit_failures.inc();
-        }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let view = crate::live::LiveView::new(state.source.clone(), &id);
+    let body = crate::streams::body(
+        permit,
+        state.streams.limits().stall,
+        LiveBody {
+            state: state.clone(),
+            token,
+            id,
+            q,
+            view,
+            last_check: std::time::Instant::now(),
+            revoked: false,
+            failed: false,
+            entry,
+        },
+    );
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "video/mp4")
         .header(header::CONTENT_DISPOSITION, "inline; filename=\"live.mp4\"")
-        .body(Body::from_stream(stream))
+        .body(body)
         .map_err(|_| ApiError::internal())
+}
+
+/// A live view's pieces ([`crate::live::LiveView`]), its session and rights checked
+/// again every [`LIVE_RECHECK`]; its end logged as `live.end`.
+struct LiveBody {
+    state: Shared,
+    token: String,
+    id: String,
+    q: LiveQuery,
+    view: crate::live::LiveView,
+    last_check: std::time::Instant,
+    revoked: bool,
+    failed: bool,
+    /// The `live` entry, for its `live.end`.
+    entry: NewEntry,
+}
+
+impl crate::streams::Producer for LiveBody {
+    fn next(&mut self) -> Result<crate::streams::Piece, std::io::Error> {
+        use crate::live::Step;
+        use crate::streams::Piece;
+        let st = &self.state;
+        if self.last_check.elapsed() >= LIVE_RECHECK {
+            self.last_check = std::time::Instant::now();
+            let still = match lookup(&st.users, &self.token) {
+                Ok(Some((_, p))) => live_decision(st, &p, &self.id, &self.q).is_allowed(),
+                Ok(None) => false,
+                Err(e) => {
+                    error!(error = %e, "cannot re-check a live view's session");
+                    false
+                }
+            };
+            if !still {
+                self.revoked = true;
+                return Ok(Piece::End);
+            }
+        }
+        match self.view.step(st.clock.now_unix_ms()) {
+            Ok(Step::Data(b)) => {
+                st.metrics.footage_bytes.inc_by(b.len() as u64);
+                Ok(Piece::Data(Bytes::from(b)))
+            }
+            Ok(Step::Wait) => Ok(Piece::Wait(crate::live::POLL)),
+            Ok(Step::Ended) => Ok(Piece::End),
+            Err(e) => {
+                error!(error = %e, "live view aborted");
+                self.failed = true;
+                Err(std::io::Error::other("live view failed"))
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, how: crate::streams::Ended) {
+        use crate::streams::Ended;
+        let s = self.view.summary;
+        let outcome = if self.failed {
+            "allowed; ended: store error"
+        } else if s.end == crate::live::LiveEnd::ParamsChanged {
+            "allowed; ended: codec parameters changed"
+        } else if self.revoked {
+            "allowed; ended: session ended or rights withdrawn"
+        } else if how == Ended::Stalled {
+            "allowed; ended: the client stopped reading"
+        } else {
+            "allowed; ended by the client"
+        };
+        let entry = self.entry;
+        let end = NewEntry {
+            action: "live.end".into(),
+            from_ms: s.first_unix_ms.or(entry.from_ms),
+            to_ms: s.last_unix_ms.or(s.first_unix_ms).or(entry.from_ms),
+            outcome: outcome.into(),
+            ..entry
+        };
+        if let Err(e) = self.state.audit.append(end) {
+            error!(error = %e, "cannot log the end of a live view");
+            self.state.metrics.audit_failures.inc();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

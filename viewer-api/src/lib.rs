@@ -25,6 +25,7 @@ pub mod policy;
 pub mod preview;
 pub mod server;
 pub mod store;
+pub mod streams;
 #[doc(hidden)]
 pub mod testdata;
 pub mod throttle;

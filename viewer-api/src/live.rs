@@ -15,9 +15,11 @@
 //! recorder received the fragment's first frame, which is what clients (and the
 //! latency test) use to measure how far behind real time they are.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::mp4::{self, Sample};
+use crate::mp4::{self, Sample, TrackParams};
 use crate::playback::{
     FootageSource, GopData, GopStream, Polled, SegmentKey, SourceError, frame_unix_ms,
 };
@@ -118,19 +120,6 @@ fn mux_err(e: mp4::MuxError) -> SourceError {
     SourceError::Store(format!("cannot mux live fragment: {e}"))
 }
 
-/// Everything a live view needs from its caller.
-pub struct LiveCtx<'a> {
-    pub src: &'a dyn FootageSource,
-    pub camera: &'a str,
-    /// The wall clock.
-    pub now_ms: &'a dyn Fn() -> i64,
-    /// Asked before every read and every wait; `false` ends the view.
-    pub keep_going: &'a mut dyn FnMut() -> bool,
-    /// Takes the stream's bytes; `false` when the client is gone.
-    pub sink: &'a mut dyn FnMut(Vec<u8>) -> bool,
-    pub poll: Duration,
-}
-
 struct Tail {
     seg: SegmentKey,
     stream: Box<dyn GopStream>,
@@ -139,101 +128,140 @@ struct Tail {
     last_look: Instant,
 }
 
-/// Runs one live view until the client goes away, `keep_going` says stop, or the
-/// codec parameters change. Blocking: run it on a blocking thread.
-pub fn run(ctx: LiveCtx<'_>) -> Result<LiveSummary, SourceError> {
-    let LiveCtx {
-        src,
-        camera,
-        now_ms,
-        keep_going,
-        sink,
-        poll,
-    } = ctx;
-    let mut summary = LiveSummary {
-        end: LiveEnd::Stopped,
-        first_unix_ms: None,
-        last_unix_ms: None,
-        fragments: 0,
-    };
-    let mut mux = FragMuxer::new();
-    let mut have_key = false;
+/// What [`Tailer::poll`] found.
+#[derive(Debug)]
+pub enum Tailed {
+    /// The next stored chunk. The first one starts with a key frame; each one
+    /// continues the one before.
+    Chunk(GopData),
+    /// Nothing new yet: look again after [`POLL`].
+    Pending,
+    /// The next segment has other codec parameters: the view must start again.
+    ParamsChanged,
+}
 
-    // Sends one chunk as a fragment; false when the client is gone.
-    let mut send = |gop: &GopData,
-                    sink: &mut dyn FnMut(Vec<u8>) -> bool,
-                    summary: &mut LiveSummary|
-     -> Result<bool, SourceError> {
-        if gop.frames.is_empty() || (!have_key && !gop.frames[0].key) {
+/// A camera's stored chunks as they are written, from the newest key frame of the
+/// segment being written, following to the segments after it. It never waits: each
+/// [`poll`](Self::poll) looks once (reads what is there) and says
+/// [`Tailed::Pending`] when there is nothing new, so that the caller decides how to
+/// wait (a live view's task sleeps without holding a thread).
+pub struct Tailer {
+    src: Arc<dyn FootageSource>,
+    camera: String,
+    tail: Option<Tail>,
+    /// Chunks stored since the newest key frame when the view started, not handed out
+    /// yet.
+    backlog: VecDeque<GopData>,
+    /// Whether a chunk starting with a key frame was handed out (the ones before it
+    /// cannot be decoded and are skipped).
+    have_key: bool,
+    started_ms: i64,
+}
+
+impl Tailer {
+    pub fn new(src: Arc<dyn FootageSource>, camera: &str) -> Self {
+        Tailer {
+            src,
+            camera: camera.to_string(),
+            tail: None,
+            backlog: VecDeque::new(),
+            have_key: false,
+            started_ms: 0,
+        }
+    }
+
+    /// The codec parameters of the chunks it gives, once it found the camera
+    /// recording (the same until [`Tailed::ParamsChanged`]).
+    pub fn params(&self) -> Option<&TrackParams> {
+        self.tail.as_ref().map(|t| t.stream.params())
+    }
+
+    /// The wall-clock time at which it found the camera recording.
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms
+    }
+
+    /// The chunks already stored since the newest key frame: the first ones
+    /// [`poll`](Self::poll) gives, at once.
+    pub fn backlog(&self) -> impl Iterator<Item = &GopData> {
+        self.backlog.iter()
+    }
+
+    /// Looks for the segment being written (open, or ended less than [`FRESH_MS`]
+    /// ago) and opens it at its newest key frame; `false`: the camera is not
+    /// recording now.
+    pub fn start(&mut self, now_ms: i64) -> Result<bool, SourceError> {
+        if self.tail.is_some() {
             return Ok(true);
         }
-        have_key = true;
-        let frag = mux.fragment(gop).map_err(mux_err)?;
-        summary.first_unix_ms.get_or_insert(gop.start_unix_ms);
-        summary.last_unix_ms = Some(frame_unix_ms(gop, gop.frames[gop.frames.len() - 1].pts_90k));
-        summary.fragments += 1;
-        Ok(sink(frag))
-    };
-
-    // 1. The start: the newest segment, if it is recording now, from its newest key frame.
-    let mut tail = loop {
-        if !keep_going() {
-            return Ok(summary);
+        let segs = self
+            .src
+            .segments(&self.camera, now_ms - FRESH_MS, i64::MAX / 4)?;
+        let Some(seg) = segs.last() else {
+            return Ok(false);
+        };
+        if !(seg.open || seg.end_ms >= now_ms - FRESH_MS) {
+            return Ok(false);
         }
-        let now = now_ms();
-        let segs = src.segments(camera, now - FRESH_MS, i64::MAX / 4)?;
-        if let Some(seg) = segs.last()
-            && (seg.open || seg.end_ms >= now - FRESH_MS)
-        {
-            let mut stream = src.open(camera, seg)?;
-            let mut since_key: Vec<GopData> = Vec::new();
-            let ended = loop {
-                match stream.poll_gop()? {
-                    Polled::Gop(g) if g.frames.first().is_some_and(|f| f.key) => {
-                        since_key = vec![g]
-                    }
-                    Polled::Gop(g) => {
-                        if !since_key.is_empty() {
-                            since_key.push(g)
-                        }
-                    }
-                    Polled::Pending => break false,
-                    Polled::End => break true,
+        let mut stream = self.src.open(&self.camera, seg)?;
+        let mut since_key: VecDeque<GopData> = VecDeque::new();
+        let ended = loop {
+            match stream.poll_gop()? {
+                Polled::Gop(g) if g.frames.first().is_some_and(|f| f.key) => {
+                    since_key = VecDeque::from([g])
                 }
-            };
-            let init = mp4::init_segment(stream.params(), now).map_err(mux_err)?;
-            if !sink(init) {
-                return Ok(summary);
-            }
-            for g in &since_key {
-                if !send(g, sink, &mut summary)? {
-                    return Ok(summary);
+                Polled::Gop(g) => {
+                    if !since_key.is_empty() {
+                        since_key.push_back(g)
+                    }
                 }
+                Polled::Pending => break false,
+                Polled::End => break true,
             }
-            break Tail {
-                seg: seg.clone(),
-                stream,
-                ended,
-                last_data: Instant::now(),
-                last_look: Instant::now(),
-            };
-        }
-        std::thread::sleep(poll);
-    };
+        };
+        self.tail = Some(Tail {
+            seg: seg.clone(),
+            stream,
+            ended,
+            last_data: Instant::now(),
+            last_look: Instant::now(),
+        });
+        self.backlog = since_key;
+        self.started_ms = now_ms;
+        Ok(true)
+    }
 
-    // 2. Tail it, and follow to the next segment.
-    loop {
-        if !keep_going() {
-            return Ok(summary);
+    /// The next chunk, if there is one now (call [`start`](Self::start) first; before
+    /// it, always [`Tailed::Pending`]).
+    pub fn poll(&mut self) -> Result<Tailed, SourceError> {
+        loop {
+            let gop = match self.backlog.pop_front() {
+                Some(g) => g,
+                None => match self.poll_tail()? {
+                    Some(Ok(g)) => g,
+                    Some(Err(t)) => return Ok(t),
+                    None => return Ok(Tailed::Pending),
+                },
+            };
+            if gop.frames.is_empty() || (!self.have_key && !gop.frames[0].key) {
+                continue;
+            }
+            self.have_key = true;
+            return Ok(Tailed::Chunk(gop));
         }
+    }
+
+    /// One look: a chunk, the end of the view, or nothing yet (`None`).
+    #[allow(clippy::type_complexity)]
+    fn poll_tail(&mut self) -> Result<Option<Result<GopData, Tailed>>, SourceError> {
+        let Some(tail) = &mut self.tail else {
+            return Ok(None);
+        };
         if !tail.ended {
             match tail.stream.poll_gop()? {
                 Polled::Gop(g) => {
                     tail.last_data = Instant::now();
-                    if !send(&g, sink, &mut summary)? {
-                        return Ok(summary);
-                    }
-                    continue;
+                    return Ok(Some(Ok(g)));
                 }
                 Polled::Pending => {}
                 Polled::End => tail.ended = true,
@@ -250,27 +278,99 @@ pub fn run(ctx: LiveCtx<'_>) -> Result<LiveSummary, SourceError> {
             && tail.last_look.elapsed() >= look_every
         {
             tail.last_look = Instant::now();
-            let next = src
-                .segments(camera, tail.seg.start_ms, i64::MAX / 4)?
+            let next = self
+                .src
+                .segments(&self.camera, tail.seg.start_ms, i64::MAX / 4)?
                 .into_iter()
                 .find(|s| s.start_ms > tail.seg.start_ms);
             if let Some(seg) = next {
-                let stream = src.open(camera, &seg)?;
+                let stream = self.src.open(&self.camera, &seg)?;
                 if stream.params() != tail.stream.params() {
-                    summary.end = LiveEnd::ParamsChanged;
-                    return Ok(summary);
+                    return Ok(Some(Err(Tailed::ParamsChanged)));
                 }
-                tail = Tail {
+                *tail = Tail {
                     seg,
                     stream,
                     ended: false,
                     last_data: Instant::now(),
                     last_look: Instant::now(),
                 };
-                continue;
+                // Read the new segment at once.
+                return self.poll_tail();
             }
         }
-        std::thread::sleep(poll);
+        Ok(None)
+    }
+}
+
+/// What [`LiveView::step`] gives.
+#[derive(Debug)]
+pub enum Step {
+    /// The next bytes of the stream: the initialization segment, then one fragment
+    /// per chunk.
+    Data(Vec<u8>),
+    /// Nothing yet (the camera is not recording, or no new chunk): step again after
+    /// [`POLL`].
+    Wait,
+    /// The view is over (its codec parameters changed).
+    Ended,
+}
+
+/// One live view as a fragmented MP4, made a piece at a time: the initialization
+/// segment once the camera is found recording, then one fragment (`prft` + `moof` +
+/// `mdat`) per stored chunk. It never waits: [`Step::Wait`] says when there is nothing
+/// yet.
+pub struct LiveView {
+    tailer: Tailer,
+    mux: FragMuxer,
+    sent_init: bool,
+    /// What it showed so far.
+    pub summary: LiveSummary,
+}
+
+impl LiveView {
+    pub fn new(src: Arc<dyn FootageSource>, camera: &str) -> Self {
+        LiveView {
+            tailer: Tailer::new(src, camera),
+            mux: FragMuxer::new(),
+            sent_init: false,
+            summary: LiveSummary {
+                end: LiveEnd::Stopped,
+                first_unix_ms: None,
+                last_unix_ms: None,
+                fragments: 0,
+            },
+        }
+    }
+
+    /// The next piece, if there is one now; `now_ms` is the wall clock.
+    pub fn step(&mut self, now_ms: i64) -> Result<Step, SourceError> {
+        if !self.sent_init {
+            if !self.tailer.start(now_ms)? {
+                return Ok(Step::Wait);
+            }
+            let params = self.tailer.params().expect("started");
+            let init = mp4::init_segment(params, self.tailer.started_ms()).map_err(mux_err)?;
+            self.sent_init = true;
+            return Ok(Step::Data(init));
+        }
+        let gop = match self.tailer.poll()? {
+            Tailed::Chunk(g) => g,
+            Tailed::Pending => return Ok(Step::Wait),
+            Tailed::ParamsChanged => {
+                self.summary.end = LiveEnd::ParamsChanged;
+                return Ok(Step::Ended);
+            }
+        };
+        let frag = self.mux.fragment(&gop).map_err(mux_err)?;
+        let s = &mut self.summary;
+        s.first_unix_ms.get_or_insert(gop.start_unix_ms);
+        s.last_unix_ms = Some(frame_unix_ms(
+            &gop,
+            gop.frames[gop.frames.len() - 1].pts_90k,
+        ));
+        s.fragments += 1;
+        Ok(Step::Data(frag))
     }
 }
 

@@ -91,7 +91,8 @@ pub const DOCUMENT: &str = r##"{
       "to": {"name": "to", "in": "query", "required": true, "schema": {"type": "string", "format": "date-time"}, "description": "after from, at most 24 h later"}
     },
     "responses": {
-      "Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+      "Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "TooManyStreams": {"description": "too many footage streams at once: 8 per user, 64 on the device (each stream, live or not, holds its place until it ends, its client goes, or its client reads nothing for 30 s); logged as refused when the request is logged", "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     }
   },
   "security": [{"bearer": []}, {"cookie": []}],
@@ -113,14 +114,14 @@ pub const DOCUMENT: &str = r##"{
         {"name": "purpose", "in": "query", "schema": {"type": "string", "maxLength": 200}, "description": "purpose (it, contractor: required)"}],
       "responses": {"200": {"description": "video", "content": {"video/mp4": {}}}, "206": {"description": "part of the video", "content": {"video/mp4": {}}},
         "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
-        "404": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+        "404": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/TooManyStreams"}}}},
     "/cameras/{id}/live.mp4": {"get": {"summary": "Live view as fragmented MP4 over chunked HTTP (ftyp+moov, then prft+moof+mdat per stored chunk), from the newest key frame; each prft gives the wall-clock time the recorder received the fragment's first frame. Logged as action live before the first byte, and live.end when it ends",
       "parameters": [{"$ref": "#/components/parameters/id"},
         {"name": "case", "in": "query", "schema": {"type": "string", "maxLength": 200}, "description": "case reference (police: required)"},
         {"name": "purpose", "in": "query", "schema": {"type": "string", "maxLength": 200}, "description": "purpose (it, contractor with a live grant: required)"}],
       "responses": {"200": {"description": "video, until the client disconnects, the session ends or the rights are withdrawn", "content": {"video/mp4": {}}},
         "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
-        "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+        "404": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/TooManyStreams"}}}},
     "/cameras/{id}/viewings": {"post": {"summary": "Open a viewing: one authorized look at a camera from a moment on, logged once (action playback) for exactly the range served (from the key frame at or before at; a contractor's narrow grant starts at the first key frame inside it and ends with the grant). The console plays it through the URLs in the answer.",
       "parameters": [{"$ref": "#/components/parameters/id"}],
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["at"], "properties": {
@@ -132,13 +133,13 @@ pub const DOCUMENT: &str = r##"{
     "/viewings/{id}/video.mp4": {"get": {"summary": "The viewing's frames as MP4 (original frames; Range). Only for the session that opened it; the policy is checked again on every request; no new log entry (the viewing's covers it)",
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
       "responses": {"200": {"description": "video", "content": {"video/mp4": {}}}, "206": {"description": "part of the video", "content": {"video/mp4": {}}},
-        "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}}}},
-    "/viewings/{id}/preview.mp4": {"get": {"summary": "The viewing's frames transcoded to H.264 for browsers that cannot decode the camera's codec: video/mp4; codecs=\"avc1.42C01F\" (constrained baseline, level 3.1), at most 640x360 keeping the aspect, a key frame about every second, about 800 kbit/s. A fragmented MP4 (ftyp+moov, then prft+moof+mdat) streamed with chunked encoding while it is made; no Range. Its media time is the viewing's MP4's (first frame at 0, the same frame durations), so the viewing's time map applies; each prft gives the wall-clock time of the fragment's first frame. Same access rules and log entry as video.mp4; the rights are re-checked every 10 s while it runs, and it ends when the client stops reading for 2 min",
+        "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "416": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/TooManyStreams"}}}},
+    "/viewings/{id}/preview.mp4": {"get": {"summary": "The viewing's frames transcoded to H.264 for browsers that cannot decode the camera's codec: video/mp4; codecs=\"avc1.42C01F\" (constrained baseline, level 3.1), at most 640x360 keeping the aspect, a key frame about every second, about 800 kbit/s. A fragmented MP4 (ftyp+moov, then prft+moof+mdat) streamed with chunked encoding while it is made; no Range. Its media time is the viewing's MP4's (first frame at 0, the same frame durations), so the viewing's time map applies; each prft gives the wall-clock time of the fragment's first frame. Same access rules and log entry as video.mp4; the rights are re-checked every 10 s while it runs, and it ends when the client stops reading for 30 s",
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
         {"name": "t", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "media time (ms) to start at: the preview starts at the key frame at or before it, on the same timeline (its first frame has that key frame's media time)"}],
       "responses": {"200": {"description": "video; the X-Preview-Start-Ms header gives the media time (ms) of its first frame", "content": {"video/mp4": {}}},
         "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
-        "404": {"$ref": "#/components/responses/Error"}, "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+        "404": {"$ref": "#/components/responses/Error"}, "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/TooManyStreams"}}}},
     "/viewings/{id}/thumb.jpg": {"get": {"summary": "A scrub thumbnail: the key frame at or before at, as a JPEG 160 pixels wide (aspect kept). Same access rules and log entry as video.mp4",
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
         {"name": "at", "in": "query", "required": true, "schema": {"type": "string", "format": "date-time"}, "description": "inside the viewing's from..to"}],
@@ -198,7 +199,7 @@ pub const DOCUMENT: &str = r##"{
       "responses": {"200": {"description": "export", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "410": {"$ref": "#/components/responses/Error"}}}},
     "/exports/{id}/download": {"get": {"summary": "The signed bundle (zip), logged as export.download before the first byte",
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}, {"name": "case", "in": "query", "schema": {"type": "string"}}],
-      "responses": {"200": {"description": "bundle", "content": {"application/zip": {}}}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "410": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+      "responses": {"200": {"description": "bundle", "content": {"application/zip": {}}}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "410": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/TooManyStreams"}}}},
     "/device-key": {"get": {"security": [], "summary": "The device's Ed25519 public key that signs export manifests (PEM)",
       "responses": {"200": {"description": "PEM", "content": {"application/x-pem-file": {}}}, "503": {"$ref": "#/components/responses/Error"}}}}
   }

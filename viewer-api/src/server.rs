@@ -214,6 +214,7 @@ pub fn state(
         clock,
         metrics: Arc::new(Metrics::new()),
         viewings: Default::default(),
+        streams: Default::default(),
     }))
 }
 

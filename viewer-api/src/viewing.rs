@@ -37,7 +37,7 @@ use serde_json::json;
 
 use crate::api::{
     ApiError, Caller, Shared, log_footage_decision, parse_time, plan_playback, playback_decision,
-    serve_mp4,
+    serve_mp4, stream_permit,
 };
 use crate::clock::rfc3339;
 use crate::mp4::VideoCodec;
@@ -281,10 +281,12 @@ async fn video(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let v = find(&state, &caller, &id).await?;
+    let permit = stream_permit(&state, &caller)?;
     serve_mp4(
         &state,
         v.index.clone(),
         &headers,
         &format!("{}-{}", v.camera, v.from_ms / 1000),
+        permit,
     )
 }

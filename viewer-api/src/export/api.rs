@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -389,9 +389,11 @@ async fn download(
         e.case = Some(job.case.clone());
         e.purpose = Some(format!("download export {}: {}", job.id, job.reason));
     }
-    // Committed before anything of the export is read; one entry per camera.
-    let job = match checked {
-        Ok(job) if job.cameras.len() > 1 => {
+    // A place among the footage streams (429 when none), then the decision, committed
+    // before anything of the export is read; one entry per camera.
+    let checked = checked.and_then(|job| Ok((job, crate::api::stream_permit(&state, &caller)?)));
+    let (job, permit) = match checked {
+        Ok((job, permit)) if job.cameras.len() > 1 => {
             state
                 .metrics
                 .footage_requests
@@ -399,10 +401,10 @@ async fn download(
                 .inc();
             e.outcome = "allowed".into();
             log_per_camera(&state, e, &job.cameras).await?;
-            job
+            (job, permit)
         }
         other => {
-            if let Ok(job) = &other {
+            if let Ok((job, _)) = &other {
                 e.camera = job.cameras.first().cloned();
             }
             log_footage_decision(&state, &mut e, other).await?
@@ -417,29 +419,23 @@ async fn download(
             ApiError::internal()
         })?;
     let len = reader.len();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let metrics = state.metrics.clone();
-    tokio::task::spawn_blocking(move || {
-        loop {
-            match reader.next_chunk() {
-                Ok(Some(c)) => {
-                    metrics.footage_bytes.inc_by(c.len() as u64);
-                    if tx.blocking_send(Ok(Bytes::copy_from_slice(c))).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(err) => {
-                    error!(error = %err, "export download aborted");
-                    let _ = tx.blocking_send(Err(std::io::Error::other("export unreadable")));
-                    return;
-                }
+    // One chunk of the bundle per piece, read when the client takes the one before.
+    let body = crate::streams::body(
+        permit,
+        state.streams.limits().stall,
+        crate::streams::FnProducer(move || match reader.next_chunk() {
+            Ok(Some(c)) => {
+                metrics.footage_bytes.inc_by(c.len() as u64);
+                Ok(crate::streams::Piece::Data(Bytes::copy_from_slice(c)))
             }
-        }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+            Ok(None) => Ok(crate::streams::Piece::End),
+            Err(err) => {
+                error!(error = %err, "export download aborted");
+                Err(std::io::Error::other("export unreadable"))
+            }
+        }),
+    );
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/zip")
@@ -448,7 +444,7 @@ async fn download(
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"ringfence-export-{}.zip\"", job.id),
         )
-        .body(Body::from_stream(stream))
+        .body(body)
         .map_err(|_| ApiError::internal())
 }
 

@@ -14,7 +14,11 @@
 //!   ms) starts it at the key frame at or before `t`, still on that timeline (the first
 //!   fragment's decode time is that key frame's media time; `X-Preview-Start-Ms` says
 //!   which). A long preview re-checks the policy every [`RECHECK`], and ends when the
-//!   client stops reading for [`CLIENT_STALL`].
+//!   client stops reading for [`CLIENT_STALL`]. It is a footage stream
+//!   ([`crate::streams`]): it counts against the caller's and the device's limits of
+//!   streams at once (429 beyond), and the transcoder runs on a thread of its own, not
+//!   on the async runtime's blocking pool: a client that stops reading stops the
+//!   pipeline (its queues fill), and holds no thread of the pool.
 //! * `GET /api/v1/viewings/{id}/thumb.jpg?at=T`: the key frame at or before `T` (RFC
 //!   3339, inside the viewing's range, else 400) as a JPEG [`THUMB_WIDTH`] pixels wide.
 //!   `X-Frame-Time` (RFC 3339) and `X-Media-Ms` say which frame it is. Made in memory
@@ -65,8 +69,9 @@ const SLOT_WAIT: Duration = Duration::from_secs(5);
 /// How often a running preview re-checks its session and the viewing's rights.
 pub const RECHECK: Duration = Duration::from_secs(10);
 /// A client that takes nothing for this long (a paused `<video>`) loses its preview
-/// (and its slot); the console starts a new one with `?t=`.
-pub const CLIENT_STALL: Duration = Duration::from_secs(120);
+/// (and its slot); the console starts a new one with `?t=`. The footage streams'
+/// rule ([`crate::streams::STALL`]).
+pub const CLIENT_STALL: Duration = crate::streams::STALL;
 /// Recent thumbnails kept in memory (a few KB each).
 const THUMB_CACHE: usize = 256;
 
@@ -288,6 +293,7 @@ async fn preview(
         .await?
         .ok_or_else(ApiError::internal)?;
     let token = token_from(&headers).ok_or_else(ApiError::internal)?;
+    let stream = crate::api::stream_permit(&state, &caller)?;
     let Some(permit) = slot(&PREVIEWS).await else {
         return Ok(busy("previews"));
     };
@@ -297,7 +303,11 @@ async fn preview(
     let st = state.clone();
     let vid = v.id.clone();
     let index = v.index.clone();
-    tokio::task::spawn_blocking(move || {
+    // A thread of its own (the pipeline's puller), which waits on the channel while
+    // the client does not read: not one of the runtime's blocking threads.
+    let spawned = std::thread::Builder::new()
+        .name("preview".into())
+        .spawn(move || {
         let _permit = permit;
         let mut last_check = Instant::now();
         let mut revoked = false;
@@ -311,8 +321,8 @@ async fn preview(
                 }
             }
             let len = b.len() as u64;
-            let sent = rt.block_on(tokio::time::timeout(CLIENT_STALL, tx.send(Ok(b))));
-            if matches!(sent, Ok(Ok(()))) {
+            // Ends when the stream is dropped (the client went or stalled).
+            if tx.blocking_send(Ok(b)).is_ok() {
                 metrics.footage_bytes.inc_by(len);
                 true
             } else {
@@ -333,6 +343,10 @@ async fn preview(
             }
         }
     });
+    if let Err(e) = spawned {
+        error!(error = %e, "cannot start a preview thread");
+        return Err(ApiError::internal());
+    }
 
     // The answer waits for the first bytes, so that a preview that cannot start is a
     // clear error, not an empty video.
@@ -345,13 +359,8 @@ async fn preview(
             ));
         }
     };
-    let rest = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let stream = futures::StreamExt::chain(
-        futures::stream::once(async move { Ok::<_, std::io::Error>(first) }),
-        rest,
-    );
+    let body =
+        crate::streams::body_from_channel(stream, state.streams.limits().stall, Some(first), rx);
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "video/mp4")
@@ -365,7 +374,7 @@ async fn preview(
                 v.from_ms / 1000
             ),
         )
-        .body(Body::from_stream(stream))
+        .body(body)
         .map_err(|_| ApiError::internal())
 }
 

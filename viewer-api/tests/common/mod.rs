@@ -176,6 +176,7 @@ impl Api {
             throttle,
             metrics: Arc::new(Metrics::new()),
             viewings: Default::default(),
+            streams: Default::default(),
         });
         let mut app = viewer_api::api::router(state.clone());
         if self.viewings {
