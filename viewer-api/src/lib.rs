@@ -15,6 +15,7 @@ pub mod audit;
 pub mod benchfill;
 pub mod clock;
 pub mod config;
+pub mod conns;
 pub mod export;
 pub mod live;
 pub mod metrics;

@@ -169,7 +169,8 @@ pub async fn load_tls(cert: &Path, key: &Path) -> anyhow::Result<RustlsConfig> {
 
 /// Serves `app` over HTTPS on `listener` until `handle` shuts it down: HTTP/1.1 only,
 /// TLS handshakes and request headers bounded by `limits`, idle keep-alive connections
-/// closed after `limits.header_read`.
+/// closed after `limits.header_read`, at most [`crate::conns::PER_ADDRESS`]
+/// connections per client address.
 pub async fn run_https(
     listener: std::net::TcpListener,
     tls: RustlsConfig,
@@ -177,10 +178,24 @@ pub async fn run_https(
     handle: axum_server::Handle,
     limits: ConnLimits,
 ) -> std::io::Result<()> {
+    let per_address = crate::conns::PerAddress::new(crate::conns::PER_ADDRESS);
+    run_https_with(listener, tls, app, handle, limits, per_address).await
+}
+
+/// [`run_https`] with the given count of connections per address.
+pub async fn run_https_with(
+    listener: std::net::TcpListener,
+    tls: RustlsConfig,
+    app: axum::Router,
+    handle: axum_server::Handle,
+    limits: ConnLimits,
+    per_address: crate::conns::PerAddress,
+) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    let acceptor =
-        axum_server::tls_rustls::RustlsAcceptor::new(tls).handshake_timeout(limits.tls_handshake);
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+        .handshake_timeout(limits.tls_handshake)
+        .acceptor(per_address);
     let mut server = axum_server::from_tcp(listener)
         .acceptor(acceptor)
         .handle(handle);

@@ -55,7 +55,9 @@ async fn open(env: &Env, tok: &str, uri: &str) -> Response {
         .body(Body::empty())
         .unwrap();
     req.extensions_mut().insert(ConnectInfo(
-        format!("{}:5555", env.client).parse::<SocketAddr>().unwrap(),
+        format!("{}:5555", env.client)
+            .parse::<SocketAddr>()
+            .unwrap(),
     ));
     env.app.clone().oneshot(req).await.unwrap()
 }
@@ -103,7 +105,10 @@ async fn six_hundred_unread_streams_leave_sign_in_working() {
     let began = Instant::now();
     let olga = env.token("olga").await;
     let signed_in = began.elapsed();
-    assert!(signed_in < Duration::from_secs(2), "sign-in took {signed_in:?}");
+    assert!(
+        signed_in < Duration::from_secs(2),
+        "sign-in took {signed_in:?}"
+    );
     eprintln!("sign-in with 8 unread streams open: {signed_in:?}");
     let r = open(&env, &olga, &live_uri()).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -127,7 +132,10 @@ async fn six_hundred_unread_streams_leave_sign_in_working() {
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(
-        v["error"].as_str().unwrap().contains("at most 8 at once per user"),
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 8 at once per user"),
         "{v}"
     );
 }
@@ -153,7 +161,9 @@ async fn the_total_cap_holds_across_users() {
     let olga = env.token("olga").await;
     let r = open(&env, &olga, &live_uri()).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let body = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+    let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap();
     assert!(String::from_utf8_lossy(&body).contains("at most 10 at once"));
     // One ends (its client went away): olga gets its place.
     drop(open_ones.pop());
@@ -184,7 +194,10 @@ async fn a_stream_that_ends_frees_its_permit() {
             StatusCode::TOO_MANY_REQUESTS
         );
         for r in all {
-            let len = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap().len();
+            let len = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .len();
             assert_eq!(len, full.body.len());
         }
         wait_until(|| streams(&env).running() == 0).await;
@@ -215,7 +228,10 @@ async fn a_stalled_reader_is_dropped_and_its_permit_comes_back() {
     let ivan = env.token("ivan").await;
     let live = open(&env, &ivan, &live_uri()).await;
     let video = open(&env, &ivan, &video_uri()).await;
-    assert_eq!((live.status(), video.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(
+        (live.status(), video.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
     assert_eq!(
         open(&env, &ivan, &live_uri()).await.status(),
         StatusCode::TOO_MANY_REQUESTS
@@ -239,7 +255,10 @@ async fn a_stalled_reader_is_dropped_and_its_permit_comes_back() {
         }
     }
     assert!(
-        error.as_deref().unwrap_or_default().contains("stopped reading"),
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped reading"),
         "{error:?}"
     );
     wait_until(|| {
@@ -291,4 +310,73 @@ impl ByName for Arc<Streams> {
         let id = env.state.users.user(name).unwrap().unwrap().id;
         self.running_for(id)
     }
+}
+
+/// At most so many connections per client address: one more is closed at once (before
+/// its TLS handshake), and a place comes back when a connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_capped() {
+    use std::io::Read;
+    use viewer_api::conns::PerAddress;
+    use viewer_api::server::{self, ConnLimits};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let tls = server::load_tls(&cert_path, &key_path).await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/ok", axum::routing::get(|| async { "ok" }));
+    let handle = axum_server::Handle::new();
+    // Long handshake and header limits: only the cap can close a connection quickly.
+    let limits = ConnLimits {
+        tls_handshake: Duration::from_secs(20),
+        header_read: Duration::from_secs(20),
+    };
+    let per_address = PerAddress::new(3);
+    let serving = tokio::spawn(server::run_https_with(
+        listener,
+        tls,
+        app,
+        handle.clone(),
+        limits,
+        per_address.clone(),
+    ));
+    let held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    wait_until(|| per_address.open_from("127.0.0.1") == 3).await;
+
+    // the 4th: closed at once
+    let fourth = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let t = Instant::now();
+        let r = s.read(&mut [0u8; 16]);
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        t.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(fourth < Duration::from_secs(2), "closed after {fourth:?}");
+    eprintln!("a connection over the cap: closed after {fourth:?}");
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/ok", addr.port());
+    assert!(client.get(&url).send().await.is_err());
+
+    // one closes: its place comes back
+    let mut held = held;
+    drop(held.pop());
+    wait_until(|| per_address.open_from("127.0.0.1") == 2).await;
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(held);
+    handle.shutdown();
+    let _ = serving.await;
 }
