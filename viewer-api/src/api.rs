@@ -971,15 +971,15 @@ impl crate::streams::Producer for Mp4Body {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LiveQuery {
+pub(crate) struct LiveQuery {
     case: Option<String>,
     purpose: Option<String>,
 }
 
 /// How often a running live view checks that its session and rights still hold.
-const LIVE_RECHECK: Duration = Duration::from_secs(5);
+pub(crate) const LIVE_RECHECK: Duration = Duration::from_secs(5);
 
-fn live_decision(state: &AppState, p: &Principal, id: &str, q: &LiveQuery) -> Decision {
+pub(crate) fn live_decision(state: &AppState, p: &Principal, id: &str, q: &LiveQuery) -> Decision {
     authorize(
         p,
         Action::Live,
@@ -993,7 +993,7 @@ fn live_decision(state: &AppState, p: &Principal, id: &str, q: &LiveQuery) -> De
     )
 }
 
-async fn check_live(
+pub(crate) async fn check_live(
     state: &Shared,
     caller: &Caller,
     id: &str,

@@ -30,6 +30,7 @@
 //! thumbnails are made at once (a request waits a little for a free slot, then gets
 //! 503). `cargo run --release -p viewer-api --example bench_preview` measures one.
 
+pub mod live;
 mod pipeline;
 #[doc(hidden)]
 pub mod testclip;
@@ -218,6 +219,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/api/v1/viewings/{id}/preview.mp4", get(preview))
         .route("/api/v1/viewings/{id}/thumb.jpg", get(thumb))
+        .route("/api/v1/cameras/{id}/live-preview.mp4", get(live::serve))
         .layer(axum::middleware::map_response(crate::api::security_headers))
         .with_state(state)
 }

@@ -55,6 +55,21 @@ pub(crate) fn decoder(
     out_h: u32,
     decode_threads: u32,
 ) -> Result<(gst_app::AppSrc, gst::Element), PreviewError> {
+    decoder_for(pipeline, params, fps, out_w, out_h, decode_threads, false)
+}
+
+/// [`decoder`], and with `low_latency` a decoder that gives each picture out as soon as
+/// its frame is in: slice threads only (frame threads hold one frame back per extra
+/// thread until more frames come, which in a live view is the next stored chunk).
+pub(crate) fn decoder_for(
+    pipeline: &gst::Pipeline,
+    params: &TrackParams,
+    fps: Option<gst::Fraction>,
+    out_w: u32,
+    out_h: u32,
+    decode_threads: u32,
+    low_latency: bool,
+) -> Result<(gst_app::AppSrc, gst::Element), PreviewError> {
     let (media, format, parser, dec) = match params.codec {
         VideoCodec::H264 => ("video/x-h264", "avc", "h264parse", "avdec_h264"),
         VideoCodec::H265 => ("video/x-h265", "hvc1", "h265parse", "avdec_h265"),
@@ -86,6 +101,9 @@ pub(crate) fn decoder(
     let decode = make(dec)?;
     // 0 would be one thread per core: bounded instead.
     decode.set_property("max-threads", decode_threads.max(1) as i32);
+    if low_latency {
+        decode.set_property_from_str("thread-type", "slice");
+    }
     let scale = make("videoscale")?;
     // Letterbox rather than distort should the stored size disagree with the stream.
     scale.set_property("add-borders", true);

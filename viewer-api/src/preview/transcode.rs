@@ -1,8 +1,9 @@
-//! The preview transcoder: a viewing's frames, decoded, scaled to at most 640×360 and
-//! encoded again as H.264, streamed as a fragmented MP4 while it is produced.
+//! The preview transcoder: a viewing's frames (or a live view's, [`super::live`]),
+//! decoded, scaled to at most 640×360 and encoded again as H.264, streamed as a
+//! fragmented MP4 while it is produced.
 //!
 //! ```text
-//! reader thread:  read_payload → appsrc
+//! reader thread:  read_payload (or the live view's chunks) → appsrc
 //! GStreamer:      appsrc → h26Xparse → avdec_h26X → videoscale → videoconvert → I420 w×h
 //!                 → x264enc (ultrafast, zerolatency, constrained baseline) → appsink
 //! calling thread: appsink → ftyp+moov, then prft+moof+mdat per fragment → sink
@@ -17,6 +18,12 @@
 //! at that key frame's media time (`tfdt`), so `currentTime` means the same thing in
 //! both. Each `prft` carries the wall-clock time of the fragment's first frame.
 //!
+//! A live view ([`encode`] with `live`) differs in three ways: the decoder uses slice
+//! threads only (frame threads would hold a frame back until the next one arrives,
+//! i.e. until the recorder stores its next chunk), each source chunk ends a fragment
+//! (so its frames leave as soon as they are encoded), and waiting for frames is not a
+//! stall (the camera may pause).
+//!
 //! Memory is bounded: the appsrc queue (a few MB), the appsink queue (8 encoded
 //! frames) and one fragment (at most [`PreviewSettings::fragment_ms`] of 640×360 H.264)
 //! are all that is held; a sink that stops taking (the client went away) stops the
@@ -24,6 +31,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -102,15 +110,26 @@ pub struct PreviewStats {
     pub first_fragment: Option<Duration>,
     /// The sink stopped taking before the end (the client went away).
     pub stopped: bool,
+    /// Wall-clock times of the first and the last frame handed to the sink.
+    pub first_unix_ms: Option<i64>,
+    pub last_unix_ms: Option<i64>,
 }
 
-/// A frame given to the decoder: where it is on the viewing's timeline.
+/// A frame given to the decoder: where it is on the output's timeline.
 #[derive(Debug, Clone, Copy)]
-struct FrameMeta {
-    pts_ns: u64,
-    media_90k: i64,
-    duration_90k: u32,
-    unix_ms: i64,
+pub(crate) struct FrameMeta {
+    pub(crate) media_90k: i64,
+    pub(crate) duration_90k: u32,
+    /// Its wall-clock time (from the recording's wall clock).
+    pub(crate) unix_ms: i64,
+    /// The fragment ends with it (the last frame of a live view's chunk).
+    pub(crate) ends_fragment: bool,
+}
+
+impl FrameMeta {
+    fn pts_ns(&self) -> u64 {
+        ns_of_90k(self.media_90k)
+    }
 }
 
 /// A frame that came out of the encoder, waiting in the current fragment.
@@ -136,8 +155,82 @@ pub fn transcode(
     sink: &mut dyn FnMut(Bytes) -> bool,
 ) -> Result<PreviewStats, PreviewError> {
     let began = Instant::now();
+    let typical = super::typical_duration_90k(index);
+    encode(
+        &index.params,
+        typical,
+        settings,
+        false,
+        began,
+        |feeder| feed(src, index, start, feeder),
+        sink,
+    )
+}
+
+/// Gives frames to the decoder (see [`encode`]).
+pub(crate) struct Feeder<'a> {
+    appsrc: &'a gst_app::AppSrc,
+    in_flight: &'a Mutex<VecDeque<FrameMeta>>,
+    stopped: &'a AtomicBool,
+}
+
+impl Feeder<'_> {
+    /// Gives one frame (an access unit as stored: length-prefixed NAL units) to the
+    /// decoder, at `meta`'s media time, which must grow from frame to frame. `false`
+    /// when the pipeline has stopped: feed nothing more.
+    pub(crate) fn push(
+        &self,
+        data: impl AsRef<[u8]> + Send + 'static,
+        key: bool,
+        meta: FrameMeta,
+    ) -> bool {
+        let mut b = gst::Buffer::from_slice(data);
+        {
+            let b = b.get_mut().expect("a new buffer is writable");
+            let t = gst::ClockTime::from_nseconds(meta.pts_ns());
+            b.set_pts(t);
+            b.set_dts(t);
+            b.set_duration(gst::ClockTime::from_nseconds(
+                ns_of_90k(meta.media_90k + i64::from(meta.duration_90k)) - meta.pts_ns(),
+            ));
+            if !key {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(meta);
+        // Stopped (flushing) or failed: the puller knows why.
+        self.appsrc.push_buffer(b).is_ok()
+    }
+
+    /// Whether the pipeline has stopped (the sink stopped taking, or it failed): a
+    /// feeder waiting for frames should give up.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs the transcoding pipeline for a track of `params` whose frames are usually
+/// `typical_90k` apart: `feed`, on a thread of its own, gives it frames through a
+/// [`Feeder`] and returns how many; this thread hands the MP4 to `sink` (the
+/// initialization segment from the encoder's first frame, then fragments) until the
+/// last frame is sent or `sink` returns false. `live`: tuned for a live view (see the
+/// module's documentation).
+pub(crate) fn encode<F>(
+    params: &TrackParams,
+    typical_90k: u32,
+    settings: &PreviewSettings,
+    live: bool,
+    began: Instant,
+    feed: F,
+    sink: &mut dyn FnMut(Bytes) -> bool,
+) -> Result<PreviewStats, PreviewError>
+where
+    F: FnOnce(&Feeder<'_>) -> Result<u64, SourceError> + Send,
+{
     super::init()?;
-    let params = &index.params;
     let (out_w, out_h) = pipeline::fit(
         params.width,
         params.height,
@@ -145,17 +238,17 @@ pub fn transcode(
         settings.max_height,
     )
     .unwrap_or((settings.max_width & !1, settings.max_height & !1));
-    let typical = super::typical_duration_90k(index);
-    let fps = (90_000 / typical.max(1)).clamp(1, 120);
+    let fps = (90_000 / typical_90k.max(1)).clamp(1, 120);
 
     let pipe = gst::Pipeline::new();
-    let (appsrc, decoded) = pipeline::decoder(
+    let (appsrc, decoded) = pipeline::decoder_for(
         &pipe,
         params,
-        Some(pipeline::framerate(typical)),
+        Some(pipeline::framerate(typical_90k)),
         out_w,
         out_h,
         settings.decode_threads,
+        live,
     )?;
     let enc = make("x264enc")?;
     enc.set_property_from_str("speed-preset", "ultrafast");
@@ -197,17 +290,41 @@ pub fn transcode(
     }
 
     let in_flight: Mutex<VecDeque<FrameMeta>> = Mutex::new(VecDeque::new());
+    let stopped = AtomicBool::new(false);
+    let fed = AtomicBool::new(false);
     let mut stats = PreviewStats::default();
     let out: Result<(), PreviewError> = std::thread::scope(|s| {
         let feeder = std::thread::Builder::new()
             .name("preview-reader".into())
-            .spawn_scoped(s, || feed(src, index, start, &appsrc, &in_flight))
+            .spawn_scoped(s, || {
+                let feeder = Feeder {
+                    appsrc: &appsrc,
+                    in_flight: &in_flight,
+                    stopped: &stopped,
+                };
+                let r = feed(&feeder);
+                let _ = appsrc.end_of_stream();
+                fed.store(true, Ordering::Relaxed);
+                r
+            })
             .map_err(|e| PreviewError::Gst(format!("cannot start the reader: {e}")))?;
         let pulled = pull(
-            &pipe, &appsink, settings, &in_flight, began, &mut stats, sink,
+            &pipe,
+            &appsink,
+            settings,
+            Input {
+                in_flight: &in_flight,
+                live,
+                fed: &fed,
+            },
+            began,
+            &mut stats,
+            sink,
         );
         // Whatever happened, the pipeline stops before the reader is waited for: a
-        // reader blocked on a full appsrc is released by it.
+        // reader blocked on a full appsrc is released by it, one waiting for a live
+        // view's next chunk sees `stopped`.
+        stopped.store(true, Ordering::Relaxed);
         let _ = pipe.set_state(gst::State::Null);
         let fed = feeder
             .join()
@@ -223,13 +340,12 @@ pub fn transcode(
 }
 
 /// The reader: the frames from `start` on, one buffer each, timestamped with their
-/// media time. Returns how many it pushed; ends the stream when done.
+/// media time. Returns how many it pushed.
 fn feed(
     src: &dyn FootageSource,
     index: &FrameIndex,
     start: FramePos,
-    appsrc: &gst_app::AppSrc,
-    in_flight: &Mutex<VecDeque<FrameMeta>>,
+    feeder: &Feeder<'_>,
 ) -> Result<u64, SourceError> {
     let mut g = start.gop;
     let mut sample = start.gop_first_sample;
@@ -248,30 +364,12 @@ fn feed(
                     return false;
                 }
                 let meta = FrameMeta {
-                    pts_ns: ns_of_90k(media),
                     media_90k: media,
                     duration_90k: s.duration_90k,
                     unix_ms: index.gop_unix_ms[g] + (media - gop_media) / 90,
+                    ends_fragment: false,
                 };
-                let mut b = gst::Buffer::from_slice(buf.slice(off..off + len));
-                {
-                    let b = b.get_mut().expect("a new buffer is writable");
-                    let t = gst::ClockTime::from_nseconds(meta.pts_ns);
-                    b.set_pts(t);
-                    b.set_dts(t);
-                    b.set_duration(gst::ClockTime::from_nseconds(
-                        ns_of_90k(media + i64::from(s.duration_90k)) - meta.pts_ns,
-                    ));
-                    if !s.key {
-                        b.set_flags(gst::BufferFlags::DELTA_UNIT);
-                    }
-                }
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_back(meta);
-                if appsrc.push_buffer(b).is_err() {
-                    // Stopped (flushing) or failed: the puller knows why.
+                if !feeder.push(buf.slice(off..off + len), s.key, meta) {
                     return false;
                 }
                 pushed += 1;
@@ -283,16 +381,27 @@ fn feed(
         g += 1;
         true
     });
-    let _ = appsrc.end_of_stream();
     r.map(|()| pushed)
 }
+
+/// What the puller knows of the input.
+struct Input<'a> {
+    in_flight: &'a Mutex<VecDeque<FrameMeta>>,
+    live: bool,
+    /// The reader has given its last frame.
+    fed: &'a AtomicBool,
+}
+
+/// More frames than a decoder holds back for reordering: so many in flight without
+/// output is a stall, also in a live view.
+const MAX_HELD: usize = 32;
 
 /// The puller: encoded frames into fragments, to the sink.
 fn pull(
     pipe: &gst::Pipeline,
     appsink: &gst_app::AppSink,
     settings: &PreviewSettings,
-    in_flight: &Mutex<VecDeque<FrameMeta>>,
+    input: Input<'_>,
     began: Instant,
     stats: &mut PreviewStats,
     sink: &mut dyn FnMut(Bytes) -> bool,
@@ -304,6 +413,7 @@ fn pull(
         max_90k: i64::from(settings.fragment_ms) * 90,
     };
     let mut last_progress = Instant::now();
+    let in_flight = input.in_flight;
     let mut send = |b: Vec<u8>, stats: &mut PreviewStats| -> bool {
         stats.bytes += b.len() as u64;
         if !sink(Bytes::from(b)) {
@@ -319,6 +429,14 @@ fn pull(
             }
             if let Some(e) = pipeline::bus_error(pipe) {
                 return Err(PreviewError::Gst(e));
+            }
+            // A live view waits for the camera as long as it must: only frames held
+            // back with nothing coming out, or an end that never comes, are a stall.
+            if input.live
+                && !input.fed.load(Ordering::Relaxed)
+                && in_flight.lock().unwrap_or_else(|p| p.into_inner()).len() <= MAX_HELD
+            {
+                last_progress = Instant::now();
             }
             if last_progress.elapsed() > settings.stall {
                 return Err(PreviewError::Gst("the preview pipeline stalled".into()));
@@ -340,7 +458,10 @@ fn pull(
         let meta = {
             let mut q = in_flight.lock().unwrap_or_else(|p| p.into_inner());
             // Frames the decoder dropped (none, normally) are skipped.
-            while q.front().is_some_and(|m| pts.is_some_and(|p| m.pts_ns < p)) {
+            while q
+                .front()
+                .is_some_and(|m| pts.is_some_and(|p| m.pts_ns() < p))
+            {
                 q.pop_front();
             }
             q.pop_front()
@@ -356,13 +477,10 @@ fn pull(
             }
         }
         let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        if frag.full_before(key, meta.media_90k, stats.fragments) {
-            let f = frag.take()?;
-            stats.fragments += 1;
-            if !send(f, stats) {
-                return Ok(());
-            }
-            stats.first_fragment.get_or_insert_with(|| began.elapsed());
+        if frag.full_before(key, meta.media_90k, stats.fragments)
+            && !flush(&mut frag, stats, &mut send, began)?
+        {
+            return Ok(());
         }
         let map = buf.map_readable().map_err(gst_err)?;
         frag.data.extend_from_slice(&map);
@@ -372,15 +490,33 @@ fn pull(
             meta,
         });
         stats.frames_out += 1;
-    }
-    if !frag.frames.is_empty() {
-        let f = frag.take()?;
-        stats.fragments += 1;
-        if send(f, stats) {
-            stats.first_fragment.get_or_insert_with(|| began.elapsed());
+        if meta.ends_fragment && !flush(&mut frag, stats, &mut send, began)? {
+            return Ok(());
         }
     }
+    if !frag.frames.is_empty() {
+        flush(&mut frag, stats, &mut send, began)?;
+    }
     Ok(())
+}
+
+/// Sends the fragment being filled; false when the sink stopped taking.
+fn flush(
+    frag: &mut Fragmenter,
+    stats: &mut PreviewStats,
+    send: &mut dyn FnMut(Vec<u8>, &mut PreviewStats) -> bool,
+    began: Instant,
+) -> Result<bool, PreviewError> {
+    let (first, last) = (frag.frames[0].meta.unix_ms, frag.last_unix_ms());
+    let f = frag.take()?;
+    stats.fragments += 1;
+    if !send(f, stats) {
+        return Ok(false);
+    }
+    stats.first_fragment.get_or_insert_with(|| began.elapsed());
+    stats.first_unix_ms.get_or_insert(first);
+    stats.last_unix_ms = Some(last);
+    Ok(true)
 }
 
 /// `ftyp` + `moov` for the encoder's output, from the caps of its first sample.
@@ -430,6 +566,10 @@ impl Fragmenter {
             return false;
         };
         sent == 0 || key || media_90k - first.meta.media_90k >= self.max_90k
+    }
+
+    fn last_unix_ms(&self) -> i64 {
+        self.frames.last().map_or(0, |f| f.meta.unix_ms)
     }
 
     /// The whole fragment: each frame lasts until the next one's media time (so frames
