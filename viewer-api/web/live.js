@@ -3,6 +3,9 @@
 // response. Each fragment is appended as it arrives; the `prft` box carries the wall time
 // the recorder received the fragment's first frame, which gives the latency shown (this
 // assumes the viewing computer's clock is in time with the device's, as NTP keeps it).
+//
+// With `preview`, the same from `live-preview.mp4`: the server's H.264 transcoding of the
+// live view, for browsers that cannot decode the camera's codec (Chromium and H.265).
 
 import { reasonParams, query } from './api.js';
 
@@ -60,11 +63,12 @@ export class LivePlayer {
     this.abort = null;
   }
 
-  async start(camera, reason) {
+  async start(camera, reason, { preview = false } = {}) {
     this.stop();
     const abort = new AbortController();
     this.abort = abort;
-    const url = `/api/v1/cameras/${camera}/live.mp4${query(reasonParams(reason))}`;
+    const file = preview ? 'live-preview.mp4' : 'live.mp4';
+    const url = `/api/v1/cameras/${camera}/${file}${query(reasonParams(reason))}`;
     const r = await fetch(url, { credentials: 'same-origin', signal: abort.signal });
     if (!r.ok) {
       let m = r.statusText;
@@ -138,8 +142,11 @@ export class LivePlayer {
           const mime = `video/mp4; codecs="${codec}"`;
           if (!sb) {
             if (!codec || !MediaSource.isTypeSupported(mime)) {
+              // Nothing more of this stream: the caller may ask for the preview.
+              abort.abort();
               const e = new Error('codec');
               e.unsupported = true;
+              e.mime = mime;
               throw e;
             }
             sb = ms.addSourceBuffer(mime);

@@ -20,6 +20,19 @@ export function canPlay(mime) {
   return document.createElement('video').canPlayType(mime) !== '';
 }
 
+// Whether Media Source Extensions (the live view's player) can decode `mime`.
+export function canPlayLive(mime) {
+  try {
+    return Boolean(window.MediaSource && MediaSource.isTypeSupported(mime));
+  } catch {
+    return false;
+  }
+}
+
+// Cameras whose live view this browser cannot decode (learnt from a viewing's MIME type
+// or a live view's first bytes): their live view is the server's H.264 preview at once.
+const livePreviewCameras = new Set();
+
 export class Player {
   constructor(camera, { onEnded = () => {} } = {}) {
     this.camera = camera;
@@ -126,6 +139,7 @@ export class Player {
     this.v = v;
     this.ok = false;
     this.reason = reason;
+    if (!canPlayLive(v.mime)) livePreviewCameras.add(this.camera.id);
     this.preview = !canPlay(v.mime);
     this.badge.hidden = !this.preview;
     this.message('');
@@ -212,26 +226,43 @@ export class Player {
 
   // --- live
 
+  // The camera's live view; where this browser cannot decode its codec, the server's
+  // H.264 preview of it, labelled as such.
   async goLive(reason) {
     this.stopLive();
     this.v = null;
-    this.badge.hidden = true;
     this.liveBadge.hidden = false;
     this.clock.textContent = t('player.live_connecting');
     delete this.clock.dataset.unixMs;
     this.message('');
-    this.live = new LivePlayer(this.video, {
-      onLatency: (ms) => {
-        this.clock.textContent = t('player.latency', { s: (ms / 1000).toFixed(1) });
-      },
-      onError: (e) => this.message(e.message, 'error'),
-    });
-    try {
-      await this.live.start(this.camera.id, reason);
-      this.message(t('player.live_ended'));
-    } catch (e) {
-      if (e.name === 'AbortError') return;
-      this.message(e.unsupported ? t('player.live_unsupported') : e.message, 'error');
+    let preview = livePreviewCameras.has(this.camera.id);
+    for (;;) {
+      this.badge.hidden = !preview;
+      this.badge.title = t('player.live_preview_title');
+      const live = new LivePlayer(this.video, {
+        onLatency: (ms) => {
+          this.clock.textContent = t('player.latency', { s: (ms / 1000).toFixed(1) });
+        },
+        onError: (e) => this.message(e.message, 'error'),
+      });
+      this.live = live;
+      try {
+        await live.start(this.camera.id, reason, { preview });
+        this.message(t('player.live_ended'));
+        return;
+      } catch (e) {
+        if (e.name === 'AbortError' && this.live !== live) return;
+        if (e.unsupported && !preview) {
+          // Learnt from the stream's first bytes: the preview, now and next time.
+          livePreviewCameras.add(this.camera.id);
+          preview = true;
+          live.stop();
+          continue;
+        }
+        if (e.name === 'AbortError') return;
+        this.message(e.unsupported ? t('player.live_unsupported') : e.message, 'error');
+        return;
+      }
     }
   }
 
@@ -239,6 +270,7 @@ export class Player {
     if (this.live) this.live.stop();
     this.live = null;
     this.liveBadge.hidden = true;
+    this.badge.title = t('player.preview_title');
   }
 
   stop() {

@@ -83,7 +83,8 @@ export default {
   'player.live_connecting': 'Connecting…',
   'player.latency': 'Live · {s} s behind',
   'player.live_ended': 'Live view ended.',
-  'player.live_unsupported': 'This browser cannot play this camera\'s codec live; use playback (preview).',
+  'player.live_preview_title': 'This browser cannot decode the camera\'s codec: the server transcodes the live view to a reduced H.264 copy, a little later than the original. Exports keep the original frames.',
+  'player.live_unsupported': 'This browser cannot play this camera live, not even as the H.264 preview.',
 
   'tl.title': 'Timeline',
   'tl.label': 'Timeline',

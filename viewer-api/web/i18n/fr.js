@@ -83,7 +83,8 @@ export default {
   'player.live_connecting': 'Connexion…',
   'player.latency': 'Direct · {s} s de retard',
   'player.live_ended': 'Direct terminé.',
-  'player.live_unsupported': 'Ce navigateur ne lit pas le codec de cette caméra en direct ; utilisez la relecture (aperçu).',
+  'player.live_preview_title': 'Ce navigateur ne décode pas le codec de la caméra : le serveur transcode le direct en une copie H.264 réduite, un peu plus tard que l\'original. Les exports gardent les images d\'origine.',
+  'player.live_unsupported': 'Ce navigateur ne lit pas cette caméra en direct, même en aperçu H.264.',
 
   'tl.title': 'Frise',
   'tl.label': 'Frise chronologique',
