@@ -14,6 +14,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// An access-log entry, as the viewer-api names it to the recorder side with each
+/// request made for it (footage read, hold, export signature): the recorder journals
+/// it with what it served or did, so anything that left without an entry in the log is
+/// a mismatch the log's verification finds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LogRef {
+    pub seq: i64,
+    /// The entry's hash (hex).
+    pub hash: String,
+}
+
 /// What a checkpoint states: the access log's entry `seq` has hash `hash` (hex), seen
 /// by the recorder side at `time_unix_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

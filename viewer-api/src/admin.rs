@@ -16,9 +16,8 @@
 //!   first ([`Action::ReadJournal`]: it, auditor).
 //!
 //! Hold changes are written to the access log before they take effect, allowed or
-//! denied; reads are not (they show no footage). The store is read through the
-//! recorder's catalog API (`recorder::footage`, `holds`, `journal`); holds are written
-//! through `recorder::holds`, as exports do.
+//! denied; reads are not (they show no footage). Holds, health and the journal come
+//! from the recorder side ([`RecorderSide`]): the viewer-api never opens the catalog.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,8 +28,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
-use recorder::catalog::Catalog;
-use recorder::holds::{self, Hold, HoldCameras, NewHold};
+use recorder::holds::{Hold, HoldCameras, NewHold};
 use recorder::retention::Policy;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -40,6 +38,7 @@ use crate::api::{ApiError, Caller, Shared, blocking, log, security_headers};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::config::Settings;
 use crate::policy::{Action, Decision, Resource, authorize};
+use crate::recorder_side::{RecorderSide, SideError, log_ref};
 use crate::users::valid_camera_id;
 
 const MAX_TEXT: usize = 200;
@@ -51,15 +50,18 @@ pub const JOURNAL_MAX_PAGE: usize = 1000;
 
 /// What these endpoints take from the configuration.
 struct Ctx {
-    store: PathBuf,
+    recorder: Arc<dyn RecorderSide>,
+    /// The viewer-api's state directory (the exports' table).
+    state_dir: PathBuf,
     max_bytes: u64,
     min_free_bytes: u64,
     policy: Policy,
 }
 
-pub fn router(state: Shared, settings: &Settings) -> Router {
+pub fn router(state: Shared, settings: &Settings, recorder: Arc<dyn RecorderSide>) -> Router {
     let ctx = Arc::new(Ctx {
-        store: settings.store().to_path_buf(),
+        recorder,
+        state_dir: settings.state_dir(),
         max_bytes: settings.recorder.storage.max_bytes,
         min_free_bytes: settings.recorder.storage.min_free_bytes,
         policy: Policy::from_config(&settings.recorder),
@@ -147,17 +149,13 @@ fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-async fn read_catalog<T: Send + 'static>(
+/// Runs `f` against the recorder side on the blocking pool.
+async fn recorder<T: Send + 'static>(
     ctx: &Arc<Ctx>,
-    f: impl FnOnce(&Catalog) -> Result<T, String> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = ctx.store.clone();
-    blocking(move || {
-        let cat = Catalog::open_read_only(&store).map_err(|e| e.to_string())?;
-        f(&cat)
-    })
-    .await?
-    .map_err(store_error)
+    f: impl FnOnce(&dyn RecorderSide) -> Result<T, SideError> + Send + 'static,
+) -> Result<Result<T, SideError>, ApiError> {
+    let r = ctx.recorder.clone();
+    blocking(move || f(r.as_ref())).await
 }
 
 /// Camera ids the catalog knows.
@@ -217,7 +215,7 @@ async fn list_holds(
     ))?;
     let q = query(q)?;
     let all = q.all.unwrap_or(false);
-    let list = read_catalog(&ctx, |cat| holds::list(cat).map_err(|e| e.to_string())).await?;
+    let list = recorder(&ctx, |r| r.holds()).await?.map_err(store_error)?;
     let now = state.clock.now_unix_ms();
     Ok(Json(Value::Array(
         list.iter()
@@ -349,18 +347,13 @@ async fn create_hold(
         Ok(_) => "allowed".into(),
         Err(e) => format!("denied: {}", e.message),
     };
-    log(&state, entry).await?;
+    let logged = log(&state, entry).await?;
     let hold = checked?;
-    let store = ctx.store.clone();
     let now = state.clock.now_unix_ms();
-    let r = blocking(move || {
-        let cat = Catalog::open(&store).map_err(holds::HoldError::Catalog)?;
-        holds::add(&cat, &hold, now)
-    })
-    .await?;
-    match r {
+    let at = log_ref(&logged);
+    match recorder(&ctx, move |r| r.add_hold(&at, &hold, now)).await? {
         Ok(id) => Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response()),
-        Err(holds::HoldError::Invalid(m)) => Err(ApiError::bad(m)),
+        Err(SideError::Invalid(m)) => Err(ApiError::bad(m)),
         Err(e) => Err(store_error(e)),
     }
 }
@@ -382,11 +375,10 @@ async fn check_release(
         .ok()
         .filter(|&i| i > 0)
         .ok_or_else(|| ApiError::bad("hold id must be a positive integer"))?;
-    let hold = read_catalog(ctx, move |cat| {
-        holds::get(cat, hid).map_err(|e| e.to_string())
-    })
-    .await?
-    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such hold"))?;
+    let hold = recorder(ctx, move |r| r.hold(hid))
+        .await?
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such hold"))?;
     entry.camera = Some(hold.cameras.names().join(","));
     entry.from_ms = Some(hold.from_unix_ms);
     entry.to_ms = Some(hold.to_unix_ms);
@@ -412,8 +404,8 @@ async fn check_release(
             ),
         ));
     }
-    let store = ctx.store.clone();
-    let export = blocking(move || crate::export::export_of_hold(&store, hid))
+    let state_dir = ctx.state_dir.clone();
+    let export = blocking(move || crate::export::export_of_hold(&state_dir, hid))
         .await?
         .map_err(store_error)?;
     if let Some(x) = export {
@@ -437,25 +429,18 @@ async fn release_hold(
         Ok(_) => "allowed".into(),
         Err(e) => format!("denied: {}", e.message),
     };
-    log(&state, entry).await?;
+    let logged = log(&state, entry).await?;
     let hid = checked?;
-    let store = ctx.store.clone();
     let by = caller.principal.name.clone();
     let now = state.clock.now_unix_ms();
-    let r = blocking(move || {
-        let cat = Catalog::open(&store).map_err(holds::HoldError::Catalog)?;
-        holds::release(&cat, hid, &by, now)
-    })
-    .await?;
-    match r {
+    let at = log_ref(&logged);
+    match recorder(&ctx, move |r| r.release_hold(&at, hid, &by, now)).await? {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(holds::HoldError::AlreadyReleased { at, by, .. }) => Err(ApiError::new(
+        Err(SideError::AlreadyReleased { at, by }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("this hold was already released at {at} by {by}"),
         )),
-        Err(holds::HoldError::NotFound(_)) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "no such hold"))
-        }
+        Err(SideError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, "no such hold")),
         Err(e) => Err(store_error(e)),
     }
 }
@@ -474,14 +459,11 @@ async fn health(
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now_unix_ms();
     let store_wide = decide(&state, &caller, Action::SystemHealth, Resource::default());
-    let store = ctx.store.clone();
-    let (h, fs) = blocking(move || {
-        (
-            recorder::footage::health(&store, now - DAY_MS, now),
-            recorder::footage::file_system_space(&store),
-        )
+    let (h, fs) = recorder(&ctx, move |r| {
+        Ok((r.health(now - DAY_MS, now), r.fs_space()))
     })
-    .await?;
+    .await?
+    .map_err(store_error)?;
     let h = h.map_err(store_error)?;
     let cameras: Vec<Value> = h
         .cameras
@@ -600,11 +582,11 @@ async fn journal(
             .filter(|l| (1..=JOURNAL_MAX_PAGE).contains(l))
             .ok_or_else(|| ApiError::bad(format!("limit must be 1 to {JOURNAL_MAX_PAGE}")))?,
     };
-    let mut rows = read_catalog(&ctx, move |cat| {
-        recorder::journal::page(cat, camera.as_deref(), since, before, limit + 1)
-            .map_err(|e| e.to_string())
+    let mut rows = recorder(&ctx, move |r| {
+        r.journal_page(camera.as_deref(), since, before, limit + 1)
     })
-    .await?;
+    .await?
+    .map_err(store_error)?;
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_before = if more {

@@ -270,10 +270,10 @@ impl Caller {
 }
 
 /// Appends to the access log off the async threads; 503 when it cannot.
-pub(crate) async fn log(state: &Shared, e: NewEntry) -> Result<(), ApiError> {
+pub(crate) async fn log(state: &Shared, e: NewEntry) -> Result<crate::audit::Entry, ApiError> {
     let audit = state.audit.clone();
     match blocking(move || audit.append(e)).await? {
-        Ok(_) => Ok(()),
+        Ok(entry) => Ok(entry),
         Err(err) => {
             error!(error = %err, "access log append failed");
             state.metrics.audit_failures.inc();

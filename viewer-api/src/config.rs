@@ -20,7 +20,17 @@ pub struct ApiConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
-    /// The access log; default `<storage.path>/audit.sqlite`.
+    /// The viewer-api's own state (users, sessions, the access log, exports, its TLS
+    /// pair): a directory the recorder does not write; default `viewer-api` beside the
+    /// store (`<parent of storage.path>/viewer-api`).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// The recorder's local service (Unix socket): footage, holds, health, signatures
+    /// and log checkpoints all come through it; default
+    /// `<storage.path>/recorder.sock`, the recorder's default.
+    #[serde(default)]
+    pub recorder_socket: Option<PathBuf>,
+    /// The access log; default `<state_dir>/audit.sqlite`.
     #[serde(default)]
     pub audit_db: Option<PathBuf>,
     /// How long a finished export stays downloadable (humantime); default 7 days.
@@ -67,15 +77,26 @@ impl Settings {
         &self.recorder.storage.path
     }
 
+    /// See [`ApiConfig::state_dir`].
+    pub fn state_dir(&self) -> PathBuf {
+        self.api.state_dir.clone().unwrap_or_else(|| {
+            let store = self.store();
+            store
+                .parent()
+                .map(|p| p.join("viewer-api"))
+                .unwrap_or_else(|| store.join("viewer-api"))
+        })
+    }
+
     pub fn users_db(&self) -> PathBuf {
-        self.store().join("users.sqlite")
+        self.state_dir().join("users.sqlite")
     }
 
     pub fn audit_db(&self) -> PathBuf {
         self.api
             .audit_db
             .clone()
-            .unwrap_or_else(|| self.store().join("audit.sqlite"))
+            .unwrap_or_else(|| self.state_dir().join("audit.sqlite"))
     }
 }
 
@@ -85,6 +106,8 @@ pub fn parse_api(table: Option<&toml::Table>) -> Result<ApiConfig, String> {
             addr: DEFAULT_ADDR.parse().expect("valid default"),
             tls_cert: None,
             tls_key: None,
+            state_dir: None,
+            recorder_socket: None,
             audit_db: None,
             export_ttl: None,
             time_zone: None,
@@ -116,7 +139,16 @@ pub fn parse_api(table: Option<&toml::Table>) -> Result<ApiConfig, String> {
             ));
         }
     }
-    for p in [&c.tls_cert, &c.tls_key, &c.audit_db].into_iter().flatten() {
+    for p in [
+        &c.tls_cert,
+        &c.tls_key,
+        &c.audit_db,
+        &c.state_dir,
+        &c.recorder_socket,
+    ]
+    .into_iter()
+    .flatten()
+    {
         if p.as_os_str().is_empty() {
             return Err("paths must not be empty".into());
         }

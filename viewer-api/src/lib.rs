@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod playback;
 pub mod policy;
 pub mod preview;
+pub mod recorder_side;
 pub mod server;
 pub mod store;
 pub mod streams;

@@ -16,7 +16,7 @@
 //! recorder's `footage` API.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -54,7 +54,7 @@ pub struct GapInfo {
 pub type Recordings = (Vec<(i64, i64)>, Vec<GapInfo>);
 
 /// A segment as listed by the store, in time order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SegmentKey {
     /// Opaque to this module.
     pub key: String,
@@ -62,6 +62,10 @@ pub struct SegmentKey {
     pub end_ms: i64,
     /// Still being written (its end is not known yet).
     pub open: bool,
+    /// Its size and the SHA-256 (hex) the recorder recorded when it closed it (an
+    /// export's manifest names them); 0 and empty when not known.
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +187,22 @@ pub trait FootageSource: Send + Sync + 'static {
         let _ = (camera, seg);
         Ok(None)
     }
+    /// This source as seen by requests made for the access-log entry `entry`: footage
+    /// read through it is journaled by the recorder side with that entry. `None`: this
+    /// source does not tell (sources in memory); use [`for_entry`].
+    fn with_entry(&self, entry: recorder::checkpoint::LogRef) -> Option<Arc<dyn FootageSource>> {
+        let _ = entry;
+        None
+    }
+}
+
+/// `src` for reads made for the access-log entry `entry` (see
+/// [`FootageSource::with_entry`]).
+pub fn for_entry(
+    src: &Arc<dyn FootageSource>,
+    entry: recorder::checkpoint::LogRef,
+) -> Arc<dyn FootageSource> {
+    src.with_entry(entry).unwrap_or_else(|| src.clone())
 }
 
 /// Where a GOP of the index lives: segment (index into [`FrameIndex::segments`]) and
@@ -687,6 +707,7 @@ impl MemorySource {
                 start_ms,
                 end_ms,
                 open: false,
+                ..Default::default()
             },
             params,
             gops,

@@ -41,7 +41,7 @@ pub fn ensure_store_dir(store: &Path) -> anyhow::Result<()> {
 }
 
 pub fn open_users(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<UserDb> {
-    ensure_store_dir(settings.store())?;
+    ensure_store_dir(&settings.state_dir())?;
     Ok(UserDb::open(
         &settings.users_db(),
         clock,
@@ -73,7 +73,7 @@ pub fn tls_files(settings: &Settings) -> anyhow::Result<(PathBuf, PathBuf)> {
     if let (Some(c), Some(k)) = (&settings.api.tls_cert, &settings.api.tls_key) {
         return Ok((c.clone(), k.clone()));
     }
-    let dir = settings.store().join("tls");
+    let dir = settings.state_dir().join("tls");
     ensure_store_dir(&dir)?;
     let cert = dir.join("self-signed.crt");
     let key = dir.join("self-signed.key");
@@ -233,15 +233,36 @@ pub fn state(
     }))
 }
 
+/// The recorder side in this process, from the store and the device key of the
+/// configuration.
+pub fn local_recorder(settings: &Settings) -> Arc<dyn crate::recorder_side::RecorderSide> {
+    use hardware::signing::SigningKeyProvider;
+    let signer = recorder::store::signing_key_provider(&settings.recorder)
+        .load()
+        .map(Arc::from)
+        .map_err(|e| e.to_string());
+    Arc::new(crate::recorder_side::LocalRecorder::new(
+        settings.store().to_path_buf(),
+        signer,
+    ))
+}
+
 /// `viewer-api serve`: runs until SIGINT/SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let footage = recorder::footage::Footage::open(&settings.recorder)
         .context("cannot open the footage store")?;
     let source: Arc<dyn FootageSource> = Arc::new(crate::store::RecorderSource::new(footage));
+    let recorder = local_recorder(&settings);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = state(&settings, source, clock.clone())?;
-    let exports = crate::export::Exports::from_settings(&settings, state.audit.clone(), clock)?;
+    let state = state(&settings, source.clone(), clock.clone())?;
+    let exports = crate::export::Exports::from_settings(
+        &settings,
+        state.audit.clone(),
+        clock,
+        source,
+        recorder.clone(),
+    )?;
     let _export_worker = exports.spawn_worker();
     let (cert, key) = tls_files(&settings)?;
     let tls = load_tls(&cert, &key).await?;
@@ -249,7 +270,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .merge(crate::export::api::router(state.clone(), exports))
         .merge(crate::viewing::router(state.clone()))
         .merge(crate::preview::router(state.clone()))
-        .merge(crate::admin::router(state.clone(), &settings))
+        .merge(crate::admin::router(state.clone(), &settings, recorder))
         .merge(crate::web::router(&settings));
     let handle = axum_server::Handle::new();
     let h = handle.clone();

@@ -240,6 +240,8 @@ impl FootageSource for RecorderSource {
                     start_ms: r.start_unix_ms,
                     end_ms: r.end_unix_ms,
                     open: r.open,
+                    bytes: r.bytes,
+                    sha256: r.sha256.clone().unwrap_or_default(),
                 };
                 cache.insert(key, r);
                 k

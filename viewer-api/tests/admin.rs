@@ -103,6 +103,7 @@ async fn env() -> Env {
         recorder: config.clone(),
     };
     let clock = Arc::new(ManualClock::new(NOW));
+    std::fs::create_dir_all(settings.state_dir()).unwrap();
     let users = common::users(&settings.users_db(), &clock, UserDb::test_argon(), PEOPLE);
     users
         .add_grant(
@@ -131,7 +132,11 @@ async fn env() -> Env {
     );
     let app = viewer_api::api::router(state.clone())
         .merge(viewer_api::export::api::router(state.clone(), exports))
-        .merge(viewer_api::admin::router(state.clone(), &settings));
+        .merge(viewer_api::admin::router(
+            state.clone(),
+            &settings,
+            common::local_recorder(&config),
+        ));
     let mut env = Env {
         _dir: dir,
         store,

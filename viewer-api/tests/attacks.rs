@@ -186,10 +186,11 @@ async fn lockouts_survive_a_restart_and_the_files_are_private() {
     let r = send(&app, login_req("pia", PW), "10.9.9.9").await;
     assert_eq!(r.status, StatusCode::OK);
 
-    // Lower item of finding 11: the databases, their -wal/-shm and the head are 0600.
+    // Lower item of finding 11: the databases, their -wal/-shm and the head are 0600,
+    // in the viewer-api's own state directory, not in the recorder's store.
     use std::os::unix::fs::PermissionsExt;
     let mut seen = Vec::new();
-    for entry in std::fs::read_dir(&store).unwrap() {
+    for entry in std::fs::read_dir(settings.state_dir()).unwrap() {
         let p = entry.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         if name.starts_with("users.sqlite") || name.starts_with("audit.sqlite") {
@@ -209,6 +210,7 @@ async fn lockouts_survive_a_restart_and_the_files_are_private() {
         "users.sqlite-wal",
     ] {
         assert!(seen.iter().any(|s| s == f), "{f} missing: {seen:?}");
+        assert!(!store.join(f).exists(), "{f} in the store");
     }
 }
 

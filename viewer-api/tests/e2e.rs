@@ -178,7 +178,7 @@ async fn https_end_to_end_and_audit_verify() {
     assert_eq!(code, 0);
     assert!(out.contains("pia\tpolice\tgate\tenabled"), "{out}");
     assert!(!out.contains(PW));
-    let users_db = std::fs::read(dir.path().join("store/users.sqlite")).unwrap();
+    let users_db = std::fs::read(dir.path().join("viewer-api/users.sqlite")).unwrap();
     assert!(
         !String::from_utf8_lossy(&users_db).contains(PW),
         "password stored in clear"
@@ -194,7 +194,7 @@ async fn https_end_to_end_and_audit_verify() {
     );
     let base = format!("https://127.0.0.1:{port}");
     wait_up(&base, &mut server).await;
-    assert!(dir.path().join("store/tls/self-signed.crt").exists());
+    assert!(dir.path().join("viewer-api/tls/self-signed.crt").exists());
     let c = client();
 
     // plain HTTP is not served
@@ -322,7 +322,7 @@ async fn https_end_to_end_and_audit_verify() {
     // audit verify: intact, then changed / deleted / inserted on copies
     let (code, out, err) = cli(&["audit", "verify", "--config", cfg], None);
     assert_eq!(code, 0, "{out}{err}");
-    let audit = dir.path().join("store/audit.sqlite");
+    let audit = dir.path().join("viewer-api/audit.sqlite");
     {
         let conn = rusqlite::Connection::open(&audit).unwrap();
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -350,7 +350,7 @@ async fn https_end_to_end_and_audit_verify() {
         let copy = dir.path().join(format!("{name}.sqlite"));
         std::fs::copy(&audit, &copy).unwrap();
         std::fs::copy(
-            dir.path().join("store/audit.sqlite.head"),
+            dir.path().join("viewer-api/audit.sqlite.head"),
             dir.path().join(format!("{name}.sqlite.head")),
         )
         .unwrap();

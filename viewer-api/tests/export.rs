@@ -236,11 +236,11 @@ async fn two_camera_export_verifies_with_standard_tools_and_tampering_is_rejecte
     let (from, to) = (T0 + 5_500, T0 + 15_200);
     let (id, zip) = env.export(&pia, &["gate", "hall"], from, to).await;
 
-    // the access log has the request, the completion and the download; the request and
-    // the download one entry per camera, so the subject-access report finds each
+    // the access log has the request, the completion and the download, each one entry
+    // per camera, so the subject-access report of each camera finds them
     for (action, cameras) in [
         ("export.request", vec!["gate", "hall"]),
-        ("export.done", vec!["gate,hall"]),
+        ("export.done", vec!["gate", "hall"]),
         ("export.download", vec!["gate", "hall"]),
     ] {
         let e = env.entries(action);
@@ -255,7 +255,7 @@ async fn two_camera_export_verifies_with_standard_tools_and_tampering_is_rejecte
     }
 
     // sealed at rest: no plaintext zip, no spool left
-    let files: Vec<_> = std::fs::read_dir(env.store.join(export::DIR))
+    let files: Vec<_> = std::fs::read_dir(common::state_dir(&env.config).join(export::DIR))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -735,7 +735,9 @@ async fn expired_exports_are_deleted_and_journaled() {
     let env = env();
     let pia = env.token("pia").await;
     let (id, _) = env.export(&pia, &["hall"], T0 + 1_000, T0 + 2_000).await;
-    let bundle = env.store.join(export::DIR).join(format!("{id}.rfx"));
+    let bundle = common::state_dir(&env.config)
+        .join(export::DIR)
+        .join(format!("{id}.rfx"));
     assert!(bundle.exists());
     env.clock.advance_ms(2 * 3_600_000 - 1_000);
     assert_eq!(env.exports.sweep(), 0);

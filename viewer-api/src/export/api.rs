@@ -69,7 +69,7 @@ async fn log_per_camera(
     state: &Shared,
     e: crate::audit::NewEntry,
     cameras: &[String],
-) -> Result<(), ApiError> {
+) -> Result<Vec<crate::audit::Entry>, ApiError> {
     let entries: Vec<_> = cameras
         .iter()
         .map(|c| crate::audit::NewEntry {
@@ -79,7 +79,7 @@ async fn log_per_camera(
         .collect();
     let audit = state.audit.clone();
     match blocking(move || audit.append_all(entries)).await? {
-        Ok(_) => Ok(()),
+        Ok(v) => Ok(v),
         Err(err) => {
             error!(error = %err, "access log append failed");
             state.metrics.audit_failures.inc();
@@ -201,6 +201,7 @@ async fn create(
             reason,
             by: caller.principal.name.clone(),
             client: Some(caller.client.clone()),
+            log: Default::default(),
         })
     }
     .await;
@@ -208,12 +209,16 @@ async fn create(
         Ok(_) => "allowed".into(),
         Err(err) => format!("denied: {}", err.message),
     };
-    match &checked {
+    let logged = match &checked {
         // one entry per camera, so the subject-access report finds each
         Ok(req) => log_per_camera(&state, e, &req.cameras).await?,
-        Err(_) => log(&state, e).await?,
+        Err(_) => vec![log(&state, e).await?],
+    };
+    let mut req = checked?;
+    // The last entry of the request: the chain ties it to the others.
+    if let Some(last) = logged.last() {
+        req.log = crate::recorder_side::log_ref(last);
     }
-    let req = checked?;
     let ex = exports.clone();
     match blocking(move || ex.request(&req)).await? {
         Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()),

@@ -31,17 +31,17 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use hardware::Kek;
-use hardware::signing::DeviceSigner;
-use recorder::catalog::{Catalog, SegmentRow};
-use recorder::footage::Footage;
-use recorder::holds::{self, HoldCameras, NewHold};
-use recorder::segment::{self, CodecParams, DataKey, SegmentError, SegmentId};
+use recorder::holds::{HoldCameras, NewHold};
+use recorder::segment::{self, Codec, CodecParams, DataKey, SegmentId};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use crate::audit::{AuditLog, NewEntry};
 use crate::clock::{Clock, rfc3339};
+use crate::mp4::{TrackParams, VideoCodec};
+use crate::playback::{FootageSource, SegmentKey};
+use crate::recorder_side::{LogRef, RecorderSide, SideError};
 use bundle::{CameraEntry, DeviceInfo, FileEntry, GapEntry, Manifest, SegmentEntry};
 use crypt::{EncReader, EncWriter, FileKey};
 use mux::{MuxFrame, Muxer};
@@ -58,6 +58,8 @@ pub const LOOKBACK_MS: i64 = 60_000;
 const HOLE_TOLERANCE_MS: i64 = 2_000;
 pub const DB_FILE: &str = "exports.sqlite";
 pub const DIR: &str = "exports";
+/// The viewer-api's key for exports at rest, in its state directory.
+pub const KEY_FILE: &str = "exports.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -81,6 +83,9 @@ pub struct NewExport {
     pub reason: String,
     pub by: String,
     pub client: Option<String>,
+    /// The access-log entry of the request: the recorder side journals the footage
+    /// read, the hold and the signature for it.
+    pub log: LogRef,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +136,8 @@ pub struct Job {
     pub hold_id: Option<i64>,
     pub bytes: Option<u64>,
     pub client: Option<String>,
+    /// The request's access-log entry (see [`NewExport::log`]).
+    pub log: Option<LogRef>,
 }
 
 /// Where the job is, for `GET /exports/{id}`.
@@ -159,13 +166,15 @@ CREATE TABLE IF NOT EXISTS exports (
     bytes INTEGER,
     manifest_sha256 TEXT,
     client TEXT,
-    deleted_ms INTEGER
+    deleted_ms INTEGER,
+    log_seq INTEGER,
+    log_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS exports_by_state ON exports (state, expires_ms);
 ";
 
 const COLUMNS: &str = "id, owner, case_ref, reason, cameras, from_ms, to_ms, state, error, \
-                       created_ms, finished_ms, expires_ms, hold_id, bytes, client";
+                       created_ms, finished_ms, expires_ms, hold_id, bytes, client, log_seq, log_hash";
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -189,6 +198,13 @@ fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         hold_id: r.get(12)?,
         bytes: r.get::<_, Option<i64>>(13)?.map(|b| b as u64),
         client: r.get(14)?,
+        log: match (
+            r.get::<_, Option<i64>>(15)?,
+            r.get::<_, Option<String>>(16)?,
+        ) {
+            (Some(seq), Some(hash)) => Some(LogRef { seq, hash }),
+            _ => None,
+        },
     })
 }
 
@@ -200,11 +216,11 @@ fn parse_id(id: &str) -> Option<[u8; 16]> {
     v.try_into().ok()
 }
 
-/// The export, queued or running, whose hold is `hold_id` in the store at `store`, if
-/// any: such a hold is the export's own, and ends with it. Read-only; for callers
-/// without the export service at hand.
-pub fn export_of_hold(store: &Path, hold_id: i64) -> Result<Option<String>, ExportError> {
-    let path = store.join(DB_FILE);
+/// The export, queued or running, whose hold is `hold_id`, if any, from the exports
+/// table in the viewer-api's `state_dir`: such a hold is the export's own, and ends
+/// with it. Read-only; for callers without the export service at hand.
+pub fn export_of_hold(state_dir: &Path, hold_id: i64) -> Result<Option<String>, ExportError> {
+    let path = state_dir.join(DB_FILE);
     if !path.exists() {
         return Ok(None);
     }
@@ -221,15 +237,16 @@ pub fn export_of_hold(store: &Path, hold_id: i64) -> Result<Option<String>, Expo
 }
 
 /// Test hook, run after each source segment a job has read.
-pub type SegmentHook = Box<dyn Fn(&SegmentRow) + Send + Sync>;
+pub type SegmentHook = Box<dyn Fn(&SegmentKey) + Send + Sync>;
 
 /// The export service: the jobs table, the worker, downloads and expiry.
 pub struct Exports {
-    store: PathBuf,
     dir: PathBuf,
-    footage: Footage,
-    kek: Kek,
-    signer: Result<Arc<dyn DeviceSigner>, String>,
+    source: Arc<dyn FootageSource>,
+    recorder: Arc<dyn RecorderSide>,
+    /// The viewer-api's own key wrapping each export's file key (not the recorder's
+    /// KEK, which the viewer-api cannot read).
+    key: Kek,
     audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
     db: Mutex<Connection>,
@@ -250,10 +267,15 @@ impl std::fmt::Debug for Exports {
 
 /// Everything an export service is made of.
 pub struct Parts {
-    /// The recorder's store (catalog, segments); exports live in `<store>/exports`.
-    pub store: PathBuf,
-    pub kek: Kek,
-    pub signer: Result<Arc<dyn DeviceSigner>, String>,
+    /// The viewer-api's state directory: exports live in `<state_dir>/exports`, their
+    /// table in `<state_dir>/exports.sqlite`.
+    pub state_dir: PathBuf,
+    /// Wraps each export's file key.
+    pub key: Kek,
+    /// Footage, read for the request's log entry.
+    pub source: Arc<dyn FootageSource>,
+    /// Holds and the device's signature.
+    pub recorder: Arc<dyn RecorderSide>,
     pub audit: Arc<AuditLog>,
     pub clock: Arc<dyn Clock>,
     pub ttl: Duration,
@@ -264,23 +286,22 @@ impl Exports {
     /// holds released), leftovers removed.
     pub fn open(p: Parts) -> Result<Arc<Exports>, ExportError> {
         use std::os::unix::fs::DirBuilderExt;
-        let dir = p.store.join(DIR);
+        let dir = p.state_dir.join(DIR);
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)?;
-        let conn = Connection::open(p.store.join(DB_FILE))?;
+        let conn = Connection::open(p.state_dir.join(DB_FILE))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;",
         )?;
         conn.execute_batch(SCHEMA)?;
         let e = Arc::new(Exports {
-            footage: Footage::new(p.store.clone(), p.kek.clone()),
-            store: p.store,
             dir,
-            kek: p.kek,
-            signer: p.signer,
+            source: p.source,
+            recorder: p.recorder,
+            key: p.key,
             audit: p.audit,
             clock: p.clock,
             db: Mutex::new(conn),
@@ -293,26 +314,28 @@ impl Exports {
         Ok(e)
     }
 
-    /// From the shared configuration: the store, its KEK, the device signing key.
+    /// From the shared configuration: the state directory and the exports' key
+    /// (`<state_dir>/exports.key`, made on first start, mode 0600).
     pub fn from_settings(
         settings: &crate::config::Settings,
         audit: Arc<AuditLog>,
         clock: Arc<dyn Clock>,
+        source: Arc<dyn FootageSource>,
+        recorder: Arc<dyn RecorderSide>,
     ) -> anyhow::Result<Arc<Exports>> {
-        use hardware::signing::SigningKeyProvider;
-        let config = &settings.recorder;
-        let kek = recorder::store::load_kek(config, &recorder::store::key_provider(config))?;
-        let signer = recorder::store::signing_key_provider(config)
-            .load()
-            .map(Arc::from)
-            .map_err(|e| e.to_string());
-        if let Err(e) = &signer {
+        use hardware::keys::{FileKeyProvider, KeyProvider};
+        let state_dir = settings.state_dir();
+        crate::server::ensure_store_dir(&state_dir)?;
+        let keys = FileKeyProvider::new(state_dir.join(KEY_FILE));
+        keys.create_if_absent()?;
+        if let Err(e) = recorder.public_key() {
             warn!(error = %e, "no device signing key: exports are unavailable until `recorder init` makes one");
         }
         Ok(Exports::open(Parts {
-            store: settings.store().to_path_buf(),
-            kek,
-            signer,
+            state_dir,
+            key: keys.load()?,
+            source,
+            recorder,
             audit,
             clock,
             ttl: settings.api.export_ttl(),
@@ -325,8 +348,8 @@ impl Exports {
 
     /// The device's public key as PEM, if the device has a signing key.
     pub fn device_key_pem(&self) -> Result<String, String> {
-        let s = self.signer.as_ref().map_err(Clone::clone)?;
-        Ok(hardware::signing::public_key_pem(&s.public_key()))
+        let pk = self.recorder.public_key().map_err(|e| e.to_string())?;
+        Ok(hardware::signing::public_key_pem(&pk))
     }
 
     fn spool_path(&self, id: &str, n: usize) -> PathBuf {
@@ -337,10 +360,27 @@ impl Exports {
         self.dir.join(format!("{id}.rfx"))
     }
 
-    fn log(&self, e: NewEntry) {
-        if let Err(err) = self.audit.append(e) {
-            error!(error = %err, "cannot write an export entry to the access log");
-        }
+    /// Appends `entries` (one per camera, see [`job_entries`](Self::job_entries)).
+    fn log(&self, entries: Vec<NewEntry>) -> Result<(), crate::audit::AuditError> {
+        self.audit
+            .append_all(entries)
+            .map(|_| ())
+            .inspect_err(|err| {
+                error!(error = %err, "cannot write an export entry to the access log");
+            })
+    }
+
+    /// One entry per camera of the job, so that the subject-access report of each
+    /// camera finds it.
+    fn job_entries(job: &Job, action: &str, outcome: String) -> Vec<NewEntry> {
+        let one = Self::job_entry(job, action, outcome);
+        job.cameras
+            .iter()
+            .map(|c| NewEntry {
+                camera: Some(c.clone()),
+                ..one.clone()
+            })
+            .collect()
     }
 
     fn job_entry(job: &Job, action: &str, outcome: String) -> NewEntry {
@@ -360,19 +400,19 @@ impl Exports {
 
     fn release_hold(&self, job: &Job) {
         let Some(hold) = job.hold_id else { return };
-        let r = Catalog::open(&self.store)
-            .map_err(|e| e.to_string())
-            .and_then(|cat| {
-                match holds::release(
-                    &cat,
-                    hold,
-                    &format!("export {}", job.id),
-                    self.clock.now_unix_ms(),
-                ) {
-                    Ok(()) | Err(holds::HoldError::AlreadyReleased { .. }) => Ok(()),
-                    Err(e) => Err(e.to_string()),
-                }
-            });
+        let log = job.log.clone().unwrap_or(LogRef {
+            seq: 0,
+            hash: String::new(),
+        });
+        let r = match self.recorder.release_hold(
+            &log,
+            hold,
+            &format!("export {}", job.id),
+            self.clock.now_unix_ms(),
+        ) {
+            Ok(()) | Err(SideError::AlreadyReleased { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
         if let Err(e) = r {
             error!(export = %job.id, hold, error = %e, "cannot release an export's hold; it expires by itself");
         }
@@ -423,7 +463,7 @@ impl Exports {
         }
         let _ = std::fs::remove_file(self.bundle_path(&job.id));
         self.release_hold(job);
-        self.log(Self::job_entry(
+        let _ = self.log(Self::job_entries(
             job,
             "export.failed",
             format!("allowed; failed: {why}"),
@@ -438,7 +478,7 @@ impl Exports {
     /// and logged the request. Returns the export id.
     pub fn request(&self, req: &NewExport) -> Result<String, ExportError> {
         let now = self.clock.now_unix_ms();
-        if self.signer.is_err() {
+        if self.recorder.public_key().is_err() {
             return Err(ExportError::Store(
                 "this device has no signing key yet (run `recorder init`)".into(),
             ));
@@ -455,27 +495,28 @@ impl Exports {
             ));
         }
         let id = hex::encode(SegmentId::random().0);
-        let cat = Catalog::open(&self.store).map_err(|e| ExportError::Store(e.to_string()))?;
-        let hold = holds::add(
-            &cat,
-            &NewHold {
-                cameras: HoldCameras::Some(req.cameras.clone()),
-                from_unix_ms: req.from_ms - LOOKBACK_MS,
-                to_unix_ms: req.to_ms,
-                case_ref: req.case.clone(),
-                placed_by: req.by.clone(),
-                until_unix_ms: Some(now + HOLD_SAFETY_MS),
-            },
-            now,
-        )
-        .map_err(|e| match e {
-            holds::HoldError::Invalid(m) => ExportError::Invalid(m),
-            e => ExportError::Store(e.to_string()),
-        })?;
+        let hold = self
+            .recorder
+            .add_hold(
+                &req.log,
+                &NewHold {
+                    cameras: HoldCameras::Some(req.cameras.clone()),
+                    from_unix_ms: req.from_ms - LOOKBACK_MS,
+                    to_unix_ms: req.to_ms,
+                    case_ref: req.case.clone(),
+                    placed_by: req.by.clone(),
+                    until_unix_ms: Some(now + HOLD_SAFETY_MS),
+                },
+                now,
+            )
+            .map_err(|e| match e {
+                SideError::Invalid(m) => ExportError::Invalid(m),
+                e => ExportError::Store(e.to_string()),
+            })?;
         let r = self.db().execute(
             "INSERT INTO exports(id, owner, case_ref, reason, cameras, from_ms, to_ms, state,
-                                 created_ms, hold_id, client)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)",
+                                 created_ms, hold_id, client, log_seq, log_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12)",
             params![
                 id,
                 req.by,
@@ -486,11 +527,15 @@ impl Exports {
                 req.to_ms,
                 now,
                 hold,
-                req.client
+                req.client,
+                req.log.seq,
+                req.log.hash
             ],
         );
         if let Err(e) = r {
-            let _ = holds::release(&cat, hold, "export request failed", now);
+            let _ = self
+                .recorder
+                .release_hold(&req.log, hold, "export request failed", now);
             return Err(e.into());
         }
         info!(export = %id, by = %req.by, case = %req.case, cameras = %req.cameras.join(","), "export queued");
@@ -616,7 +661,7 @@ impl Exports {
                     match r {
                         Ok(_) => {
                             self.release_hold(&job);
-                            self.log(Self::job_entry(
+                            let _ = self.log(Self::job_entries(
                                 &job,
                                 "export.done",
                                 format!(
@@ -667,20 +712,23 @@ impl Exports {
         let mut n = 0;
         for job in due {
             // Journal first: a deletion is never without its entry.
-            let entry = NewEntry {
+            let entries = Self::job_entries(
+                &job,
+                "export.expire",
+                format!(
+                    "allowed; deleted: export_ttl reached ({})",
+                    job.expires_ms.map(rfc3339).unwrap_or_default()
+                ),
+            )
+            .into_iter()
+            .map(|e| NewEntry {
                 actor: "system".into(),
                 role: "system".into(),
                 client: None,
-                ..Self::job_entry(
-                    &job,
-                    "export.expire",
-                    format!(
-                        "allowed; deleted: export_ttl reached ({})",
-                        job.expires_ms.map(rfc3339).unwrap_or_default()
-                    ),
-                )
-            };
-            if let Err(e) = self.audit.append(entry) {
+                ..e
+            })
+            .collect();
+            if let Err(e) = self.log(entries) {
                 error!(error = %e, "cannot journal an export expiry; it stays until the log can be written");
                 return n;
             }
@@ -734,7 +782,7 @@ impl Exports {
         )?;
         let wrapped = wrapped.ok_or_else(|| ExportError::Store("export has no key".into()))?;
         let fid = parse_id(&job.id).ok_or_else(|| ExportError::Store("bad id".into()))?;
-        let key = segment::unwrap_key(self.kek.as_bytes(), SegmentId(fid), &wrapped)
+        let key = segment::unwrap_key(self.key.as_bytes(), SegmentId(fid), &wrapped)
             .map_err(|e| ExportError::Store(e.to_string()))?;
         Ok(EncReader::open(
             &self.bundle_path(&job.id),
@@ -747,9 +795,12 @@ impl Exports {
     // the job
 
     fn run_job(&self, job: &Job) -> Result<Done, String> {
-        let signer = self.signer.as_ref().map_err(Clone::clone)?.clone();
-        let names: HashMap<String, String> = self
-            .footage
+        let log = job
+            .log
+            .clone()
+            .ok_or("the export has no access-log entry (from an older version)")?;
+        let source = crate::playback::for_entry(&self.source, log.clone());
+        let names: HashMap<String, String> = source
             .cameras()
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -759,8 +810,7 @@ impl Exports {
         let mut plan = Vec::new();
         let mut total = 0u64;
         for cam in &job.cameras {
-            let rows = self
-                .footage
+            let rows = source
                 .segments(cam, job.from_ms - LOOKBACK_MS, job.to_ms)
                 .map_err(|e| e.to_string())?;
             total += rows.iter().map(|r| r.bytes.max(1)).sum::<u64>();
@@ -773,7 +823,7 @@ impl Exports {
         let mut gaps = Vec::new();
         let r = (|| -> Result<(), String> {
             for (cam, rows) in &plan {
-                let out = self.export_camera(job, cam, rows, &mut spools, &mut |b| {
+                let out = self.export_camera(&*source, job, cam, rows, &mut spools, &mut |b| {
                     done_bytes += b;
                     self.set_progress(&job.id, 0.9 * done_bytes as f64 / total.max(1) as f64);
                 })?;
@@ -790,13 +840,12 @@ impl Exports {
                     last_frame: out.last_ms.map(rfc3339),
                 });
                 segments.extend(out.segments);
-                gaps.extend(self.gaps(cam, rows, job)?);
+                gaps.extend(self.gaps(&*source, cam, rows, job)?);
             }
             Ok(())
         })();
-        let result = r.and_then(|()| {
-            self.build_bundle(job, signer.as_ref(), &spools, cameras, gaps, segments)
-        });
+        let result =
+            r.and_then(|()| self.build_bundle(job, &log, &spools, cameras, gaps, segments));
         for s in &spools {
             let _ = std::fs::remove_file(&s.path);
         }
@@ -804,17 +853,22 @@ impl Exports {
     }
 
     /// Catalog gaps in the range, and holes where nothing was recorded at all.
-    fn gaps(&self, cam: &str, rows: &[SegmentRow], job: &Job) -> Result<Vec<GapEntry>, String> {
-        let catalog_gaps = self
-            .footage
-            .gaps(cam, job.from_ms, job.to_ms)
+    fn gaps(
+        &self,
+        source: &dyn FootageSource,
+        cam: &str,
+        rows: &[SegmentKey],
+        job: &Job,
+    ) -> Result<Vec<GapEntry>, String> {
+        let (_, catalog_gaps) = source
+            .recordings(cam, job.from_ms, job.to_ms)
             .map_err(|e| e.to_string())?;
         let mut out: Vec<GapEntry> = catalog_gaps
             .iter()
             .map(|g| GapEntry {
                 camera: cam.to_string(),
-                from: rfc3339(g.from_unix_ms.max(job.from_ms)),
-                to: g.to_unix_ms.map(|t| rfc3339(t.min(job.to_ms))),
+                from: rfc3339(g.from_ms.max(job.from_ms)),
+                to: g.to_ms.map(|t| rfc3339(t.min(job.to_ms))),
                 reason: g.reason.clone(),
             })
             .collect();
@@ -822,8 +876,8 @@ impl Exports {
         let mut spans: Vec<(i64, i64)> = rows
             .iter()
             .map(|r| {
-                let end = if r.open { now } else { r.end_unix_ms };
-                (r.start_unix_ms, end.max(r.start_unix_ms))
+                let end = if r.open { now } else { r.end_ms };
+                (r.start_ms, end.max(r.start_ms))
             })
             .collect();
         spans.sort();
@@ -846,8 +900,8 @@ impl Exports {
                 continue;
             }
             let explained = catalog_gaps.iter().any(|g| {
-                g.from_unix_ms <= f + HOLE_TOLERANCE_MS
-                    && g.to_unix_ms.is_none_or(|gt| gt + HOLE_TOLERANCE_MS >= t)
+                g.from_ms <= f + HOLE_TOLERANCE_MS
+                    && g.to_ms.is_none_or(|gt| gt + HOLE_TOLERANCE_MS >= t)
             });
             if !explained {
                 out.push(GapEntry {
@@ -883,9 +937,10 @@ impl Exports {
 
     fn export_camera(
         &self,
+        source: &dyn FootageSource,
         job: &Job,
         cam: &str,
-        rows: &[SegmentRow],
+        rows: &[SegmentKey],
         spools: &mut Vec<Spool>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<CameraOut, String> {
@@ -937,16 +992,16 @@ impl Exports {
                 .map_err(|e| e.to_string())
         };
         'rows: for (i, row) in rows.iter().enumerate() {
-            let mut reader = self
-                .footage
-                .open_segment(row)
+            let mut reader = source
+                .open(cam, row)
                 .map_err(|e| format!("camera {cam}: {e}"))?;
-            let params = Arc::new(reader.params().clone());
+            let params = Arc::new(codec_params(reader.params()));
             loop {
+                // `None`: the segment's end, or the authentic end of one still written.
                 let gop = match reader.next_gop() {
                     Ok(Some(g)) => g,
-                    Ok(None) | Err(SegmentError::Cut { .. }) => break,
-                    Err(e) => return Err(format!("camera {cam}: segment {}: {e}", row.id)),
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("camera {cam}: segment {}: {e}", row.key)),
                 };
                 let Some(first_pts) = gop.frames.first().map(|f| f.pts_90k) else {
                     continue;
@@ -993,11 +1048,11 @@ impl Exports {
             if *u {
                 out.segments.push(SegmentEntry {
                     camera: cam.to_string(),
-                    id: row.id.to_string(),
-                    start: rfc3339(row.start_unix_ms),
-                    end: rfc3339(row.end_unix_ms),
+                    id: row.key.clone(),
+                    start: rfc3339(row.start_ms),
+                    end: rfc3339(row.end_ms),
                     bytes: row.bytes,
-                    sha256: row.sha256.clone(),
+                    sha256: (!row.sha256.is_empty()).then(|| row.sha256.clone()),
                 });
             }
         }
@@ -1007,7 +1062,7 @@ impl Exports {
     fn build_bundle(
         &self,
         job: &Job,
-        signer: &dyn DeviceSigner,
+        log: &LogRef,
         spools: &[Spool],
         cameras: Vec<CameraEntry>,
         gaps: Vec<GapEntry>,
@@ -1058,7 +1113,7 @@ impl Exports {
         for c in &cameras {
             frames += c.frames;
         }
-        let pk = signer.public_key();
+        let pk = self.recorder.public_key().map_err(|e| e.to_string())?;
         let manifest = Manifest {
             format: bundle::FORMAT.into(),
             format_version: bundle::FORMAT_VERSION,
@@ -1076,7 +1131,10 @@ impl Exports {
             segments,
         };
         let mbytes = bundle::manifest_bytes(&manifest);
-        let sig = signer.sign(&mbytes);
+        let sig = self
+            .recorder
+            .sign_manifest(log, &mbytes)
+            .map_err(|e| format!("the recorder did not sign the manifest: {e}"))?;
         let small: [(&str, Vec<u8>); 4] = [
             (bundle::MANIFEST, mbytes.clone()),
             (bundle::SIGNATURE, sig.to_vec()),
@@ -1094,7 +1152,7 @@ impl Exports {
         let bytes = w.finish().map_err(io)?;
         let _ = recorder::store::sync_dir(&self.dir);
         let wrapped = segment::wrap_key(
-            self.kek.as_bytes(),
+            self.key.as_bytes(),
             SegmentId(file_id),
             &DataKey::from_bytes(*key.0),
         );
@@ -1104,6 +1162,20 @@ impl Exports {
             frames,
             manifest_sha256: hex::encode(Sha256::digest(&mbytes)),
         })
+    }
+}
+
+/// The recorder's codec parameters for the muxer, from what the footage source says.
+fn codec_params(t: &TrackParams) -> CodecParams {
+    CodecParams {
+        codec: match t.codec {
+            VideoCodec::H264 => Codec::H264,
+            VideoCodec::H265 => Codec::H265,
+        },
+        extra_data: t.extra_data.clone(),
+        width: t.width,
+        height: t.height,
+        rfc6381: String::new(),
     }
 }
 

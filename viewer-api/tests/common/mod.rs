@@ -27,10 +27,12 @@ use recorder::segment::{self, Codec, CodecParams, DataKey, Frame, Gop, SegmentId
 use viewer_api::api::AppState;
 use viewer_api::audit::{AuditLog, Entry, Filter};
 use viewer_api::clock::{ManualClock, rfc3339};
+use viewer_api::config::Settings;
 use viewer_api::export::{Exports, Parts};
 use viewer_api::metrics::Metrics;
 use viewer_api::playback::{FootageSource, MemorySource};
 use viewer_api::policy::Role;
+use viewer_api::recorder_side::{LocalRecorder, RecorderSide};
 use viewer_api::store::RecorderSource;
 use viewer_api::testdata;
 use viewer_api::throttle::Throttle;
@@ -368,6 +370,26 @@ pub fn store_source(config: &Config) -> RecorderSource {
     RecorderSource::new(Footage::new(config.storage.path.clone(), kek))
 }
 
+/// The recorder side of the store, in this process, signing with its device key.
+pub fn local_recorder(config: &Config) -> Arc<dyn RecorderSide> {
+    let signer = recorder::store::signing_key_provider(config)
+        .load()
+        .unwrap();
+    Arc::new(LocalRecorder::new(
+        config.storage.path.clone(),
+        Ok(Arc::from(signer)),
+    ))
+}
+
+/// The viewer-api's state directory for the store of `config`, as `serve` makes it.
+pub fn state_dir(config: &Config) -> PathBuf {
+    Settings {
+        api: viewer_api::config::parse_api(config.api.as_ref()).unwrap(),
+        recorder: config.clone(),
+    }
+    .state_dir()
+}
+
 /// The exports of the store, signed with its device key.
 pub fn exports(
     config: &Config,
@@ -375,14 +397,13 @@ pub fn exports(
     clock: &Arc<ManualClock>,
     ttl: Duration,
 ) -> Arc<Exports> {
-    let kek = recorder::store::load_kek(config, &recorder::store::key_provider(config)).unwrap();
-    let signer = recorder::store::signing_key_provider(config)
-        .load()
-        .unwrap();
+    let state_dir = state_dir(config);
+    std::fs::create_dir_all(&state_dir).unwrap();
     Exports::open(Parts {
-        store: config.storage.path.clone(),
-        kek,
-        signer: Ok(Arc::from(signer)),
+        state_dir,
+        key: hardware::Kek::random(),
+        source: Arc::new(store_source(config)),
+        recorder: local_recorder(config),
         audit,
         clock: clock.clone(),
         ttl,
