@@ -5,8 +5,9 @@
 //! One site and one browser serve the scenarios, in the order a day would bring them:
 //! an officer follows a deep link while signed out, signs in with the keyboard only,
 //! gives a case and watches `gate` (H.264) from the requested moment, then `hall`
-//! (H.265, through the server's H.264 preview), then exports a range through the form
-//! and downloads a bundle that `verify-export` accepts; a contractor with a grant (made
+//! (H.265, through the server's H.264 preview) recorded and live (the H.264 live
+//! preview), then exports a range through the form and downloads a bundle that
+//! `verify-export` accepts; a contractor with a grant (made
 //! by `it` through the API) sees only the granted camera and is refused outside the
 //! grant's playback window; the auditor finds the officer's views and the export in the
 //! access log and in subject-access reports; the sign-in page speaks French.
@@ -334,6 +335,35 @@ async fn police_h265_preview(c: &Ctx) -> Result<()> {
         .context("the preview badge of an H.265 camera")?;
     check_playback(b, "hall", at).await?;
     b.screenshot("playback-h265-preview").await?;
+
+    // Live: the server's H.264 live preview, labelled, with its latency, and playing.
+    b.click_button("Live").await?;
+    let live = b
+        .wait_js_for(
+            "hall's live preview playing, with its latency",
+            Duration::from_secs(30),
+            "const p = document.querySelector('figure.player[data-camera=hall]'); \
+             const badge = p.querySelector('[data-testid=preview-badge]'); \
+             const v = p.querySelector('video'); \
+             const clock = p.querySelector('[data-testid=wallclock]').textContent; \
+             const m = /([0-9.]+) s behind/.exec(clock); \
+             if (badge.hidden || !m || v.currentTime < 1 || v.paused) return null; \
+             return {latency: parseFloat(m[1]), ct: v.currentTime, msg: p.querySelector('.player-msg').textContent};",
+            vec![],
+        )
+        .await?;
+    eprintln!("hall live (H.264 preview of H.265): {live}");
+    let latency = live["latency"].as_f64().unwrap_or(f64::MAX);
+    ensure!(
+        latency < 5.0,
+        "the live preview is {latency} s behind: {live}"
+    );
+    ensure!(
+        live["msg"].as_str().unwrap_or_default().is_empty(),
+        "the live preview shows a message: {live}"
+    );
+    b.screenshot("live-h265-preview").await?;
+    b.click_button("Live").await?;
     Ok(())
 }
 
@@ -586,6 +616,7 @@ async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
     for (action, cam) in [
         ("playback", "gate"),
         ("playback", "hall"),
+        ("live", "hall"),
         ("export.request", "gate"),
         ("export.download", "gate"),
     ] {
