@@ -348,18 +348,9 @@ pub struct FsSpace {
 
 /// Size and free space of the file system holding `path`.
 pub fn file_system_space(path: &Path) -> std::io::Result<FsSpace> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: a valid NUL-terminated path and a zeroed out-struct owned by us.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let frsize = st.f_frsize as u64;
+    let st = rustix::fs::statvfs(path)?;
     Ok(FsSpace {
-        size_bytes: (st.f_blocks as u64).saturating_mul(frsize),
-        free_bytes: (st.f_bavail as u64).saturating_mul(frsize),
+        size_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+        free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
     })
 }

@@ -219,16 +219,8 @@ struct Candidate {
 
 /// Free bytes for an unprivileged user on the file system holding `path` (statvfs).
 pub fn statvfs_free_bytes(path: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: a valid NUL-terminated path and a zeroed out-struct owned by us.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// A monotonic clock in milliseconds (since an arbitrary origin), for the jump check.
@@ -323,17 +315,19 @@ impl Retention {
             return;
         }
         let r = (|| -> io::Result<()> {
-            use std::os::fd::AsRawFd;
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&path)?;
-            // SAFETY: a valid, owned descriptor.
-            let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, self.reserve_bytes as i64) };
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(rc));
-            }
+            // Allocated, not just sized: the blocks must really be there for the
+            // catalog on a full disk.
+            rustix::fs::fallocate(
+                &f,
+                rustix::fs::FallocateFlags::empty(),
+                0,
+                self.reserve_bytes,
+            )?;
             f.sync_all()
         })();
         if let Err(e) = r {

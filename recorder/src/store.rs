@@ -7,7 +7,6 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -185,18 +184,14 @@ pub fn lock(store: &Path) -> Result<StoreLock> {
         .write(true)
         .open(&path)
         .map_err(io_err(&path))?;
-    // SAFETY: flock on a valid, owned file descriptor.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::WouldBlock {
-            return Err(StoreError::Locked {
-                store: store.to_path_buf(),
-            });
-        }
-        return Err(io_err(&path)(e));
+    // flock(2): held until the file is closed, released by the kernel if we die.
+    match file.try_lock() {
+        Ok(()) => Ok(StoreLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            store: store.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
     }
-    Ok(StoreLock { _file: file })
 }
 
 /// Whether a recorder holds the store now (for `check`, which runs beside it).
@@ -204,9 +199,8 @@ pub fn recorder_running(store: &Path) -> bool {
     let Ok(file) = fs::OpenOptions::new().read(true).open(lock_path(store)) else {
         return false;
     };
-    // SAFETY: flock on a valid, owned file descriptor; released on close.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    rc != 0
+    // A shared lock, released on close, is refused while the recorder holds its own.
+    matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
 }
 
 /// fsync a directory, so that file creations and removals in it are durable.

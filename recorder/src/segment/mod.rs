@@ -1536,13 +1536,12 @@ impl SegmentReader {
     /// chunks after the one being read by [`read_chunk_at`](Self::read_chunk_at)), so
     /// reading them from disk overlaps with decrypting this one. Only a hint.
     pub fn will_need(&self, offset: u64, len: u64) {
-        use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
-        };
-        let fd = self.stream.file.get_ref().as_raw_fd();
-        // SAFETY: a plain syscall on a descriptor this reader owns; it reads no memory.
-        let _ = unsafe { libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_WILLNEED) };
+        let _ = rustix::fs::fadvise(
+            self.stream.file.get_ref(),
+            offset,
+            std::num::NonZeroU64::new(len),
+            rustix::fs::Advice::WillNeed,
+        );
     }
 
     /// Like [`read_chunk_at`](Self::read_chunk_at), but returns the frames' bytes as
