@@ -93,6 +93,17 @@ fn record(cfg: &Config, cat: &Catalog, camera: &str, codec: Codec, from: i64, to
 }
 
 fn env() -> Env {
+    env_recording(|config, cat| {
+        record(config, cat, "gate", Codec::H264, T0, GAP.0);
+        let g = cat.open_gap("gate", GAP.0, "camera offline").unwrap();
+        cat.close_gap(g, GAP.1).unwrap();
+        record(config, cat, "gate", Codec::H264, GAP.1, T0 + 40_000);
+        record(config, cat, "hall", Codec::H265, T0, T0 + 40_000);
+    })
+}
+
+/// The API with exports on a store holding what `recording` writes.
+fn env_recording(recording: impl FnOnce(&Config, &Catalog)) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let config = common::store_config(dir.path(), "", "", "export_ttl = \"2h\"\n");
     let store = config.storage.path.clone();
@@ -100,11 +111,7 @@ fn env() -> Env {
     assert!(did.iter().any(|l| l.contains("signing key")), "{did:?}");
     assert!(dir.path().join("keys/signing.key").exists());
     let cat = Catalog::open(&store).unwrap();
-    record(&config, &cat, "gate", Codec::H264, T0, GAP.0);
-    let g = cat.open_gap("gate", GAP.0, "camera offline").unwrap();
-    cat.close_gap(g, GAP.1).unwrap();
-    record(&config, &cat, "gate", Codec::H264, GAP.1, T0 + 40_000);
-    record(&config, &cat, "hall", Codec::H265, T0, T0 + 40_000);
+    recording(&config, &cat);
 
     let mut api = Api::new(NOW, PEOPLE)
         .audit_busy(Duration::from_millis(500))
@@ -479,6 +486,32 @@ async fn a_range_over_a_gap_lists_the_gap() {
         .arg(out.join("gate.mp4")));
     let secs: f64 = d.trim().parse().unwrap();
     assert!((secs - 16.0).abs() < 0.2, "{secs}");
+    assert!(verify_bytes(env.dir.path(), &zip, None).ok);
+}
+
+/// A camera whose codec changes inside the range (a replaced camera, new firmware):
+/// the export has one file per codec, every stored frame of the range in one of them,
+/// each playable, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codec_change_inside_the_range_starts_a_second_file() {
+    let env = env_recording(|config, cat| {
+        record(config, cat, "gate", Codec::H264, T0, T0 + 10_000);
+        record(config, cat, "gate", Codec::H265, T0 + 10_000, T0 + 20_000);
+    });
+    let pia = env.token("pia").await;
+    let (from, to) = (T0 + 4_500, T0 + 16_000);
+    let (_, zip) = env.export(&pia, &["gate"], from, to).await;
+    let out = env.dir.path().join("parts");
+    std::fs::create_dir(&out).unwrap();
+    unzip(&zip, &out);
+    let m: Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m.cameras[0].files, ["gate.mp4", "gate-part2.mp4"]);
+    let first = check_with_ffmpeg(&out.join("gate.mp4")).unwrap();
+    let second = check_with_ffmpeg(&out.join("gate-part2.mp4")).unwrap();
+    assert_eq!(first as i64, (T0 + 10_000 - (T0 + 4_000)) * FPS / 1000);
+    assert_eq!(first + second, stored_frames(&env, "gate", from, to));
+    assert_eq!(m.cameras[0].frames, first + second);
     assert!(verify_bytes(env.dir.path(), &zip, None).ok);
 }
 

@@ -21,7 +21,6 @@
 pub mod api;
 pub mod bundle;
 pub mod crypt;
-pub mod mux;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -32,7 +31,7 @@ use std::time::Duration;
 
 use hardware::Kek;
 use recorder::holds::{HoldCameras, NewHold};
-use recorder::segment::{self, Codec, CodecParams, DataKey, SegmentId};
+use recorder::segment::{self, DataKey, SegmentId};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
@@ -40,11 +39,10 @@ use tracing::{error, info, warn};
 use crate::audit::{AuditLog, NewEntry};
 use crate::clock::{Clock, rfc3339};
 use crate::mp4::{TrackParams, VideoCodec};
-use crate::playback::{FootageSource, SegmentKey};
+use crate::playback::{FootageSource, FrameIndex, SegmentKey};
 use crate::recorder_side::{LogRef, RecorderSide, SideError};
 use bundle::{CameraEntry, DeviceInfo, FileEntry, GapEntry, Manifest, SegmentEntry};
 use crypt::{EncReader, EncWriter, FileKey};
-use mux::{MuxFrame, Muxer};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -806,7 +804,7 @@ impl Exports {
             .into_iter()
             .map(|c| (c.id, c.name))
             .collect();
-        // Plan: the segments of every camera, for progress.
+        // Plan: the segments of every camera, for progress and the gaps.
         let mut plan = Vec::new();
         let mut total = 0u64;
         for cam in &job.cameras {
@@ -816,40 +814,123 @@ impl Exports {
             total += rows.iter().map(|r| r.bytes.max(1)).sum::<u64>();
             plan.push((cam.clone(), rows));
         }
-        let mut done_bytes = 0u64;
-        let mut spools: Vec<Spool> = Vec::new();
+        let io = |e: std::io::Error| format!("bundle: {e}");
+        let ze = |e: zip::result::ZipError| format!("bundle: {e}");
+        let now = self.clock.now_unix_ms();
+        let file_id = parse_id(&job.id).ok_or("bad export id")?;
+        let key = FileKey::random();
+        let path = self.bundle_path(&job.id);
+        let _ = std::fs::remove_file(&path);
+        let w = EncWriter::create(&path, &key, file_id).map_err(io)?;
+        let mut zip = zip::ZipWriter::new(w);
+        let mtime = zip_time(now);
+        let opts = |big: bool| {
+            zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .last_modified_time(mtime)
+                .unix_permissions(0o644)
+                .large_file(big)
+        };
+        let mut written = 0u64;
+        let mut files = Vec::new();
         let mut cameras = Vec::new();
         let mut segments = Vec::new();
         let mut gaps = Vec::new();
-        let r = (|| -> Result<(), String> {
-            for (cam, rows) in &plan {
-                let out = self.export_camera(&*source, job, cam, rows, &mut spools, &mut |b| {
-                    done_bytes += b;
-                    self.set_progress(&job.id, 0.9 * done_bytes as f64 / total.max(1) as f64);
-                })?;
-                let name = names.get(cam).cloned().unwrap_or_else(|| cam.clone());
-                cameras.push(CameraEntry {
-                    id: cam.clone(),
-                    name,
-                    codec: out.params.as_ref().map(|p| p.codec.as_str().to_string()),
-                    width: out.params.as_ref().map(|p| p.width),
-                    height: out.params.as_ref().map(|p| p.height),
-                    files: out.files,
-                    frames: out.frames,
-                    first_frame: out.first_ms.map(rfc3339),
-                    last_frame: out.last_ms.map(rfc3339),
+        let mut frames = 0u64;
+        for (cam, rows) in &plan {
+            let out = self.export_camera(&*source, job, cam, &mut |name, layout, idx| {
+                zip.start_file(name, opts(layout.total_len >= 0xFFFF_0000))
+                    .map_err(ze)?;
+                let mut h = Sha256::new();
+                h.update(&layout.header);
+                zip.write_all(&layout.header).map_err(io)?;
+                let mut err = None;
+                crate::playback::read_payload(&*source, idx, 0, &mut |b| {
+                    h.update(&b);
+                    if let Err(e) = zip.write_all(&b) {
+                        err = Some(io(e));
+                        return false;
+                    }
+                    written += b.len() as u64;
+                    self.set_progress(&job.id, 0.99 * written as f64 / total.max(1) as f64);
+                    true
+                })
+                .map_err(|e| format!("camera {cam}: {e}"))?;
+                if let Some(e) = err {
+                    return Err(e);
+                }
+                files.push(FileEntry {
+                    name: name.to_string(),
+                    sha256: hex::encode(h.finalize()),
+                    bytes: layout.total_len,
                 });
-                segments.extend(out.segments);
-                gaps.extend(self.gaps(&*source, cam, rows, job)?);
-            }
-            Ok(())
-        })();
-        let result =
-            r.and_then(|()| self.build_bundle(job, &log, &spools, cameras, gaps, segments));
-        for s in &spools {
-            let _ = std::fs::remove_file(&s.path);
+                Ok(())
+            })?;
+            frames += out.frames;
+            let name = names.get(cam).cloned().unwrap_or_else(|| cam.clone());
+            cameras.push(CameraEntry {
+                id: cam.clone(),
+                name,
+                codec: out.params.as_ref().map(|p| codec_name(p.codec).to_string()),
+                width: out.params.as_ref().map(|p| p.width),
+                height: out.params.as_ref().map(|p| p.height),
+                files: out.files,
+                frames: out.frames,
+                first_frame: out.first_ms.map(rfc3339),
+                last_frame: out.last_ms.map(rfc3339),
+            });
+            segments.extend(out.segments);
+            gaps.extend(self.gaps(&*source, cam, rows, job)?);
         }
-        result
+        let pk = self.recorder.public_key().map_err(|e| e.to_string())?;
+        let manifest = Manifest {
+            format: bundle::FORMAT.into(),
+            format_version: bundle::FORMAT_VERSION,
+            export_id: job.id.clone(),
+            device: DeviceInfo::from_public_key(&pk),
+            case: job.case.clone(),
+            reason: job.reason.clone(),
+            exported_by: job.owner.clone(),
+            exported_at: rfc3339(now),
+            from: rfc3339(job.from_ms),
+            to: rfc3339(job.to_ms),
+            cameras,
+            gaps,
+            files,
+            segments,
+        };
+        let mbytes = bundle::manifest_bytes(&manifest);
+        let sig = self
+            .recorder
+            .sign_manifest(&log, &mbytes)
+            .map_err(|e| format!("the recorder did not sign the manifest: {e}"))?;
+        let small: [(&str, Vec<u8>); 4] = [
+            (bundle::MANIFEST, mbytes.clone()),
+            (bundle::SIGNATURE, sig.to_vec()),
+            (
+                bundle::PUBLIC_KEY,
+                hardware::signing::public_key_pem(&pk).into_bytes(),
+            ),
+            (bundle::README, bundle::verify_text(&manifest).into_bytes()),
+        ];
+        for (name, data) in small {
+            zip.start_file(name, opts(false)).map_err(ze)?;
+            zip.write_all(&data).map_err(io)?;
+        }
+        let w = zip.finish().map_err(ze)?;
+        let bytes = w.finish().map_err(io)?;
+        let _ = recorder::store::sync_dir(&self.dir);
+        let wrapped = segment::wrap_key(
+            self.key.as_bytes(),
+            SegmentId(file_id),
+            &DataKey::from_bytes(*key.0),
+        );
+        Ok(Done {
+            wrapped_key: wrapped,
+            bytes,
+            frames,
+            manifest_sha256: hex::encode(Sha256::digest(&mbytes)),
+        })
     }
 
     /// Catalog gaps in the range, and holes where nothing was recorded at all.
@@ -915,267 +996,110 @@ impl Exports {
         Ok(out)
     }
 
-    fn new_spool(
-        &self,
-        job: &Job,
-        spools: &mut Vec<Spool>,
-        name: String,
-    ) -> Result<EncWriter, String> {
-        let n = spools.len();
-        let path = self.spool_path(&job.id, n);
-        let key = FileKey::random();
-        let file_id = SegmentId::random().0;
-        let w = EncWriter::create(&path, &key, file_id).map_err(|e| format!("spool: {e}"))?;
-        spools.push(Spool {
-            name,
-            path,
-            key,
-            file_id,
-        });
-        Ok(w)
-    }
-
+    /// The camera's frames of the job's range as one MP4 per run of codec parameters
+    /// (a parameter change starts `<camera>-part2.mp4`), each laid out by [`crate::mp4`]
+    /// from the stored index and handed to `write` with its frame index; footage is
+    /// read once, by `write`.
     fn export_camera(
         &self,
         source: &dyn FootageSource,
         job: &Job,
         cam: &str,
-        rows: &[SegmentKey],
-        spools: &mut Vec<Spool>,
-        progress: &mut dyn FnMut(u64),
+        write: &mut dyn FnMut(&str, &crate::mp4::Layout, &FrameIndex) -> Result<(), String>,
     ) -> Result<CameraOut, String> {
         let mut out = CameraOut::default();
-        let mut sel = Selector::new(job.from_ms, job.to_ms);
-        let mut part: Option<PartState> = None;
-        let mut used = vec![false; rows.len()];
-        let emit = |f: Sel,
-                    part: &mut Option<PartState>,
-                    out: &mut CameraOut,
-                    spools: &mut Vec<Spool>|
-         -> Result<(), String> {
-            if part.as_ref().is_some_and(|p| *p.params != *f.params) {
-                let p = part.take().expect("checked");
-                p.finish()?;
-            }
-            if part.is_none() {
-                let name = if out.files.is_empty() {
-                    format!("{cam}.mp4")
-                } else {
-                    format!("{cam}-part{}.mp4", out.files.len() + 1)
-                };
-                let w = self.new_spool(job, spools, name.clone())?;
-                let title = format!("{cam} from {}", rfc3339(f.t_ms));
-                let m = Muxer::start(&f.params, f.t_ms, &title, w).map_err(|e| e.to_string())?;
-                out.files.push(name);
-                out.params.get_or_insert_with(|| (*f.params).clone());
-                *part = Some(PartState {
-                    muxer: m,
-                    params: f.params.clone(),
-                    base_ms: f.t_ms,
-                    run_base_ns: 0,
-                    run_base_pts: f.pts,
-                    last_ns: None,
-                    last_pts: f.pts,
-                });
-            }
-            let p = part.as_mut().expect("just made");
-            let t_ns = p.place(f.pts, f.t_ms);
-            out.frames += 1;
-            out.first_ms.get_or_insert(f.t_ms);
-            out.last_ms = Some(f.t_ms);
-            p.muxer
-                .push(MuxFrame {
-                    t_ns,
-                    key: f.key,
-                    data: f.data,
-                })
-                .map_err(|e| e.to_string())
-        };
-        'rows: for (i, row) in rows.iter().enumerate() {
-            let mut reader = source
-                .open(cam, row)
-                .map_err(|e| format!("camera {cam}: {e}"))?;
-            let params = Arc::new(codec_params(reader.params()));
-            loop {
-                // `None`: the segment's end, or the authentic end of one still written.
-                let gop = match reader.next_gop() {
-                    Ok(Some(g)) => g,
-                    Ok(None) => break,
-                    Err(e) => return Err(format!("camera {cam}: segment {}: {e}", row.key)),
-                };
-                let Some(first_pts) = gop.frames.first().map(|f| f.pts_90k) else {
-                    continue;
-                };
-                for f in gop.frames {
-                    let t_ms = gop.start_unix_ms + (f.pts_90k - first_pts) / 90;
-                    let s = Sel {
-                        params: params.clone(),
-                        seg: i,
-                        t_ms,
-                        pts: f.pts_90k,
-                        key: f.key,
-                        data: f.data,
-                    };
-                    match sel.offer(s) {
-                        Offer::Stop => {
-                            progress(row.bytes.max(1));
-                            break 'rows;
-                        }
-                        Offer::Emit(v) => {
-                            for s in v {
-                                used[s.seg] = true;
-                                emit(s, &mut part, &mut out, spools)?;
-                            }
-                        }
-                        Offer::Held => {}
-                    }
+        let mut from = job.from_ms;
+        let mut used: Vec<String> = Vec::new();
+        while let Some(mut idx) = crate::playback::build_index(source, cam, from, job.to_ms)
+            .map_err(|e| format!("camera {cam}: {e}"))?
+        {
+            if let Some(last) = out.last_ms {
+                // A later part: only what follows the frames already written.
+                match idx.starting_after(last + 1) {
+                    Some(i) => idx = i,
+                    None => break,
                 }
             }
-            progress(row.bytes.max(1));
+            follow_wall_clock(&mut idx, WALL_CLOCK_TOLERANCE_MS);
+            let layout = idx.layout().map_err(|e| format!("camera {cam}: {e}"))?;
+            let name = if out.files.is_empty() {
+                format!("{cam}.mp4")
+            } else {
+                format!("{cam}-part{}.mp4", out.files.len() + 1)
+            };
+            write(&name, &layout, &idx)?;
+            out.files.push(name);
+            out.params.get_or_insert_with(|| idx.params.clone());
+            out.frames += idx.samples.len() as u64;
+            out.first_ms.get_or_insert(idx.first_unix_ms);
+            let last_dur_ms = idx
+                .samples
+                .last()
+                .map_or(0, |s| i64::from(s.duration_90k) / 90);
+            out.last_ms = Some(idx.end_unix_ms - last_dur_ms);
+            for seg in &idx.segments {
+                if !used.contains(&seg.key) {
+                    used.push(seg.key.clone());
+                    out.segments.push(SegmentEntry {
+                        camera: cam.to_string(),
+                        id: seg.key.clone(),
+                        start: rfc3339(seg.start_ms),
+                        end: rfc3339(seg.end_ms),
+                        bytes: seg.bytes,
+                        sha256: (!seg.sha256.is_empty()).then(|| seg.sha256.clone()),
+                    });
+                }
+            }
             if let Some(h) = self
                 .after_segment
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .as_ref()
             {
-                h(row);
+                idx.segments.iter().for_each(h);
             }
-        }
-        if let Some(p) = part.take() {
-            p.finish()?;
-        }
-        for (row, u) in rows.iter().zip(&used) {
-            if *u {
-                out.segments.push(SegmentEntry {
-                    camera: cam.to_string(),
-                    id: row.key.clone(),
-                    start: rfc3339(row.start_ms),
-                    end: rfc3339(row.end_ms),
-                    bytes: row.bytes,
-                    sha256: (!row.sha256.is_empty()).then(|| row.sha256.clone()),
-                });
+            if idx.end_unix_ms >= job.to_ms || idx.end_unix_ms <= from {
+                break;
             }
+            from = idx.end_unix_ms;
         }
         Ok(out)
     }
+}
 
-    fn build_bundle(
-        &self,
-        job: &Job,
-        log: &LogRef,
-        spools: &[Spool],
-        cameras: Vec<CameraEntry>,
-        gaps: Vec<GapEntry>,
-        segments: Vec<SegmentEntry>,
-    ) -> Result<Done, String> {
-        let io = |e: std::io::Error| format!("bundle: {e}");
-        let ze = |e: zip::result::ZipError| format!("bundle: {e}");
-        let now = self.clock.now_unix_ms();
-        let file_id = parse_id(&job.id).ok_or("bad export id")?;
-        let key = FileKey::random();
-        let path = self.bundle_path(&job.id);
-        let _ = std::fs::remove_file(&path);
-        let w = EncWriter::create(&path, &key, file_id).map_err(io)?;
-        let mut zip = zip::ZipWriter::new(w);
-        let mtime = zip_time(now);
-        let opts = |big: bool| {
-            zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Stored)
-                .last_modified_time(mtime)
-                .unix_permissions(0o644)
-                .large_file(big)
-        };
-        let mut files = Vec::new();
-        let total: u64 = spools
-            .iter()
-            .map(|s| std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(0))
-            .sum();
-        let mut copied = 0u64;
-        let mut frames = 0u64;
-        for s in spools {
-            let mut r = EncReader::open(&s.path, &s.key, s.file_id).map_err(io)?;
-            let len = r.len();
-            zip.start_file(s.name.as_str(), opts(len >= 0xFFFF_0000))
-                .map_err(ze)?;
-            let mut h = Sha256::new();
-            while let Some(chunk) = r.next_chunk().map_err(io)? {
-                h.update(chunk);
-                zip.write_all(chunk).map_err(io)?;
-                copied += chunk.len() as u64;
-                self.set_progress(&job.id, 0.9 + 0.1 * copied as f64 / total.max(1) as f64);
-            }
-            files.push(FileEntry {
-                name: s.name.clone(),
-                sha256: hex::encode(h.finalize()),
-                bytes: len,
-            });
-        }
-        for c in &cameras {
-            frames += c.frames;
-        }
-        let pk = self.recorder.public_key().map_err(|e| e.to_string())?;
-        let manifest = Manifest {
-            format: bundle::FORMAT.into(),
-            format_version: bundle::FORMAT_VERSION,
-            export_id: job.id.clone(),
-            device: DeviceInfo::from_public_key(&pk),
-            case: job.case.clone(),
-            reason: job.reason.clone(),
-            exported_by: job.owner.clone(),
-            exported_at: rfc3339(now),
-            from: rfc3339(job.from_ms),
-            to: rfc3339(job.to_ms),
-            cameras,
-            gaps,
-            files,
-            segments,
-        };
-        let mbytes = bundle::manifest_bytes(&manifest);
-        let sig = self
-            .recorder
-            .sign_manifest(log, &mbytes)
-            .map_err(|e| format!("the recorder did not sign the manifest: {e}"))?;
-        let small: [(&str, Vec<u8>); 4] = [
-            (bundle::MANIFEST, mbytes.clone()),
-            (bundle::SIGNATURE, sig.to_vec()),
-            (
-                bundle::PUBLIC_KEY,
-                hardware::signing::public_key_pem(&pk).into_bytes(),
-            ),
-            (bundle::README, bundle::verify_text(&manifest).into_bytes()),
-        ];
-        for (name, data) in small {
-            zip.start_file(name, opts(false)).map_err(ze)?;
-            zip.write_all(&data).map_err(io)?;
-        }
-        let w = zip.finish().map_err(ze)?;
-        let bytes = w.finish().map_err(io)?;
-        let _ = recorder::store::sync_dir(&self.dir);
-        let wrapped = segment::wrap_key(
-            self.key.as_bytes(),
-            SegmentId(file_id),
-            &DataKey::from_bytes(*key.0),
-        );
-        Ok(Done {
-            wrapped_key: wrapped,
-            bytes,
-            frames,
-            manifest_sha256: hex::encode(Sha256::digest(&mbytes)),
-        })
+fn codec_name(c: VideoCodec) -> &'static str {
+    match c {
+        VideoCodec::H264 => "h264",
+        VideoCodec::H265 => "h265",
     }
 }
 
-/// The recorder's codec parameters for the muxer, from what the footage source says.
-fn codec_params(t: &TrackParams) -> CodecParams {
-    CodecParams {
-        codec: match t.codec {
-            VideoCodec::H264 => Codec::H264,
-            VideoCodec::H265 => Codec::H265,
-        },
-        extra_data: t.extra_data.clone(),
-        width: t.width,
-        height: t.height,
-        rfc6381: String::new(),
+/// How far a chunk's wall time may drift from where media time puts it before the
+/// file follows the wall clock (a gap in recording, a reconnection).
+const WALL_CLOCK_TOLERANCE_MS: i64 = 1_500;
+
+/// Makes the file's timeline the recording's: where a chunk starts later than the
+/// frames before it predict (a gap in recording), the last frame before it lasts until
+/// it starts, so the MP4's time from its first frame is wall time, and a player shows
+/// the gap as a held picture of its true length.
+fn follow_wall_clock(idx: &mut FrameIndex, tolerance_ms: i64) {
+    let mut sample = 0usize;
+    let mut media_90k: i64 = 0;
+    for g in 0..idx.gops.len() {
+        if g > 0 && sample > 0 {
+            let wall_90k = (idx.gop_unix_ms[g] - idx.first_unix_ms) * 90;
+            let late_90k = wall_90k - media_90k;
+            if late_90k > tolerance_ms * 90 {
+                let prev = &mut idx.samples[sample - 1];
+                let stretched = i64::from(prev.duration_90k) + late_90k;
+                prev.duration_90k = u32::try_from(stretched).unwrap_or(u32::MAX);
+                media_90k += late_90k;
+            }
+        }
+        for s in &idx.samples[sample..sample + idx.gops[g].frames] {
+            media_90k += i64::from(s.duration_90k);
+        }
+        sample += idx.gops[g].frames;
     }
 }
 
@@ -1203,130 +1127,12 @@ struct Done {
     manifest_sha256: String,
 }
 
-struct Spool {
-    name: String,
-    path: PathBuf,
-    key: FileKey,
-    file_id: [u8; 16],
-}
-
 #[derive(Default)]
 struct CameraOut {
     files: Vec<String>,
-    params: Option<CodecParams>,
+    params: Option<TrackParams>,
     frames: u64,
     first_ms: Option<i64>,
     last_ms: Option<i64>,
     segments: Vec<SegmentEntry>,
-}
-
-/// One MP4 being written, and its timeline.
-struct PartState {
-    muxer: Muxer<EncWriter>,
-    params: Arc<CodecParams>,
-    base_ms: i64,
-    run_base_ns: u64,
-    run_base_pts: i64,
-    last_ns: Option<u64>,
-    last_pts: i64,
-}
-
-impl PartState {
-    /// The frame's time in the file: media time (90 kHz) while it runs on, wall
-    /// time across a discontinuity (a gap, a reconnection), so the file's timeline
-    /// is the recording's.
-    fn place(&mut self, pts: i64, t_ms: i64) -> u64 {
-        let wall_ns = ((t_ms - self.base_ms).max(0) as u64) * 1_000_000;
-        let Some(last) = self.last_ns else {
-            self.last_ns = Some(0);
-            self.last_pts = pts;
-            self.run_base_pts = pts;
-            self.run_base_ns = 0;
-            return 0;
-        };
-        let step = pts - self.last_pts;
-        let by_pts = (step > 0 && step <= 5 * 90_000)
-            .then(|| self.run_base_ns + ((pts - self.run_base_pts) as u64) * 100_000 / 9);
-        let t = match by_pts {
-            Some(t) if t.abs_diff(wall_ns) <= 1_500_000_000 => t,
-            _ => {
-                let t = wall_ns.max(last + 1_000_000);
-                self.run_base_ns = t;
-                self.run_base_pts = pts;
-                t
-            }
-        };
-        let t = t.max(last + 1);
-        self.last_ns = Some(t);
-        self.last_pts = pts;
-        t
-    }
-
-    fn finish(self) -> Result<(), String> {
-        let (w, _) = self.muxer.finish().map_err(|e| e.to_string())?;
-        w.finish().map_err(|e| format!("spool: {e}"))?;
-        Ok(())
-    }
-}
-
-/// A frame offered to the selector.
-struct Sel {
-    params: Arc<CodecParams>,
-    seg: usize,
-    t_ms: i64,
-    pts: i64,
-    key: bool,
-    data: Vec<u8>,
-}
-
-enum Offer {
-    Held,
-    Emit(Vec<Sel>),
-    Stop,
-}
-
-/// Picks the frames of `[from, to)`: from the key frame at or before `from` (or the
-/// first key frame after it), to the last frame before `to`.
-struct Selector {
-    from: i64,
-    to: i64,
-    started: bool,
-    pending: Vec<Sel>,
-}
-
-impl Selector {
-    fn new(from: i64, to: i64) -> Self {
-        Selector {
-            from,
-            to,
-            started: false,
-            pending: Vec::new(),
-        }
-    }
-
-    fn offer(&mut self, f: Sel) -> Offer {
-        if f.t_ms >= self.to {
-            return Offer::Stop;
-        }
-        if self.started {
-            return Offer::Emit(vec![f]);
-        }
-        if f.t_ms < self.from || (f.key && f.t_ms <= self.from) {
-            if f.key {
-                self.pending.clear();
-                self.pending.push(f);
-            } else if !self.pending.is_empty() {
-                self.pending.push(f);
-            }
-            return Offer::Held;
-        }
-        // At or after `from`.
-        if self.pending.is_empty() && !f.key {
-            return Offer::Held; // no key frame yet: wait for one
-        }
-        self.started = true;
-        let mut v = std::mem::take(&mut self.pending);
-        v.push(f);
-        Offer::Emit(v)
-    }
 }
