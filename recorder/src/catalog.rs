@@ -30,6 +30,20 @@ pub enum CatalogError {
     Corrupt { path: PathBuf, message: String },
 }
 
+impl CatalogError {
+    /// Whether SQLite could not write because the file system is full (SQLITE_FULL):
+    /// retention can free space and the write be tried again.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            CatalogError::Sql {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}
+
 pub type Result<T> = std::result::Result<T, CatalogError>;
 
 /// A segment's row.

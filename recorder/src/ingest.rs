@@ -80,10 +80,13 @@ impl CameraTask {
             attempt = attempt.saturating_add(1);
             warn!(camera = %id, reason = %reason, retry_in_ms = delay.as_millis() as u64, "camera offline");
             (self.state)(&id, "offline", Some(&reason));
-            let _ = self.tx.try_send(WriterMsg::Offline {
+            let offline = WriterMsg::Offline {
                 at_unix_ms: self.clock.now_unix_ms(),
                 reason: reason.clone(),
-            });
+            };
+            if !send_waiting(&self.tx, offline, &mut shutdown).await {
+                break;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => break,
@@ -127,7 +130,7 @@ impl CameraTask {
             Session::describe(url, opts)
         ))
         .map_err(|_| "no answer to DESCRIBE within 10 s".to_string())?
-        .map_err(|e| describe_error(&e.to_string()))?;
+        .map_err(|e| describe_error(&e))?;
         let stream_i = session
             .streams()
             .iter()
@@ -274,11 +277,40 @@ impl CameraTask {
     }
 }
 
-fn describe_error(e: &str) -> String {
-    if e.contains("401") {
-        format!("camera refused the credentials (401 Unauthorized): {e}")
-    } else {
-        format!("cannot reach camera: {e}")
+/// How often a message that found the writer's queue full is offered again.
+const RETRY_FULL_QUEUE: Duration = Duration::from_millis(20);
+
+/// Hands `msg` to the writer, waiting while its queue is full (without blocking the
+/// runtime's one thread: the other cameras go on): an interruption must never go
+/// unrecorded, unlike a GOP, which is dropped and counted when the writer is behind.
+/// False when shutdown came first or the writer is gone.
+async fn send_waiting(
+    tx: &SyncSender<WriterMsg>,
+    mut msg: WriterMsg,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(m)) => {
+                msg = m;
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_FULL_QUEUE) => {}
+                    _ = shutdown.changed() => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Why DESCRIBE failed, from the RTSP status when the camera answered one: a camera
+/// that refuses the credentials must read differently from one that is unreachable.
+fn describe_error(e: &retina::Error) -> String {
+    match e.status_code() {
+        Some(401) => format!("camera refused the credentials (401 Unauthorized): {e}"),
+        Some(code) => format!("camera answered RTSP status {code}: {e}"),
+        None => format!("cannot reach camera: {e}"),
     }
 }
 
@@ -318,5 +350,48 @@ mod tests {
         assert_eq!(backoff(10, 0.999), Duration::from_secs(30));
         assert!(backoff(10, 0.0) >= Duration::from_millis(22_500));
         assert!(backoff(2, 0.0) < backoff(2, 0.99));
+    }
+
+    /// An interruption reported while the writer's queue is full waits for room
+    /// instead of being lost (issue 10): it arrives after the GOPs ahead of it.
+    #[tokio::test(start_paused = true)]
+    async fn an_offline_report_waits_for_a_full_queue() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (_stop_tx, mut stop) = watch::channel(false);
+        tx.try_send(WriterMsg::Offline {
+            at_unix_ms: 1,
+            reason: "ahead".into(),
+        })
+        .unwrap();
+        let sender = tokio::spawn(async move {
+            let msg = WriterMsg::Offline {
+                at_unix_ms: 2,
+                reason: "camera closed the session".into(),
+            };
+            send_waiting(&tx, msg, &mut stop).await
+        });
+        tokio::time::sleep(RETRY_FULL_QUEUE * 10).await;
+        assert!(!sender.is_finished(), "the queue is still full");
+        let first = rx.try_recv().unwrap();
+        assert!(matches!(first, WriterMsg::Offline { at_unix_ms: 1, .. }));
+        assert!(sender.await.unwrap());
+        let second = rx.try_recv().unwrap();
+        assert!(matches!(second, WriterMsg::Offline { at_unix_ms: 2, .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_wait() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(0);
+        let (stop_tx, mut stop) = watch::channel(false);
+        let sender = tokio::spawn(async move {
+            let msg = WriterMsg::Offline {
+                at_unix_ms: 2,
+                reason: "x".into(),
+            };
+            send_waiting(&tx, msg, &mut stop).await
+        });
+        tokio::time::sleep(RETRY_FULL_QUEUE * 3).await;
+        stop_tx.send(true).unwrap();
+        assert!(!sender.await.unwrap());
     }
 }

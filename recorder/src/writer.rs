@@ -69,8 +69,46 @@ fn is_disk_full(e: &segment::SegmentError) -> bool {
     matches!(e, segment::SegmentError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
 }
 
-fn is_disk_full_msg(m: &str) -> bool {
-    m.contains("No space left") || m.contains("os error 28") || m.contains("disk is full")
+/// Why the store did not take a GOP, by kind (decided from the error's kind, never
+/// from its message): a full disk is worked around (retention frees space, the write
+/// is tried once more) and recorded as the gap's reason; anything else is a failure.
+#[derive(Debug, thiserror::Error)]
+enum StoreWriteError {
+    #[error("{0}")]
+    DiskFull(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl StoreWriteError {
+    fn io(what: impl std::fmt::Display, e: std::io::Error) -> Self {
+        let m = format!("{what}: {e}");
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            StoreWriteError::DiskFull(m)
+        } else {
+            StoreWriteError::Failed(m)
+        }
+    }
+
+    fn catalog(e: catalog::CatalogError) -> Self {
+        if e.is_disk_full() {
+            StoreWriteError::DiskFull(e.to_string())
+        } else {
+            StoreWriteError::Failed(e.to_string())
+        }
+    }
+
+    fn segment(e: segment::SegmentError) -> Self {
+        if is_disk_full(&e) {
+            StoreWriteError::DiskFull(e.to_string())
+        } else {
+            StoreWriteError::Failed(e.to_string())
+        }
+    }
+
+    fn is_disk_full(&self) -> bool {
+        matches!(self, StoreWriteError::DiskFull(_))
+    }
 }
 
 impl CameraWriter {
@@ -203,13 +241,13 @@ impl CameraWriter {
             self.close_segment();
             let mut opened = self.open_segment(&params, &gop);
             if let Err(e) = &opened
-                && is_disk_full_msg(e)
+                && e.is_disk_full()
                 && self.free_space(gop_bytes(&gop))
             {
                 opened = self.open_segment(&params, &gop);
             }
             if let Err(e) = opened {
-                self.fail(&gop, &format!("cannot start a segment: {e}"));
+                self.fail(&gop, "cannot start a segment", &e);
                 return;
             }
         }
@@ -260,20 +298,20 @@ impl CameraWriter {
                     Some(open.last_frame_unix_ms + open.last_frame_dur_90k / 90);
                 self.end_gap(gop.start_unix_ms);
             }
-            Err(e) => self.fail(&gop, &format!("cannot write: {e}")),
+            Err(e) => self.fail(&gop, "cannot write", &StoreWriteError::segment(e)),
         }
     }
 
     /// A GOP could not be stored: count it, say so, and mark the interruption.
-    fn fail(&mut self, gop: &Gop, why: &str) {
+    fn fail(&mut self, gop: &Gop, what: &str, e: &StoreWriteError) {
         let cam = Metrics::cam(&self.cfg.camera);
         self.metrics.write_errors.get_or_create(&cam).inc();
         self.metrics
             .frames_dropped
             .get_or_create(&cam)
             .inc_by(gop.frames.len() as u64);
-        error!(camera = %self.cfg.camera, frames = gop.frames.len(), "{why}; recording goes on when the store accepts writes again");
-        let reason = if why.contains("No space left") || why.contains("os error 28") {
+        error!(camera = %self.cfg.camera, frames = gop.frames.len(), error = %e, "{what}; recording goes on when the store accepts writes again");
+        let reason = if e.is_disk_full() {
             "disk full"
         } else {
             "store write failed"
@@ -281,13 +319,17 @@ impl CameraWriter {
         self.begin_gap(gop.start_unix_ms, reason);
     }
 
-    fn open_segment(&mut self, params: &Arc<CodecParams>, gop: &Gop) -> Result<(), String> {
+    fn open_segment(
+        &mut self,
+        params: &Arc<CodecParams>,
+        gop: &Gop,
+    ) -> Result<(), StoreWriteError> {
         let id = SegmentId::random();
         let key = DataKey::random();
         let wrapped = segment::wrap_key(self.kek.as_bytes(), id, &key);
         let path = catalog::segment_path(&self.cfg.store, &self.cfg.camera, id);
         let dir = path.parent().expect("segment path has a parent");
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreWriteError::io(dir.display(), e))?;
         let first_pts = gop.frames[0].pts_90k;
         self.cat
             .insert_open_segment(
@@ -298,14 +340,14 @@ impl CameraWriter {
                 first_pts,
                 &wrapped,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(StoreWriteError::catalog)?;
         let created =
             SegmentWriter::create(&path, id, &self.cfg.camera, &key, params, gop.start_unix_ms)
-                .map_err(|e| e.to_string())
+                .map_err(StoreWriteError::segment)
                 .and_then(|w| {
                     crate::store::sync_dir(dir)
                         .map(|()| w)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| StoreWriteError::io(dir.display(), e))
                 });
         match created {
             Ok(writer) => {
@@ -372,7 +414,7 @@ impl CameraWriter {
                 };
                 let mut marked = self.cat.close_segment(id, &closed, false);
                 if let Err(e) = &marked
-                    && is_disk_full_msg(&e.to_string())
+                    && e.is_disk_full()
                     && self.free_space(0)
                 {
                     marked = self.cat.close_segment(id, &closed, false);
