@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::segment::{Codec, SegmentId};
 
@@ -101,11 +101,14 @@ pub fn segment_path(store: &Path, camera: &str, id: SegmentId) -> PathBuf {
         .join(format!("{id}.seg"))
 }
 
+/// How long a catalog connection waits for another one's lock.
+const BUSY: Duration = Duration::from_secs(10);
+
 impl Catalog {
     /// Opens (creating if needed) the catalog of the store at `store`.
     pub fn open(store: &Path) -> Result<Catalog> {
         let path = store.join(CATALOG_FILE);
-        let conn = Connection::open(&path).map_err(|source| CatalogError::Sql {
+        let conn = crate::sqlite::open(&path, BUSY).map_err(|source| CatalogError::Sql {
             path: path.clone(),
             source,
         })?;
@@ -117,14 +120,11 @@ impl Catalog {
     /// Opens an existing catalog for reading only (for `check` beside a running recorder).
     pub fn open_read_only(store: &Path) -> Result<Catalog> {
         let path = store.join(CATALOG_FILE);
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| CatalogError::Sql {
-            path: path.clone(),
-            source,
-        })?;
+        let conn =
+            crate::sqlite::open_read_only(&path, BUSY).map_err(|source| CatalogError::Sql {
+                path: path.clone(),
+                source,
+            })?;
         let c = Catalog { conn, path };
         c.setup(false)?;
         Ok(c)
@@ -142,14 +142,7 @@ impl Catalog {
     }
 
     fn setup(&self, writable: bool) -> Result<()> {
-        self.sql(self.conn.busy_timeout(Duration::from_secs(10)))?;
         if writable {
-            self.sql(self.conn.execute_batch(
-                "PRAGMA journal_mode=WAL;
-                 PRAGMA synchronous=FULL;
-                 PRAGMA secure_delete=ON;
-                 PRAGMA foreign_keys=ON;",
-            ))?;
             self.sql(self.conn.execute_batch(SCHEMA))?;
             let found: Option<i64> = self
                 .sql(

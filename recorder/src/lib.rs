@@ -15,5 +15,6 @@ pub mod recovery;
 pub mod retention;
 pub mod run;
 pub mod segment;
+pub mod sqlite;
 pub mod store;
 pub mod writer;

@@ -406,12 +406,7 @@ impl UserDb {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
-        )
-        .map_err(sql)?;
+        let conn = recorder::sqlite::open(path, Duration::from_secs(5)).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         crate::audit::restrict_sqlite_files(path);
         let params = argon;

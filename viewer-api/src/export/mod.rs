@@ -222,8 +222,7 @@ pub fn export_of_hold(state_dir: &Path, hold_id: i64) -> Result<Option<String>, 
     if !path.exists() {
         return Ok(None);
     }
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = recorder::sqlite::open_read_only(&path, Duration::from_secs(5))?;
     Ok(conn
         .query_row(
             "SELECT id FROM exports WHERE hold_id=?1 AND state IN ('queued','running')
@@ -289,11 +288,7 @@ impl Exports {
             .recursive(true)
             .mode(0o700)
             .create(&dir)?;
-        let conn = Connection::open(p.state_dir.join(DB_FILE))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;",
-        )?;
+        let conn = recorder::sqlite::open(&p.state_dir.join(DB_FILE), Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let e = Arc::new(Exports {
             dir,
