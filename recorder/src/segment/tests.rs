@@ -1,7 +1,11 @@
 use super::codec::{self, Cur, FrameMeta};
+use super::index::{ChunkAt, TrailerAcc};
+use super::writer::Faults;
 use super::*;
 use proptest::prelude::*;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 const CAM: &str = "cam-01";
 const MARKER: &[u8] = b"<<FRAME-BYTES-IN-CLEAR>>";

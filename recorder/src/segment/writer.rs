@@ -1,0 +1,287 @@
+//! The writer: one segment file, one sealed chunk per GOP, a positioned write each, and
+//! the FINAL chunk (trailer and segment index) and footer at the end.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use ring::digest::Context as Sha256;
+
+use super::codec;
+use super::index::{ChunkAt, TrailerAcc};
+#[cfg(doc)]
+use super::recover;
+use super::sealing::{
+    Sealer, encode_header, os_random, sha256_finish, sha256_new, validate_camera,
+};
+use super::{
+    CHUNK_HDR_LEN, CodecParams, DataKey, FLAG_FINAL, Gop, RECOVERY_INDEX, SegmentError, SegmentId,
+    TAG_LEN, Trailer,
+};
+
+/// Result of [`SegmentWriter::finish`]: what the catalog row needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+    pub trailer: Trailer,
+    /// Chunks in the file, including the parameters and FINAL chunks.
+    pub chunks: u64,
+}
+
+/// Test-only fault injection for the write path.
+#[cfg(test)]
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Faults {
+    /// The next chunk write puts only this many bytes on disk, then fails with ENOSPC.
+    pub write_only: Option<usize>,
+    /// Rolling back that failed write fails too.
+    pub truncate_fails: bool,
+}
+
+/// Writes one segment file. Not thread-safe by design: one writer per camera task.
+pub struct SegmentWriter {
+    file: File,
+    dir: PathBuf,
+    dir_synced: bool,
+    sealer: Sealer,
+    start_unix_ms: i64,
+    next_index: u64,
+    prev_tag: [u8; TAG_LEN],
+    bytes: u64,
+    chunks: u64,
+    hasher: Sha256,
+    buf: Vec<u8>,
+    acc: TrailerAcc,
+    poisoned: bool,
+    #[cfg(test)]
+    pub(crate) faults: Faults,
+}
+
+impl fmt::Debug for SegmentWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentWriter")
+            .field("bytes", &self.bytes)
+            .field("chunks", &self.chunks)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentWriter {
+    /// Creates the file (`O_CREAT|O_EXCL`, mode 0600) and writes the header and the
+    /// parameters chunk. On failure the partial file is removed.
+    pub fn create(
+        path: &Path,
+        id: SegmentId,
+        camera: &str,
+        key: &DataKey,
+        params: &CodecParams,
+        start_unix_ms: i64,
+    ) -> Result<Self, SegmentError> {
+        Self::create_with_prefix(path, id, camera, key, params, start_unix_ms, os_random())
+    }
+
+    pub(crate) fn create_with_prefix(
+        path: &Path,
+        id: SegmentId,
+        camera: &str,
+        key: &DataKey,
+        params: &CodecParams,
+        start_unix_ms: i64,
+        nonce_prefix: [u8; 4],
+    ) -> Result<Self, SegmentError> {
+        validate_camera(camera)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        let header = encode_header(id, camera, nonce_prefix);
+        let mut w = SegmentWriter {
+            file,
+            dir: parent_dir(path),
+            dir_synced: false,
+            sealer: Sealer::new(key, &header, nonce_prefix),
+            start_unix_ms,
+            next_index: 0,
+            prev_tag: [0; TAG_LEN],
+            bytes: 0,
+            chunks: 0,
+            hasher: sha256_new(),
+            buf: Vec::new(),
+            acc: TrailerAcc::default(),
+            poisoned: false,
+            #[cfg(test)]
+            faults: Faults::default(),
+        };
+        // header and params chunk go out in one write, as one "chunk" for rollback purposes
+        let r = (|| {
+            w.buf.clear();
+            w.buf.resize(CHUNK_HDR_LEN, 0);
+            codec::encode_params(&mut w.buf, params, start_unix_ms);
+            let tag = w.sealer.seal(0, 0, &[0; TAG_LEN], &mut w.buf)?;
+            w.next_index = 1;
+            let mut first = header;
+            first.extend_from_slice(&w.buf);
+            w.file.write_all_at(&first, 0)?;
+            w.hasher.update(&first);
+            w.bytes = first.len() as u64;
+            w.chunks = 1;
+            w.prev_tag = tag;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => Ok(w),
+            Err(e) => {
+                drop(w);
+                let _ = std::fs::remove_file(path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Seals one GOP as one chunk and writes it with a single positioned write. On any
+    /// I/O error (e.g. ENOSPC) the file is truncated back to the end of the last complete
+    /// chunk, so it stays a valid cut segment, and the error is returned; the writer can
+    /// be used again (e.g. once space is freed) or finished. If even the rollback fails
+    /// the writer is poisoned: every later call returns [`SegmentError::Poisoned`] and
+    /// the file is left for [`recover`].
+    ///
+    /// Returns the bytes added to the file.
+    pub fn append_gop(&mut self, gop: &Gop) -> Result<u64, SegmentError> {
+        if gop.frames.is_empty() {
+            return Err(SegmentError::InvalidInput(
+                "a GOP needs at least one frame".into(),
+            ));
+        }
+        self.buf.clear();
+        self.buf.resize(CHUNK_HDR_LEN, 0);
+        codec::encode_gop(&mut self.buf, gop);
+        let at = ChunkAt {
+            index: self.next_index,
+            offset: self.bytes,
+            len: (self.buf.len() - CHUNK_HDR_LEN) as u64,
+        };
+        let n = self.write_chunk(0)?;
+        self.acc.add(gop, at);
+        Ok(n)
+    }
+
+    fn write_chunk(&mut self, flags: u8) -> Result<u64, SegmentError> {
+        if self.poisoned {
+            return Err(SegmentError::Poisoned);
+        }
+        if self.next_index >= RECOVERY_INDEX {
+            return Err(SegmentError::InvalidInput(
+                "chunk index space exhausted".into(),
+            ));
+        }
+        let index = self.next_index;
+        let tag = self
+            .sealer
+            .seal(index, flags, &self.prev_tag, &mut self.buf)?;
+        // The nonce is used from here on, whether or not the write lands: never reuse it.
+        self.next_index += 1;
+        if let Err(e) = self.write_buf() {
+            if self.rollback().is_err() {
+                self.poisoned = true;
+            }
+            return Err(e.into());
+        }
+        self.hasher.update(&self.buf);
+        self.bytes += self.buf.len() as u64;
+        self.chunks += 1;
+        self.prev_tag = tag;
+        Ok(self.buf.len() as u64)
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = self.faults.write_only.take() {
+            let n = n.min(self.buf.len());
+            self.file.write_all_at(&self.buf[..n], self.bytes)?;
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.file.write_all_at(&self.buf, self.bytes)
+    }
+
+    fn rollback(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.faults.truncate_fails {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.file.set_len(self.bytes)
+    }
+
+    /// `fdatasync`s the file; the first call also fsyncs the directory so that the file
+    /// itself survives a power loss, not only its data.
+    pub fn sync_data(&mut self) -> Result<(), SegmentError> {
+        if self.poisoned {
+            return Err(SegmentError::Poisoned);
+        }
+        self.file.sync_data()?;
+        if !self.dir_synced {
+            fsync_dir(&self.dir)?;
+            self.dir_synced = true;
+        }
+        Ok(())
+    }
+
+    /// Bytes in the file (all complete chunks).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Complete chunks in the file, including the parameters chunk.
+    pub fn chunks(&self) -> u64 {
+        self.chunks
+    }
+
+    /// GOPs written so far.
+    pub fn gops(&self) -> u64 {
+        self.acc.gops
+    }
+
+    pub fn start_unix_ms(&self) -> i64 {
+        self.start_unix_ms
+    }
+
+    /// The trailer [`finish`](Self::finish) would write now.
+    pub fn trailer_so_far(&self) -> Trailer {
+        self.acc.trailer(self.start_unix_ms)
+    }
+
+    /// Writes the FINAL chunk (trailer and segment index) and the footer, fsyncs the
+    /// file and its directory, and returns the size and SHA-256 of the whole file
+    /// (hashed while writing, not re-read). On error the file is left as a cut segment
+    /// for [`recover`].
+    pub fn finish(mut self) -> Result<Finished, SegmentError> {
+        let trailer = self.trailer_so_far();
+        self.buf.clear();
+        self.buf.resize(CHUNK_HDR_LEN, 0);
+        self.acc.final_plaintext(self.start_unix_ms, &mut self.buf);
+        self.write_chunk(FLAG_FINAL)?;
+        self.file.sync_all()?;
+        fsync_dir(&self.dir)?;
+        Ok(Finished {
+            bytes: self.bytes,
+            sha256: sha256_finish(self.hasher),
+            trailer,
+            chunks: self.chunks,
+        })
+    }
+}
+
+pub(super) fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+pub(super) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
