@@ -31,12 +31,12 @@ bench: deps
 
 # Playback benchmark of the viewer-api (HOURS=4 N=20 by default); see README.md.
 bench-api: deps
-	$(CARGO) build --release -p viewer-api
+	$(CARGO) build --release -p viewer-api -p recorder
 	bash scripts/bench-api.sh
 
 # Export benchmark: 1 h of one 4 Mbit/s camera beside ffmpeg -c copy; see README.md.
 bench-export: deps
-	$(CARGO) build --release -p viewer-api
+	$(CARGO) build --release -p viewer-api -p recorder
 	bash scripts/bench-export.sh
 
 # Review console in headless Chromium: page load, JS+CSS gzipped, View → first frame

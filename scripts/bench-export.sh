@@ -16,6 +16,7 @@ CLIP_CACHE="${RINGFENCE_CLIP_CACHE:-${TMPDIR:-/tmp}/ringfence-clips}"
 server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  [ -n "${service:-}" ] && kill "$service" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -47,6 +48,10 @@ ffmpeg_secs=$(secs "$t" "$t2")
 rm -f "$WORK/ffmpeg.mp4"
 
 echo "bench-pw-12345" | "$BIN/viewer-api" user add --config "$CONFIG" --name officer --role police >/dev/null
+# The recorder's side (its service only: the store is filled), then the viewer-api.
+RUST_LOG=warn "$BIN/recorder" serve --config "$CONFIG" 2> "$WORK/service.err" &
+service=$!
+for _ in $(seq 1 100); do [ -S "$WORK/recorder.sock" ] && break; sleep 0.1; done
 RUST_LOG=warn "$BIN/viewer-api" serve --config "$CONFIG" 2> "$WORK/serve.err" &
 server=$!
 for _ in $(seq 1 100); do

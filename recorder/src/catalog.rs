@@ -78,7 +78,7 @@ pub struct ClosedSegment {
     pub sha256: [u8; 32],
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GapRow {
     pub rowid: i64,
     pub camera: String,

@@ -38,6 +38,9 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// The recorder's local service to the viewer-api (`recorder::service`).
+    #[serde(default)]
+    pub service: ServiceConfig,
     /// The viewer-api's section; validated by the viewer-api.
     #[serde(default)]
     pub api: Option<toml::Table>,
@@ -88,6 +91,20 @@ impl KeysConfig {
                 .join("signing.key")
         })
     }
+}
+
+/// `[service]`: where the recorder answers the viewer-api, and whom it answers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The Unix socket; default `recorder.sock` beside the store (in the store's
+    /// parent directory, which the viewer-api's user must be able to enter).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// Numeric user ids allowed to connect, besides the recorder's own (checked by
+    /// the kernel's peer credentials, `SO_PEERCRED`): the viewer-api's user.
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +226,17 @@ mod humantime_serde_compat {
 }
 
 impl Config {
+    /// See [`ServiceConfig::socket`].
+    pub fn service_socket(&self) -> PathBuf {
+        self.service.socket.clone().unwrap_or_else(|| {
+            let store = &self.storage.path;
+            match store.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.join("recorder.sock"),
+                _ => PathBuf::from("recorder.sock"),
+            }
+        })
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),

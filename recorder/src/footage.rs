@@ -26,7 +26,7 @@ pub enum FootageError {
 }
 
 /// A camera as the catalog knows it, with the state the recorder last set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CameraStatus {
     pub id: String,
     pub name: String,
@@ -154,7 +154,7 @@ impl Footage {
 }
 
 /// A camera's footage as the catalog counts it, for health reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CameraHealth {
     pub camera: CameraStatus,
     /// Segments in the catalog, the one being written included.
@@ -171,7 +171,7 @@ pub struct CameraHealth {
 }
 
 /// What the catalog says about the store's health, read in one snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreHealth {
     /// Every camera of the catalog (configured now, or with footage left), by id.
     pub cameras: Vec<CameraHealth>,
@@ -339,7 +339,7 @@ pub fn health(
 }
 
 /// Size and free space of a file system (statvfs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FsSpace {
     pub size_bytes: u64,
     /// Free for an unprivileged user (what `min_free_bytes` is weighed against).

@@ -7,7 +7,7 @@
 //! stay in the table, marked, as a record of who released them and when.
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::clock::rfc3339;
@@ -30,7 +30,7 @@ pub enum HoldError {
 }
 
 /// Which cameras a hold covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HoldCameras {
     All,
     Some(Vec<String>),
@@ -69,7 +69,7 @@ impl HoldCameras {
 }
 
 /// A new hold, as asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewHold {
     pub cameras: HoldCameras,
     pub from_unix_ms: i64,
@@ -79,7 +79,7 @@ pub struct NewHold {
     pub until_unix_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     pub id: i64,
     pub cameras: HoldCameras,

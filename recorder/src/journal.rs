@@ -4,7 +4,7 @@
 //! later, that footage was deleted and when. Entries are kept one year.
 
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::clock::rfc3339;
@@ -40,7 +40,7 @@ impl std::fmt::Display for Reason {
 }
 
 /// A journal entry as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub segment: String,
     pub camera: String,

@@ -15,6 +15,7 @@ pub mod recovery;
 pub mod retention;
 pub mod run;
 pub mod segment;
+pub mod service;
 pub mod sqlite;
 pub mod store;
 pub mod writer;

@@ -1,4 +1,4 @@
-//! The `recorder` command: init, run, check.
+//! The `recorder` command: init, run, serve, check, holds, journal.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +29,12 @@ enum Command {
     },
     /// Record every configured camera until SIGINT or SIGTERM.
     Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Only the local service to the viewer-api (footage, holds, signatures), without
+    /// recording: for a store being examined, and for tests. Runs until SIGINT/SIGTERM.
+    Serve {
         #[arg(long)]
         config: PathBuf,
     },
@@ -249,6 +255,26 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let config = Config::load(&config)?;
             recorder::run::run(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            let clock = std::sync::Arc::new(recorder::clock::SystemClock);
+            let service = recorder::service::Service::from_config(&config, clock)?
+                .listen(&config.service_socket())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate())?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                anyhow::Ok(())
+            })?;
+            drop(service);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, json } => {

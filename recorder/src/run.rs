@@ -43,6 +43,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cat.upsert_camera(&c.id, c.display_name())?;
     }
     let cat = Arc::new(Mutex::new(cat));
+    // The viewer-api's only way into the store (dropped, and its socket removed, when
+    // recording stops).
+    let _service = crate::service::Service::from_config(&config, clock.clone())?
+        .listen(&config.service_socket())
+        .context("cannot start the recorder service")?;
     let retention = crate::retention::RetentionService::new(crate::retention::Retention::new(
         &store_path,
         crate::retention::Policy::from_config(&config),

@@ -243,6 +243,36 @@ impl Site {
         out
     }
 
+    /// Starts `recorder serve` (the recorder's service to the viewer-api, without
+    /// recording) and waits until it listens; its log in `<dir>/recorder-serve.log`.
+    pub fn serve_recorder(&self) -> Proc {
+        // (the recorder's default: beside the store)
+        let socket = self.dir.path().join("recorder.sock");
+        let log = std::fs::File::create(self.dir.path().join("recorder-serve.log")).unwrap();
+        let mut p = Proc(
+            Command::new(bin_path("recorder"))
+                .args(["serve", "--config"])
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let start = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Ok(Some(status)) = p.0.try_wait() {
+                panic!("recorder serve exited: {status}");
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "recorder serve did not listen on {}",
+                socket.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        p
+    }
+
     /// Starts `BIN SUBCOMMAND --config …`, its log in `<dir>/BIN.log`.
     pub fn spawn(&self, bin: &str, subcommand: &str) -> Proc {
         let log = std::fs::File::create(self.dir.path().join(format!("{bin}.log"))).unwrap();

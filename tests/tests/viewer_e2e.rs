@@ -198,6 +198,9 @@ async fn camera_recorder_viewer_api_roles_live_and_audit() {
     let (code, out, err) = run_bin("recorder", &["check", "--json"], Some(&config), None);
     assert_eq!(code, 0, "recorder check: {out}{err}");
     let check: Value = serde_json::from_str(&out).unwrap();
+    // Footage reaches the viewer-api only through the recorder's service: with
+    // recording stopped, the service alone.
+    let _service = site.serve_recorder();
     let mut ranges = Vec::new();
     for id in ["gate", "hall"] {
         let c = stored(&check, id);

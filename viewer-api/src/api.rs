@@ -304,6 +304,29 @@ pub(crate) async fn log_footage_decision<T>(
     checked
 }
 
+/// Like [`log_footage_decision`], and hands back the store as seen for the entry just
+/// logged: what is read through it is journaled by the recorder with that entry.
+pub(crate) async fn log_footage<T>(
+    state: &Shared,
+    entry: &mut NewEntry,
+    checked: Result<T, ApiError>,
+) -> Result<(T, Arc<dyn FootageSource>), ApiError> {
+    entry.outcome = match &checked {
+        Ok(_) => "allowed".into(),
+        Err(e) => format!("denied: {}", e.message),
+    };
+    let label = if checked.is_ok() { "allowed" } else { "denied" };
+    state
+        .metrics
+        .footage_requests
+        .get_or_create(&vec![("outcome".into(), label.into())])
+        .inc();
+    let logged = log(state, entry.clone()).await?;
+    let v = checked?;
+    let src = playback::for_entry(&state.source, crate::recorder_side::log_ref(&logged));
+    Ok((v, src))
+}
+
 // ---------------------------------------------------------------------------------------
 // router
 
@@ -830,9 +853,9 @@ async fn video(
     let checked = check_footage(&state, &caller, &id, &q, &mut entry)
         .await
         .and_then(|index| Ok((index, stream_permit(&state, &caller)?)));
-    let (index, permit) = log_footage_decision(&state, &mut entry, checked).await?;
+    let ((index, permit), src) = log_footage(&state, &mut entry, checked).await?;
     let name = format!("{id}-{}", index.first_unix_ms / 1000);
-    serve_mp4(&state, Arc::new(index), &headers, &name, permit)
+    serve_mp4(&state, src, Arc::new(index), &headers, &name, permit)
 }
 
 /// A place for one more footage stream of the caller ([`crate::streams`]), or 429.
@@ -846,6 +869,7 @@ pub(crate) fn stream_permit(
 /// Answers with the MP4 of `index` (or the part of it `Range` asks for), streamed.
 pub(crate) fn serve_mp4(
     state: &Shared,
+    src: Arc<dyn FootageSource>,
     index: Arc<playback::FrameIndex>,
     headers: &HeaderMap,
     name: &str,
@@ -874,6 +898,7 @@ pub(crate) fn serve_mp4(
         state.streams.limits().stall,
         Mp4Body {
             state: state.clone(),
+            src,
             index,
             layout: Arc::new(layout),
             pos: start,
@@ -903,6 +928,8 @@ pub(crate) fn serve_mp4(
 /// them ([`crate::streams::Producer`]).
 struct Mp4Body {
     state: Shared,
+    /// The store as seen for the request's access-log entry.
+    src: Arc<dyn FootageSource>,
     index: Arc<playback::FrameIndex>,
     layout: Arc<mp4::Layout>,
     /// The next byte to send.
@@ -939,19 +966,18 @@ impl crate::streams::Producer for Mp4Body {
         let metrics = self.state.metrics.clone();
         let mut taken = 0u64;
         let pending = &mut self.pending;
-        let r =
-            playback::read_payload(self.state.source.as_ref(), &self.index, first, &mut |buf| {
-                let len = buf.len() as u64;
-                let (a, b) = (pos.max(at), (end + 1).min(at + len));
-                at += len;
-                if a < b {
-                    let slice = buf.slice((a - (at - len)) as usize..(b - (at - len)) as usize);
-                    metrics.footage_bytes.inc_by(slice.len() as u64);
-                    taken += slice.len() as u64;
-                    pending.push_back(slice);
-                }
-                at <= end && taken < MP4_READ_BYTES
-            });
+        let r = playback::read_payload(self.src.as_ref(), &self.index, first, &mut |buf| {
+            let len = buf.len() as u64;
+            let (a, b) = (pos.max(at), (end + 1).min(at + len));
+            at += len;
+            if a < b {
+                let slice = buf.slice((a - (at - len)) as usize..(b - (at - len)) as usize);
+                metrics.footage_bytes.inc_by(slice.len() as u64);
+                taken += slice.len() as u64;
+                pending.push_back(slice);
+            }
+            at <= end && taken < MP4_READ_BYTES
+        });
         if let Err(e) = r {
             error!(error = %e, "footage stream aborted");
             return Err(std::io::Error::other("footage read failed"));
@@ -1041,12 +1067,12 @@ async fn live(
     let checked = check_live(&state, &caller, &id, &q, &mut entry)
         .await
         .and_then(|()| stream_permit(&state, &caller));
-    let permit = log_footage_decision(&state, &mut entry, checked).await?;
+    let (permit, src) = log_footage(&state, &mut entry, checked).await?;
     let Ok(Query(q)) = q else {
         return Err(ApiError::internal());
     };
     let token = token_from(&headers).ok_or_else(ApiError::unauthorized)?;
-    let view = crate::live::LiveView::new(state.source.clone(), &id);
+    let view = crate::live::LiveView::new(src, &id);
     let body = crate::streams::body(
         permit,
         state.streams.limits().stall,

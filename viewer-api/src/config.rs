@@ -27,7 +27,7 @@ pub struct ApiConfig {
     pub state_dir: Option<PathBuf>,
     /// The recorder's local service (Unix socket): footage, holds, health, signatures
     /// and log checkpoints all come through it; default
-    /// `<storage.path>/recorder.sock`, the recorder's default.
+    /// the recorder's `[service] socket`.
     #[serde(default)]
     pub recorder_socket: Option<PathBuf>,
     /// The access log; default `<state_dir>/audit.sqlite`.
@@ -75,6 +75,15 @@ impl Settings {
 
     pub fn store(&self) -> &Path {
         &self.recorder.storage.path
+    }
+
+    /// The recorder service's socket: `[api] recorder_socket`, else the recorder's
+    /// own `[service] socket`.
+    pub fn recorder_socket(&self) -> PathBuf {
+        self.api
+            .recorder_socket
+            .clone()
+            .unwrap_or_else(|| self.recorder.service_socket())
     }
 
     /// See [`ApiConfig::state_dir`].

@@ -25,6 +25,7 @@ pub mod playback;
 pub mod policy;
 pub mod preview;
 pub mod recorder_side;
+pub mod remote;
 pub mod server;
 pub mod store;
 pub mod streams;

@@ -358,9 +358,8 @@ fn seg_chunks(
     camera: &str,
     seg: &SegmentKey,
 ) -> Result<(TrackParams, SegChunks), SourceError> {
-    if !seg.open
-        && let Some(idx) = src.segment_index(camera, seg)?
-    {
+    // (a store may index a segment still being written too: its chunks so far)
+    if let Some(idx) = src.segment_index(camera, seg)? {
         return Ok((idx.params, SegChunks::Indexed(idx.chunks.into_iter())));
     }
     let stream = src.open(camera, seg)?;

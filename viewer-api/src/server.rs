@@ -250,10 +250,16 @@ pub fn local_recorder(settings: &Settings) -> Arc<dyn crate::recorder_side::Reco
 /// `viewer-api serve`: runs until SIGINT/SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let footage = recorder::footage::Footage::open(&settings.recorder)
-        .context("cannot open the footage store")?;
-    let source: Arc<dyn FootageSource> = Arc::new(crate::store::RecorderSource::new(footage));
-    let recorder = local_recorder(&settings);
+    // Everything of the store, and every signature, through the recorder's service:
+    // this process reads no key and opens no file of the store.
+    let socket = settings.recorder_socket();
+    let client = Arc::new(recorder::service::Client::new(&socket));
+    if let Err(e) = client.call::<String>(&recorder::service::Request::PublicKey) {
+        tracing::warn!(socket = %socket.display(), error = %e, "the recorder service does not answer yet; footage is unavailable until it does");
+    }
+    let source: Arc<dyn FootageSource> = Arc::new(crate::remote::RemoteSource::new(client.clone()));
+    let recorder: Arc<dyn crate::recorder_side::RecorderSide> =
+        Arc::new(crate::remote::RemoteRecorder::new(client));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = state(&settings, source.clone(), clock.clone())?;
     let exports = crate::export::Exports::from_settings(

@@ -36,8 +36,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{
-    ApiError, Caller, Shared, log_footage_decision, parse_time, plan_playback, playback_decision,
-    serve_mp4, stream_permit,
+    ApiError, Caller, Shared, log_footage, parse_time, plan_playback, playback_decision, serve_mp4,
+    stream_permit,
 };
 use crate::clock::rfc3339;
 use crate::mp4::VideoCodec;
@@ -63,6 +63,9 @@ pub struct Viewing {
     pub purpose: Option<String>,
     /// The frames served.
     pub index: Arc<FrameIndex>,
+    /// The store as seen for the viewing's access-log entry (all its reads are
+    /// journaled by the recorder with it).
+    pub source: Arc<dyn crate::playback::FootageSource>,
     /// The wall-clock range served, as logged.
     pub from_ms: i64,
     pub to_ms: i64,
@@ -200,7 +203,7 @@ async fn open(
         Ok((_, None)) => Err(ApiError::not_found("nothing recorded from this moment")),
         other => other,
     };
-    let (req, index) = log_footage_decision(&state, &mut entry, checked).await?;
+    let ((req, index), source) = log_footage(&state, &mut entry, checked).await?;
     let Some(index) = index else {
         return Err(ApiError::internal());
     };
@@ -214,6 +217,7 @@ async fn open(
         from_ms: index.first_unix_ms,
         to_ms: index.end_unix_ms,
         index: Arc::new(index),
+        source,
         opened_ms: state.clock.now_unix_ms(),
     });
     state
@@ -284,6 +288,7 @@ async fn video(
     let permit = stream_permit(&state, &caller)?;
     serve_mp4(
         &state,
+        v.source.clone(),
         v.index.clone(),
         &headers,
         &format!("{}-{}", v.camera, v.from_ms / 1000),

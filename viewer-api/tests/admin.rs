@@ -122,7 +122,7 @@ async fn env() -> Env {
         )
         .unwrap();
     drop(users);
-    let source = Arc::new(common::store_source(&config));
+    let source = Arc::new(common::remote_source(&config, &clock));
     let state = viewer_api::server::state(&settings, source, clock.clone()).unwrap();
     let exports = common::exports(
         &config,
@@ -135,7 +135,7 @@ async fn env() -> Env {
         .merge(viewer_api::admin::router(
             state.clone(),
             &settings,
-            common::local_recorder(&config),
+            common::remote_recorder(&config, &clock),
         ));
     let mut env = Env {
         _dir: dir,

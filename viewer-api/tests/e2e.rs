@@ -134,6 +134,16 @@ async fn https_end_to_end_and_audit_verify() {
     let config = write_config(dir.path(), port, None);
     let cfg = config.to_str().unwrap();
     record(&config);
+    // The recorder's side: its service, in this process (the viewer-api reaches the
+    // store only through it).
+    let recorder_config = Config::load(&config).unwrap();
+    let _service = recorder::service::Service::from_config(
+        &recorder_config,
+        std::sync::Arc::new(recorder::clock::SystemClock),
+    )
+    .unwrap()
+    .listen(&recorder_config.service_socket())
+    .unwrap();
 
     // console: users
     let (code, _, err) = cli(

@@ -115,7 +115,7 @@ fn env_recording(recording: impl FnOnce(&Config, &Catalog)) -> Env {
 
     let mut api = Api::new(NOW, PEOPLE)
         .audit_busy(Duration::from_millis(500))
-        .build_in(dir, common::store_source(&config));
+        .build_in_with(dir, |clock| common::remote_source(&config, clock));
     let exports = common::exports(
         &config,
         api.state.audit.clone(),

@@ -33,6 +33,9 @@ pub struct SegmentReader {
     acc: TrailerAcc,
     trailer: Option<Trailer>,
     failed: bool,
+    /// Where the GOP last returned by `next_gop` is: (chunk index, offset, plaintext
+    /// length).
+    last_chunk: Option<(u64, u64, u32)>,
 }
 
 impl fmt::Debug for SegmentReader {
@@ -77,6 +80,7 @@ impl SegmentReader {
             acc: TrailerAcc::default(),
             trailer: None,
             failed: false,
+            last_chunk: None,
         })
     }
 
@@ -142,7 +146,16 @@ impl SegmentReader {
             return Err(malformed(meta.index, DecodeError("GOP without frames")));
         }
         self.acc.add(&gop, meta.at());
+        self.last_chunk = Some((meta.index, meta.offset, meta.len as u32));
         Ok(Some(gop))
+    }
+
+    /// Where the GOP last returned by [`next_gop`](Self::next_gop) is in the file:
+    /// `(chunk index, offset, plaintext length)`, what
+    /// [`read_gop_bytes_at`](Self::read_gop_bytes_at) takes. Chunks already written
+    /// never change, so this holds for a segment still being written too.
+    pub fn last_chunk(&self) -> Option<(u64, u64, u32)> {
+        self.last_chunk
     }
 
     /// The trailer, once the FINAL chunk has been read.

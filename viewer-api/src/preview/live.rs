@@ -203,7 +203,7 @@ async fn log_decision<T>(
     state: &Shared,
     entry: &mut NewEntry,
     checked: &Result<T, ApiError>,
-) -> Result<(), ApiError> {
+) -> Result<std::sync::Arc<dyn crate::playback::FootageSource>, ApiError> {
     entry.outcome = match checked {
         Ok(_) => format!("allowed; {NOTE}"),
         Err(e) => format!("denied: {}; {NOTE}", e.message),
@@ -214,7 +214,9 @@ async fn log_decision<T>(
         .footage_requests
         .get_or_create(&vec![("outcome".into(), label.into())])
         .inc();
-    crate::api::log(state, entry.clone()).await.map(|_| ())
+    crate::api::log(state, entry.clone())
+        .await
+        .map(|e| crate::playback::for_entry(&state.source, crate::recorder_side::log_ref(&e)))
 }
 
 /// `GET /cameras/{id}/live-preview.mp4`: `live.mp4` transcoded to H.264 (see the
@@ -245,7 +247,7 @@ pub(super) async fn serve(
             "too many previews are being made",
         ));
     }
-    log_decision(&state, &mut entry, &checked).await?;
+    let src = log_decision(&state, &mut entry, &checked).await?;
     if busy {
         return Ok(super::busy("previews"));
     }
@@ -304,7 +306,7 @@ pub(super) async fn serve(
         };
         let now = || st.clock.now_unix_ms();
         let r = transcode_live(LivePreviewCtx {
-            src: st.source.clone(),
+            src,
             camera: &camera,
             now_ms: &now,
             keep_going: &mut keep_going,

@@ -305,6 +305,7 @@ async fn preview(
     let st = state.clone();
     let vid = v.id.clone();
     let index = v.index.clone();
+    let src = v.source.clone();
     // A thread of its own (the pipeline's puller), which waits on the channel while
     // the client does not read: not one of the runtime's blocking threads.
     let spawned = std::thread::Builder::new()
@@ -332,7 +333,7 @@ async fn preview(
             }
         };
         let settings = PreviewSettings::default();
-        match transcode(st.source.as_ref(), &index, start, &settings, &mut sink) {
+        match transcode(src.as_ref(), &index, start, &settings, &mut sink) {
             Ok(s) => {
                 if revoked {
                     info!(viewing = %vid, "preview stopped: the viewing is no longer allowed");
@@ -425,10 +426,10 @@ async fn thumb(
             let Some(permit) = slot(&THUMBS).await else {
                 return Ok(busy("thumbnails"));
             };
-            let (st, vv) = (state.clone(), v.clone());
+            let vv = v.clone();
             let made = blocking(move || {
                 let _permit = permit;
-                let frame = read_frame(st.source.as_ref(), &vv.index, pos)?;
+                let frame = read_frame(vv.source.as_ref(), &vv.index, pos)?;
                 thumbnail(&vv.index.params, &frame, THUMB_WIDTH)
             })
             .await?;

@@ -24,6 +24,7 @@ use recorder::catalog::{self, Catalog, ClosedSegment};
 use recorder::config::Config;
 use recorder::footage::Footage;
 use recorder::segment::{self, Codec, CodecParams, DataKey, Frame, Gop, SegmentId, SegmentWriter};
+use recorder::service::{Client, Service, ServiceHandle};
 use viewer_api::api::AppState;
 use viewer_api::audit::{AuditLog, Entry, Filter};
 use viewer_api::clock::{ManualClock, rfc3339};
@@ -33,6 +34,7 @@ use viewer_api::metrics::Metrics;
 use viewer_api::playback::{FootageSource, MemorySource};
 use viewer_api::policy::Role;
 use viewer_api::recorder_side::{LocalRecorder, RecorderSide};
+use viewer_api::remote::{RemoteRecorder, RemoteSource};
 use viewer_api::store::RecorderSource;
 use viewer_api::testdata;
 use viewer_api::throttle::Throttle;
@@ -156,7 +158,17 @@ impl Api {
 
     /// [`Api::build`] in `dir`, made before (e.g. with a store in it).
     pub fn build_in(self, dir: tempfile::TempDir, source: impl FootageSource + 'static) -> Env {
+        self.build_in_with(dir, |_| source)
+    }
+
+    /// Like [`build_in`](Self::build_in), the source made on the API's clock.
+    pub fn build_in_with<S: FootageSource + 'static>(
+        self,
+        dir: tempfile::TempDir,
+        source: impl FnOnce(&Arc<ManualClock>) -> S,
+    ) -> Env {
         let clock = Arc::new(ManualClock::new(self.now));
+        let source = source(&clock);
         let users = Arc::new(users(
             &dir.path().join("users.sqlite"),
             &clock,
@@ -370,6 +382,36 @@ pub fn store_source(config: &Config) -> RecorderSource {
     RecorderSource::new(Footage::new(config.storage.path.clone(), kek))
 }
 
+/// The recorder's service for the store of `config`, in this process on `clock` (one
+/// per store, kept until the test process ends; its socket is in the test's directory),
+/// and a client of it: what `viewer-api serve` talks to.
+pub fn service(config: &Config, clock: Arc<dyn recorder::clock::Clock>) -> Arc<Client> {
+    static RUNNING: std::sync::Mutex<Vec<(PathBuf, ServiceHandle, Arc<Client>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let socket = config.service_socket();
+    let mut running = RUNNING.lock().unwrap();
+    if let Some((_, _, c)) = running.iter().find(|(p, _, _)| *p == socket) {
+        return c.clone();
+    }
+    let handle = Service::from_config(config, clock)
+        .unwrap()
+        .listen(&socket)
+        .unwrap();
+    let client = Arc::new(Client::new(&socket));
+    running.push((socket, handle, client.clone()));
+    client
+}
+
+/// The store's footage through the recorder's service (see [`service`]).
+pub fn remote_source(config: &Config, clock: &Arc<ManualClock>) -> RemoteSource {
+    RemoteSource::new(service(config, clock.clone()))
+}
+
+/// The recorder side through its service (see [`service`]).
+pub fn remote_recorder(config: &Config, clock: &Arc<ManualClock>) -> Arc<dyn RecorderSide> {
+    Arc::new(RemoteRecorder::new(service(config, clock.clone())))
+}
+
 /// The recorder side of the store, in this process, signing with its device key.
 pub fn local_recorder(config: &Config) -> Arc<dyn RecorderSide> {
     let signer = recorder::store::signing_key_provider(config)
@@ -402,8 +444,8 @@ pub fn exports(
     Exports::open(Parts {
         state_dir,
         key: hardware::Kek::random(),
-        source: Arc::new(store_source(config)),
-        recorder: local_recorder(config),
+        source: Arc::new(remote_source(config, clock)),
+        recorder: remote_recorder(config, clock),
         audit,
         clock: clock.clone(),
         ttl,
