@@ -351,6 +351,18 @@ impl AuditLog {
         })
     }
 
+    /// The chain's head: the last entry's sequence and hash (`None`: empty log).
+    pub fn head(&self) -> Result<Option<(i64, String)>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row(
+            "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(|s| self.sql(s))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -547,6 +559,67 @@ pub enum VerifyError {
     Broken(#[from] ChainBroken),
     #[error(transparent)]
     Audit(#[from] AuditError),
+}
+
+/// [`verify`], then checks the chain against the newest checkpoint the recorder signed
+/// (with the device key the viewer-api cannot read): the log must reach the
+/// checkpoint's entry and that entry must have the checkpoint's hash. This is what
+/// catches a log cut at its end, or rewritten and re-chained, together with its head
+/// file. A checkpoint whose signature does not verify is an error.
+pub fn verify_anchored(
+    path: &Path,
+    checkpoint: &recorder::checkpoint::SignedCheckpoint,
+    public_key: &[u8; 32],
+) -> Result<i64, VerifyError> {
+    if !checkpoint.verify(public_key) {
+        return Err(ChainBroken {
+            seq: checkpoint.checkpoint.seq,
+            why: "the checkpoint's signature is not the device's (forged checkpoint)".into(),
+        }
+        .into());
+    }
+    let n = verify(path)?;
+    let cp = &checkpoint.checkpoint;
+    if cp.seq > n {
+        return Err(ChainBroken {
+            seq: n + 1,
+            why: format!(
+                "the log ends at entry {n} but the recorder signed a checkpoint of entry {} at {}: entries {}..{} were removed from the end",
+                cp.seq,
+                crate::clock::rfc3339(cp.time_unix_ms),
+                n + 1,
+                cp.seq
+            ),
+        }
+        .into());
+    }
+    if cp.seq > 0 {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| AuditError::Sql {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let at: Option<String> = conn
+            .query_row("SELECT hash FROM entries WHERE seq = ?1", [cp.seq], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|source| AuditError::Sql {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if !at.is_some_and(|h| h.eq_ignore_ascii_case(&cp.hash)) {
+            return Err(ChainBroken {
+                seq: cp.seq,
+                why: format!(
+                    "differs from the recorder's signed checkpoint of {}: the log up to it was rewritten",
+                    crate::clock::rfc3339(cp.time_unix_ms)
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(n)
 }
 
 /// Walks the whole chain of the log at `path` (read-only). Ok: the number of entries.

@@ -116,7 +116,9 @@ enum UserCmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Walk the hash chain: exit 0 if intact, 1 naming the first bad entry.
+    /// Walk the hash chain and check it against the recorder's newest signed checkpoint:
+    /// exit 0 if intact, 1 naming the first bad entry (or no checkpoint), 2 if the
+    /// recorder's service cannot be reached.
     Verify {
         #[arg(long)]
         config: PathBuf,
@@ -289,8 +291,40 @@ fn run() -> anyhow::Result<ExitCode> {
             cmd: AuditCmd::Verify { config },
         } => {
             let settings = Settings::load(&config)?;
-            match audit::verify(&settings.audit_db()) {
-                Ok(n) => println!("access log intact: {n} entries"),
+            // The newest checkpoint the recorder signed, and its key: without them the
+            // log's end cannot be vouched for.
+            let client = recorder::service::Client::new(settings.recorder_socket());
+            let anchor = client
+                .call::<Option<recorder::checkpoint::SignedCheckpoint>>(
+                    &recorder::service::Request::LatestCheckpoint,
+                )
+                .and_then(|c| {
+                    let pk: String = client.call(&recorder::service::Request::PublicKey)?;
+                    Ok((c, pk))
+                });
+            let (checkpoint, pk) = match anchor {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: cannot get the access log's signed checkpoint: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let Some(checkpoint) = checkpoint else {
+                println!(
+                    "the recorder holds no signed checkpoint of the access log: its end cannot be vouched for"
+                );
+                return Ok(ExitCode::from(1));
+            };
+            let pk: [u8; 32] = hex::decode(pk)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .context("the recorder sent a malformed public key")?;
+            match audit::verify_anchored(&settings.audit_db(), &checkpoint, &pk) {
+                Ok(n) => println!(
+                    "access log intact: {n} entries; the recorder's checkpoint of entry {} ({}) matches",
+                    checkpoint.checkpoint.seq,
+                    viewer_api::clock::rfc3339(checkpoint.checkpoint.time_unix_ms)
+                ),
                 Err(VerifyError::Broken(b)) => {
                     println!("{b}");
                     return Ok(ExitCode::from(1));

@@ -259,7 +259,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let source: Arc<dyn FootageSource> = Arc::new(crate::remote::RemoteSource::new(client.clone()));
     let recorder: Arc<dyn crate::recorder_side::RecorderSide> =
-        Arc::new(crate::remote::RemoteRecorder::new(client));
+        Arc::new(crate::remote::RemoteRecorder::new(client.clone()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = state(&settings, source.clone(), clock.clone())?;
     let exports = crate::export::Exports::from_settings(
@@ -289,6 +289,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     tokio::spawn(crate::throttle::flush_refusals(state.clone()));
+    let anchor = {
+        let (audit, client) = (state.audit.clone(), client.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            loop {
+                tick.tick().await;
+                let (a, c) = (audit.clone(), client.clone());
+                let _ = tokio::task::spawn_blocking(move || checkpoint(&a, &c)).await;
+            }
+        })
+    };
     run_https(listener, tls, app, handle, ConnLimits::default())
         .await
         .with_context(|| format!("cannot serve on {addr}"))?;
@@ -296,7 +307,34 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     for e in state.throttle.summaries_all() {
         let _ = state.audit.append(e);
     }
+    anchor.abort();
+    checkpoint(&state.audit, &client);
     Ok(())
+}
+
+/// How often the access log's head is checkpointed by the recorder.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+
+/// Has the recorder sign a checkpoint of the access log's head (see
+/// `recorder::checkpoint`); a refusal (the log went back) is logged loudly.
+fn checkpoint(audit: &crate::audit::AuditLog, client: &recorder::service::Client) {
+    let head = match audit.head() {
+        Ok(Some((seq, hash))) => recorder::checkpoint::LogRef { seq, hash },
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the access log's head for a checkpoint");
+            return;
+        }
+    };
+    match client.call::<recorder::checkpoint::SignedCheckpoint>(
+        &recorder::service::Request::Checkpoint { head },
+    ) {
+        Ok(c) => tracing::debug!(seq = c.checkpoint.seq, "access log checkpointed"),
+        Err(e) if e.kind == recorder::service::ErrorKind::Refused => {
+            tracing::error!(error = %e, "the recorder refused to checkpoint the access log")
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot checkpoint the access log"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -327,11 +327,18 @@ async fn https_end_to_end_and_audit_verify() {
     let err: Value = r.json().await.unwrap();
     assert!(err["error"].as_str().unwrap().contains("scope"));
 
+    // A graceful stop: the recorder checkpoints the log's head.
+    Command::new("kill")
+        .arg(server.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(server.0.wait().unwrap().success());
     drop(server);
 
-    // audit verify: intact, then changed / deleted / inserted on copies
+    // audit verify: intact and anchored, then changed / deleted / inserted on copies
     let (code, out, err) = cli(&["audit", "verify", "--config", cfg], None);
     assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("checkpoint of entry"), "{out}");
     let audit = dir.path().join("viewer-api/audit.sqlite");
     {
         let conn = rusqlite::Connection::open(&audit).unwrap();
@@ -356,6 +363,14 @@ async fn https_end_to_end_and_audit_verify() {
             "entry 5",
         ),
     ];
+    let last: i64 = rusqlite::Connection::open(&audit)
+        .unwrap()
+        .query_row("SELECT MAX(seq) FROM entries", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        out.contains(&format!("checkpoint of entry {last} ")),
+        "the checkpoint at shutdown covers the whole log: {out}"
+    );
     for (name, sql, want) in tamper {
         let copy = dir.path().join(format!("{name}.sqlite"));
         std::fs::copy(&audit, &copy).unwrap();
@@ -368,6 +383,71 @@ async fn https_end_to_end_and_audit_verify() {
             .unwrap()
             .execute_batch(sql)
             .unwrap();
+        let cfg2 = write_config(dir.path(), port, Some(&copy));
+        let (code, out, err) = cli(
+            &["audit", "verify", "--config", cfg2.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(code, 1, "{name}: {out}{err}");
+        assert!(out.contains(want), "{name}: {out}");
+    }
+
+    // The attacks that the chain alone missed: the end cut off and the head file
+    // removed; one user's entries removed or rewritten and the chain recomputed. The recorder's
+    // signed checkpoint catches both.
+    let recompute = |path: &Path| {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let log = viewer_api::audit::AuditLog::open(
+            path,
+            std::sync::Arc::new(viewer_api::clock::SystemClock),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let entries = log.query(&viewer_api::audit::Filter::default()).unwrap();
+        let mut prev = entries[0].prev_hash.clone();
+        for (i, mut e) in entries.into_iter().enumerate() {
+            let old = e.seq;
+            e.seq = i as i64 + 1;
+            e.prev_hash = prev.clone();
+            e.hash = viewer_api::audit::entry_hash(&e);
+            conn.execute(
+                "UPDATE entries SET seq = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+                rusqlite::params![e.seq, e.prev_hash, e.hash, old],
+            )
+            .unwrap();
+            prev = e.hash;
+        }
+    };
+    type Attack<'a> = (&'a str, &'a str, &'a dyn Fn(&Path), &'a str);
+    let attacks: [Attack; 3] = [
+        (
+            "cut",
+            "DELETE FROM entries WHERE seq > (SELECT MAX(seq) - 3 FROM entries)",
+            &|_| {},
+            "removed from the end",
+        ),
+        (
+            "removed-and-rechained",
+            "DELETE FROM entries WHERE actor = 'pia'",
+            &recompute,
+            "removed from the end",
+        ),
+        (
+            "rewritten-and-rechained",
+            "UPDATE entries SET actor = 'ivan' WHERE actor = 'pia'",
+            &recompute,
+            "rewritten",
+        ),
+    ];
+    for (name, sql, then, want) in attacks {
+        let copy = dir.path().join(format!("{name}.sqlite"));
+        std::fs::copy(&audit, &copy).unwrap();
+        // (no head file: the attacker removed it)
+        rusqlite::Connection::open(&copy)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        then(&copy);
         let cfg2 = write_config(dir.path(), port, Some(&copy));
         let (code, out, err) = cli(
             &["audit", "verify", "--config", cfg2.to_str().unwrap()],
