@@ -56,7 +56,17 @@ impl Conn {
         buf: &mut Vec<u8>,
     ) -> Result<T, Result<ServiceError, std::io::Error>> {
         let header = serde_json::to_vec(req).expect("a request serialises");
-        write_msg(&mut self.w, &header, payload).map_err(Err)?;
+        if let Err(e) = write_msg(&mut self.w, &header, payload) {
+            // The service may have answered before reading (a refused peer, busy):
+            // that answer says more than the broken pipe.
+            return match read_msg(&mut self.r, MAX_PAYLOAD_BYTES, buf) {
+                Ok(Some(h)) => match serde_json::from_slice::<Reply<T>>(&h) {
+                    Ok(Reply::Error(se)) => Err(Ok(se)),
+                    _ => Err(Err(e)),
+                },
+                _ => Err(Err(e)),
+            };
+        }
         let Some(header) = read_msg(&mut self.r, MAX_PAYLOAD_BYTES, buf).map_err(Err)? else {
             return Err(Err(std::io::ErrorKind::UnexpectedEof.into()));
         };
