@@ -622,6 +622,45 @@ pub fn verify_anchored(
     Ok(n)
 }
 
+/// What the recorder served (its journal, `recorder::service::Served`) that the access
+/// log at `path` does not account for: a row naming an entry the log does not have, or
+/// with another hash. Each mismatch as a sentence.
+pub fn reconcile(
+    path: &Path,
+    served: &[recorder::service::Served],
+) -> Result<Vec<String>, AuditError> {
+    let sql = |source| AuditError::Sql {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sql)?;
+    let mut stmt = conn
+        .prepare("SELECT hash FROM entries WHERE seq = ?1")
+        .map_err(sql)?;
+    let mut out = Vec::new();
+    for s in served {
+        let hash: Option<String> = stmt
+            .query_row([s.entry.seq], |r| r.get(0))
+            .optional()
+            .map_err(sql)?;
+        if !hash.is_some_and(|h| h.eq_ignore_ascii_case(&s.entry.hash)) {
+            out.push(format!(
+                "the recorder served {} ({}{}) at {} for access-log entry {}, which the log does not have",
+                s.op,
+                s.camera.as_deref().unwrap_or("-"),
+                s.segment
+                    .as_deref()
+                    .map(|g| format!(", segment {g}, {} bytes", s.bytes))
+                    .unwrap_or_default(),
+                crate::clock::rfc3339(s.at_unix_ms),
+                s.entry.seq
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Walks the whole chain of the log at `path` (read-only). Ok: the number of entries.
 pub fn verify(path: &Path) -> Result<i64, VerifyError> {
     let sql = |source| AuditError::Sql {

@@ -319,7 +319,39 @@ fn run() -> anyhow::Result<ExitCode> {
                 .ok()
                 .and_then(|v| v.try_into().ok())
                 .context("the recorder sent a malformed public key")?;
-            match audit::verify_anchored(&settings.audit_db(), &checkpoint, &pk) {
+            let result = audit::verify_anchored(&settings.audit_db(), &checkpoint, &pk);
+            if result.is_ok() {
+                // Everything the recorder served must be in the log.
+                let mut after_id = 0;
+                let mut mismatches = Vec::new();
+                loop {
+                    let page: Vec<recorder::service::Served> =
+                        match client.call(&recorder::service::Request::Served {
+                            after_id,
+                            limit: 5_000,
+                        }) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                eprintln!("error: cannot read the recorder's served journal: {e}");
+                                return Ok(ExitCode::from(2));
+                            }
+                        };
+                    let Some(last) = page.last() else { break };
+                    after_id = last.id;
+                    mismatches.extend(audit::reconcile(&settings.audit_db(), &page)?);
+                }
+                if !mismatches.is_empty() {
+                    for m in mismatches.iter().take(20) {
+                        println!("{m}");
+                    }
+                    println!(
+                        "{} thing(s) the recorder served are not in the access log",
+                        mismatches.len()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            match result {
                 Ok(n) => println!(
                     "access log intact: {n} entries; the recorder's checkpoint of entry {} ({}) matches",
                     checkpoint.checkpoint.seq,

@@ -371,6 +371,36 @@ async fn https_end_to_end_and_audit_verify() {
         out.contains(&format!("checkpoint of entry {last} ")),
         "the checkpoint at shutdown covers the whole log: {out}"
     );
+    // Footage the recorder served for an entry the log does not have: a mismatch.
+    {
+        let client = recorder::service::Client::new(recorder_config.service_socket());
+        let segs: Vec<recorder::service::SegmentWire> = client
+            .call(&recorder::service::Request::Segments {
+                camera: "gate".into(),
+                from_ms: T0,
+                to_ms: T0 + 4_000,
+            })
+            .unwrap();
+        let mut s = client
+            .open_segment(&recorder::service::Request::Open {
+                camera: "gate".into(),
+                segment: segs[0].id.clone(),
+                entry: recorder::checkpoint::LogRef {
+                    seq: 3,
+                    hash: "ab".repeat(32),
+                },
+            })
+            .unwrap();
+        let mut buf = Vec::new();
+        s.next_gop(&mut buf).unwrap();
+        drop(s);
+        let (code, out, err) = cli(&["audit", "verify", "--config", cfg], None);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            out.contains("for access-log entry 3, which the log does not have"),
+            "{out}"
+        );
+    }
     for (name, sql, want) in tamper {
         let copy = dir.path().join(format!("{name}.sqlite"));
         std::fs::copy(&audit, &copy).unwrap();
