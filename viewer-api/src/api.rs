@@ -290,18 +290,7 @@ pub(crate) async fn log_footage_decision<T>(
     entry: &mut NewEntry,
     checked: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    entry.outcome = match &checked {
-        Ok(_) => "allowed".into(),
-        Err(e) => format!("denied: {}", e.message),
-    };
-    let label = if checked.is_ok() { "allowed" } else { "denied" };
-    state
-        .metrics
-        .footage_requests
-        .get_or_create(&vec![("outcome".into(), label.into())])
-        .inc();
-    log(state, entry.clone()).await?;
-    checked
+    log_footage(state, entry, checked).await.map(|(v, _)| v)
 }
 
 /// Like [`log_footage_decision`], and hands back the store as seen for the entry just
