@@ -555,7 +555,8 @@ fn unreachable_and_wrong_password_cameras_are_reported_not_fatal() {
                 extra: "",
             },
         ],
-        "",
+        // The viewer-api's service cannot start either: recording goes on.
+        "[service]\nsocket = \"/nonexistent-ringfence-dir/recorder.sock\"\n",
     );
     rec.init();
     rec.start();
@@ -598,6 +599,7 @@ fn unreachable_and_wrong_password_cameras_are_reported_not_fatal() {
         !log.contains("right-horse") && !log.contains("wrong-battery"),
         "a password reached the log"
     );
+    assert!(log.contains("the recorder service did not start"), "{log}");
 }
 
 #[test]
