@@ -25,6 +25,13 @@ pub struct LogRef {
     pub hash: String,
 }
 
+impl LogRef {
+    /// Whether `hash` is a SHA-256 in hex (what the access log's entries carry).
+    pub fn has_sha256_hash(&self) -> bool {
+        self.hash.len() == 64 && self.hash.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+}
+
 /// What a checkpoint states: the access log's entry `seq` has hash `hash` (hex), seen
 /// by the recorder side at `time_unix_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,10 +19,11 @@ use recorder::service::{
 
 use crate::mp4::{TrackParams, VideoCodec};
 use crate::playback::{
-    CameraInfo, ChunkInfo, ChunkLoc, ChunkPayload, FootageSource, FrameData, FrameInfo, GapInfo,
-    GopData, GopStream, Polled, Recordings, SegIndex, SegmentKey, SourceError, merge_spans,
+    CameraInfo, ChunkInfo, ChunkLoc, ChunkPayload, FootageSource, FrameData, FrameInfo, GopData,
+    GopStream, Polled, Recordings, SegIndex, SegmentKey, SourceError, merge_spans,
 };
 use crate::recorder_side::{LogRef, RecorderSide, SideError};
+use crate::store::{camera_info, gap_info};
 
 fn source_err(e: ServiceError) -> SourceError {
     match e.kind {
@@ -90,16 +91,7 @@ impl RemoteSource {
 impl FootageSource for RemoteSource {
     fn cameras(&self) -> Result<Vec<CameraInfo>, SourceError> {
         let list: Vec<CameraStatus> = self.client.call(&Request::Cameras).map_err(source_err)?;
-        Ok(list
-            .into_iter()
-            .map(|c| CameraInfo {
-                id: c.id,
-                name: c.name,
-                state: c.state,
-                since_ms: c.state_since_unix_ms,
-                reason: c.state_reason,
-            })
-            .collect())
+        Ok(list.into_iter().map(camera_info).collect())
     }
 
     fn recordings(
@@ -123,14 +115,7 @@ impl FootageSource for RemoteSource {
                 to_ms,
             })
             .map_err(source_err)?;
-        let gaps = gaps
-            .into_iter()
-            .map(|g| GapInfo {
-                from_ms: g.from_unix_ms,
-                to_ms: g.to_unix_ms,
-                reason: g.reason,
-            })
-            .collect();
+        let gaps = gaps.into_iter().map(gap_info).collect();
         Ok((spans, gaps))
     }
 

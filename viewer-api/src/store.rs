@@ -80,6 +80,26 @@ impl Drop for Pooled {
     }
 }
 
+/// A camera as the recorder's catalog states it, as the API shows it.
+pub(crate) fn camera_info(c: recorder::footage::CameraStatus) -> CameraInfo {
+    CameraInfo {
+        id: c.id,
+        name: c.name,
+        state: c.state,
+        since_ms: c.state_since_unix_ms,
+        reason: c.state_reason,
+    }
+}
+
+/// A gap as the recorder's catalog states it, as the API shows it.
+pub(crate) fn gap_info(g: recorder::catalog::GapRow) -> GapInfo {
+    GapInfo {
+        from_ms: g.from_unix_ms,
+        to_ms: g.to_unix_ms,
+        reason: g.reason,
+    }
+}
+
 fn store_err(e: impl std::fmt::Display) -> SourceError {
     SourceError::Store(e.to_string())
 }
@@ -177,13 +197,7 @@ impl FootageSource for RecorderSource {
             .cameras()
             .map_err(store_err)?
             .into_iter()
-            .map(|c| CameraInfo {
-                id: c.id,
-                name: c.name,
-                state: c.state,
-                since_ms: c.state_since_unix_ms,
-                reason: c.state_reason,
-            })
+            .map(camera_info)
             .collect())
     }
 
@@ -208,11 +222,7 @@ impl FootageSource for RecorderSource {
             .gaps(camera, from_ms, to_ms)
             .map_err(store_err)?
             .into_iter()
-            .map(|g| GapInfo {
-                from_ms: g.from_unix_ms,
-                to_ms: g.to_unix_ms,
-                reason: g.reason,
-            })
+            .map(gap_info)
             .collect();
         Ok((spans, gaps))
     }

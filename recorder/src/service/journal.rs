@@ -159,9 +159,7 @@ impl Checkpoints {
         signer: &dyn hardware::signing::DeviceSigner,
     ) -> Result<SignedCheckpoint, ServiceError> {
         let refused = |m: String| ServiceError::new(ErrorKind::Refused, m);
-        if head.seq < 0
-            || !(head.hash.len() == 64 && head.hash.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if head.seq < 0 || !head.has_sha256_hash() {
             return Err(ServiceError::new(
                 ErrorKind::Invalid,
                 "a checkpoint needs a sequence ≥ 0 and a SHA-256 (hex)",

@@ -247,10 +247,25 @@ struct Connection<'a> {
 }
 
 /// An answer: its header value and payload.
-type Answer = Result<(serde_json::Value, Vec<u8>), ServiceError>;
+type Answer = Result<(serde_json::Value, Payload), ServiceError>;
+
+/// The bytes after an answer's header: part of a buffer, so that a chunk read from the
+/// segment is sent from the buffer it was decrypted in, not a copy.
+#[derive(Default)]
+struct Payload {
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(buf: Vec<u8>) -> Payload {
+        let range = 0..buf.len();
+        Payload { buf, range }
+    }
+}
 
 fn json(v: impl Serialize) -> Answer {
-    Ok((serde_json::to_value(v).map_err(failed)?, Vec::new()))
+    Ok((serde_json::to_value(v).map_err(failed)?, Payload::default()))
 }
 
 impl Connection<'_> {
@@ -265,7 +280,7 @@ impl Connection<'_> {
                 Err(e) => Err(err(ErrorKind::Invalid, format!("bad request: {e}"))),
             };
             match answer {
-                Ok((v, data)) => reply_ok(&mut w, &v, &data)?,
+                Ok((v, data)) => reply_ok(&mut w, &v, &data.buf[data.range])?,
                 Err(e) => reply_err(&mut w, e)?,
             }
         }
@@ -434,7 +449,7 @@ impl Connection<'_> {
                                 frames,
                             })
                             .map_err(failed)?,
-                            data,
+                            data.into(),
                         ))
                     }
                     Ok(None) => json(GopWire::End),
@@ -460,10 +475,13 @@ impl Connection<'_> {
                     .iter()
                     .map(|f| (f.pts_90k, f.size, f.key))
                     .collect();
-                let data = gop.data().to_vec();
-                s.bytes += data.len() as u64;
+                let (buf, range) = gop.into_parts();
+                s.bytes += range.len() as u64;
                 s.reader.will_need(offset + u64::from(len) + 33, 4 << 20);
-                Ok((serde_json::to_value(frames).map_err(failed)?, data))
+                Ok((
+                    serde_json::to_value(frames).map_err(failed)?,
+                    Payload { buf, range },
+                ))
             }
             Request::WillRead { offset, len } => {
                 let s = self.open_segment()?;
@@ -654,10 +672,7 @@ fn scan_index(footage: &Footage, row: &SegmentRow) -> Result<IndexWire, ServiceE
 }
 
 fn check_entry(entry: &LogRef) -> Result<(), ServiceError> {
-    if entry.seq <= 0
-        || entry.hash.len() != 64
-        || !entry.hash.bytes().all(|b| b.is_ascii_hexdigit())
-    {
+    if entry.seq <= 0 || !entry.has_sha256_hash() {
         return Err(err(
             ErrorKind::Refused,
             "footage, holds and signatures need the access-log entry they are for",
