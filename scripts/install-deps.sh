@@ -26,6 +26,10 @@ PACKAGES=(
   chromium
   chromium-driver
   fonts-dejavu-core
+  # rsyslog with its TLS driver: the log collector the access log is forwarded to in
+  # tests/tests/syslog.rs (RFC 5425 on loopback).
+  rsyslog
+  rsyslog-gnutls
 )
 
 missing=()

@@ -41,6 +41,10 @@ pub struct Config {
     /// The recorder's local service to the viewer-api (`recorder::service`).
     #[serde(default)]
     pub service: ServiceConfig,
+    /// The log collector the access log and its checkpoints are forwarded to
+    /// (`recorder::syslog`); none: kept on the box only.
+    #[serde(default)]
+    pub syslog: Option<crate::syslog::SyslogConfig>,
     /// The viewer-api's section; validated by the viewer-api.
     #[serde(default)]
     pub api: Option<toml::Table>,
@@ -308,6 +312,9 @@ impl Config {
                     c.id
                 ));
             }
+        }
+        if let Some(s) = &self.syslog {
+            s.validate()?;
         }
         Ok(())
     }

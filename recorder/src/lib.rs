@@ -18,4 +18,5 @@ pub mod segment;
 pub mod service;
 pub mod sqlite;
 pub mod store;
+pub mod syslog;
 pub mod writer;

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod browser;
+pub mod collector;
 pub mod procs;
 
 use std::{

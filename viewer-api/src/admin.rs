@@ -527,10 +527,22 @@ async fn health(
             })),
         })
     });
+    // Where the access log is forwarded, for those who see the whole box.
+    let log_forwarding = store_wide.is_allowed().then(|| {
+        use std::sync::atomic::Ordering;
+        state.metrics.syslog().map(|st| {
+            json!({
+                "connected": st.connected.load(Ordering::SeqCst),
+                "forwarded_seq": st.cursor.load(Ordering::SeqCst),
+                "last_error": st.last_error.lock().ok().and_then(|e| e.clone()),
+            })
+        })
+    });
     Ok(Json(json!({
         "now": rfc3339(now),
         "cameras": cameras,
         "store": store,
+        "log_forwarding": log_forwarding.flatten(),
     })))
 }
 

@@ -1534,6 +1534,10 @@ async fn openapi() -> Response {
 
 async fn metrics(State(state): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
     require(&state, &caller, Action::SystemHealth)?;
+    let audit = state.audit.clone();
+    if let Ok(Ok(Some((seq, _)))) = tokio::task::spawn_blocking(move || audit.head()).await {
+        state.metrics.access_log_seq.set(seq);
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -451,6 +451,21 @@ impl AuditLog {
         Ok(out)
     }
 
+    /// At most `limit` entries after sequence `seq`, in order (what is forwarded to the
+    /// log collector next).
+    pub fn after(&self, seq: i64, limit: usize) -> Result<Vec<Entry>, AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))
+            .map_err(|s| self.sql(s))?;
+        let rows = stmt
+            .query_map(params![seq, limit as i64], row_entry)
+            .map_err(|s| self.sql(s))?;
+        rows.collect::<Result<_, _>>().map_err(|s| self.sql(s))
+    }
+
     /// The entries matching `f`, in sequence order: all of them, or with a `limit` the
     /// newest (before `f.before_seq`). See [`AuditLog::page`] to know whether more remain.
     pub fn query(&self, f: &Filter) -> Result<Vec<Entry>, AuditError> {

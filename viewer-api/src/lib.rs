@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod conns;
 pub mod export;
+pub mod forward;
 pub mod live;
 pub mod metrics;
 pub mod mp4;

@@ -185,7 +185,7 @@ pub const DOCUMENT: &str = r##"{
     "/holds/{id}": {"delete": {"summary": "Release a hold (police: their own; not the hold of an export still running). Logged as hold.release before it takes effect, allowed or denied",
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
       "responses": {"204": {"description": "released"}, "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
-    "/health": {"get": {"summary": "System health: each camera the caller may see (state, footage held, gaps of the last 24 h), the store (not for contractors), the server's time",
+    "/health": {"get": {"summary": "System health: each camera the caller may see (state, footage held, gaps of the last 24 h), the store and the forwarding of the access log to the log collector (not for contractors), the server's time",
       "responses": {"200": {"description": "health", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
     "/journal": {"get": {"summary": "The deletion journal (it, auditor), newest first, by pages",
       "parameters": [{"name": "camera", "in": "query", "schema": {"type": "string"}}, {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "deleted at or after"},

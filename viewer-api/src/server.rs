@@ -289,6 +289,18 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     tokio::spawn(crate::throttle::flush_refusals(state.clone()));
+    let forwarder = match &settings.recorder.syslog {
+        Some(c) => Some(recorder::syslog::Forwarder::start(
+            c,
+            "ringfence-api",
+            settings.state_dir().join("syslog.cursor"),
+            Box::new(crate::forward::AuditFeed(state.audit.clone())),
+        )?),
+        None => None,
+    };
+    if let Some(f) = &forwarder {
+        state.metrics.set_syslog(f.status());
+    }
     let anchor = {
         let (audit, client) = (state.audit.clone(), client.clone());
         tokio::spawn(async move {
@@ -309,6 +321,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     anchor.abort();
     checkpoint(&state.audit, &client);
+    if let Some(f) = forwarder {
+        // The last entries still leave (for a few seconds at most).
+        tokio::task::spawn_blocking(move || f.stop()).await?;
+    }
     Ok(())
 }
 

@@ -201,6 +201,63 @@ impl Checkpoints {
     }
 }
 
+/// The checkpoints as forwarded to the log collector (`crate::syslog`): the cursor is
+/// the byte offset in `checkpoints.jsonl` after the last line sent, so each poll reads
+/// only what was appended.
+pub struct CheckpointFeed {
+    path: PathBuf,
+    public_key: [u8; 32],
+}
+
+impl CheckpointFeed {
+    pub fn new(store: &Path, public_key: [u8; 32]) -> CheckpointFeed {
+        CheckpointFeed {
+            path: store.join(CHECKPOINTS_FILE),
+            public_key,
+        }
+    }
+}
+
+impl crate::syslog::Feed for CheckpointFeed {
+    fn after(
+        &mut self,
+        cursor: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(i64, crate::syslog::Message)>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(anyhow::anyhow!("{}: {e}", self.path.display())),
+        };
+        let len = f.metadata()?.len() as i64;
+        // A file shorter than the cursor was replaced: send it again from the start.
+        let start = if cursor > len { 0 } else { cursor.max(0) };
+        f.seek(SeekFrom::Start(start as u64))?;
+        let mut out = Vec::new();
+        let mut offset = start;
+        let mut reader = BufReader::new(f);
+        let mut line = String::new();
+        while out.len() < limit {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            // The end, or a line still being written: wait for its newline.
+            if n == 0 || !line.ends_with('\n') {
+                break;
+            }
+            offset += n as i64;
+            // A line cut by a crash is not a checkpoint; it is skipped.
+            if let Ok(c) = serde_json::from_str::<SignedCheckpoint>(line.trim_end()) {
+                out.push((
+                    offset,
+                    crate::syslog::checkpoint_message(&c, &self.public_key),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The last line of `path` that parses as a signed checkpoint (a line cut by a crash
 /// is skipped).
 pub fn read_latest(path: &Path) -> std::io::Result<Option<SignedCheckpoint>> {

@@ -39,6 +39,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     allowed_uids: Vec<u32>,
     active: AtomicUsize,
+    syslog: Option<crate::syslog::SyslogConfig>,
 }
 
 /// The running service; dropping it stops accepting and removes the socket.
@@ -46,9 +47,17 @@ pub struct ServiceHandle {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Forwards the checkpoints to the log collector; stopped after the service, so
+    /// the last checkpoint (the viewer-api's at its shutdown) still leaves.
+    forwarder: Option<crate::syslog::Forwarder>,
 }
 
 impl ServiceHandle {
+    /// The forwarding of checkpoints to the log collector, when `[syslog]` is set.
+    pub fn syslog_status(&self) -> Option<Arc<crate::syslog::Status>> {
+        self.forwarder.as_ref().map(|f| f.status())
+    }
+
     pub fn socket(&self) -> &Path {
         &self.path
     }
@@ -109,7 +118,9 @@ impl Service {
             .map_err(|e| e.to_string());
         let mut allowed = config.service.allow_uids.clone();
         allowed.push(rustix::process::getuid().as_raw());
-        Service::new(footage, signer, allowed, clock)
+        let mut s = Service::new(footage, signer, allowed, clock)?;
+        s.syslog = config.syslog.clone();
+        Ok(s)
     }
 
     pub fn new(
@@ -132,6 +143,7 @@ impl Service {
             clock,
             allowed_uids,
             active: AtomicUsize::new(0),
+            syslog: None,
         })
     }
 
@@ -149,6 +161,22 @@ impl Service {
                 anyhow::anyhow!("cannot remove the stale {}: {e}", socket.display())
             })?;
         }
+        let forwarder = match (&self.syslog, &self.signer) {
+            (Some(c), Ok(signer)) => Some(crate::syslog::Forwarder::start(
+                c,
+                "ringfence-recorder",
+                self.footage.store().join("syslog-checkpoints.cursor"),
+                Box::new(super::journal::CheckpointFeed::new(
+                    self.footage.store(),
+                    signer.public_key(),
+                )),
+            )?),
+            (Some(_), Err(e)) => {
+                warn!(error = %e, "no signing key, so no checkpoints to forward");
+                None
+            }
+            (None, _) => None,
+        };
         let listener = UnixListener::bind(socket)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", socket.display()))?;
         // Anyone may connect; the peer's user id, from the kernel, decides who is
@@ -165,6 +193,7 @@ impl Service {
             path: socket.to_path_buf(),
             stop,
             thread: Some(thread),
+            forwarder,
         })
     }
 }
