@@ -316,6 +316,15 @@ impl Config {
         if let Some(s) = &self.syslog {
             s.validate()?;
         }
+        if let Some(m) = &self.metrics
+            && !m.addr.ip().is_loopback()
+        {
+            return Err(format!(
+                "metrics.addr = {} must be a loopback address: it needs no sign-in; from afar, \
+                 read the viewer-api's /api/v1/metrics (signed in), which includes the recorder's",
+                m.addr
+            ));
+        }
         Ok(())
     }
 }
@@ -447,6 +456,21 @@ addr = "0.0.0.0:8443"
                 "is not a duration",
             ),
             ("segment_secs = 60", "segment_secs = 1", "segment_secs"),
+            (
+                "addr = \"127.0.0.1:9810\"",
+                "addr = \"0.0.0.0:9810\"",
+                "must be a loopback address",
+            ),
+            (
+                "[keys]",
+                "[syslog]\naddress = \"logs.example\"\nca_file = \"/ca.pem\"\n[keys]",
+                "needs host:port",
+            ),
+            (
+                "[keys]",
+                "[syslog]\naddress = \"logs.example:6514\"\n[keys]",
+                "missing field `ca_file`",
+            ),
         ];
         for (from, to, want) in cases {
             assert!(GOOD.contains(from), "{from}");

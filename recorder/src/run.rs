@@ -46,9 +46,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // The viewer-api's only way into the store (dropped, and its socket removed, when
     // recording stops). Recording never depends on it: if it cannot start, the
     // cameras are recorded anyway and the error says why footage cannot be viewed.
-    let _service = match crate::service::Service::from_config(&config, clock.clone())
-        .and_then(|s| s.listen(&config.service_socket()))
-    {
+    let _service = match crate::service::Service::from_config(&config, clock.clone()).and_then(
+        |s| {
+            s.with_metrics(metrics.clone())
+                .listen(&config.service_socket())
+        },
+    ) {
         Ok(s) => Some(s),
         Err(e) => {
             error!(error = %format!("{e:#}"), "the recorder service did not start: recording goes on, footage cannot be viewed");

@@ -71,6 +71,7 @@ pub fn router(state: Shared, settings: &Settings, recorder: Arc<dyn RecorderSide
         .route("/api/v1/holds/{id}", delete(release_hold))
         .route("/api/v1/health", get(health))
         .route("/api/v1/journal", get(journal))
+        .route("/api/v1/metrics", get(metrics))
         .layer(Extension(ctx))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::map_response(security_headers))
@@ -544,6 +545,46 @@ async fn health(
         "store": store,
         "log_forwarding": log_forwarding.flatten(),
     })))
+}
+
+/// The viewer-api's metrics and the recorder's (fetched through its service), for
+/// those with the system-health right: the recorder serves none to the network itself.
+async fn metrics(
+    State(state): State<Shared>,
+    Extension(ctx): Extension<Arc<Ctx>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    allowed(decide(
+        &state,
+        &caller,
+        Action::SystemHealth,
+        Resource::default(),
+    ))?;
+    let audit = state.audit.clone();
+    if let Ok(Ok(Some((seq, _)))) = tokio::task::spawn_blocking(move || audit.head()).await {
+        state.metrics.access_log_seq.set(seq);
+    }
+    let recorder = recorder(&ctx, |r| r.metrics_text()).await?;
+    let mut text = state.metrics.encode();
+    match recorder {
+        Ok(r) if !r.is_empty() => {
+            // One exposition: the viewer's without its end marker, then the recorder's.
+            if let Some(cut) = text.rfind("# EOF") {
+                text.truncate(cut);
+            }
+            text.push_str(&r);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "the recorder's metrics are unavailable"),
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -334,7 +334,6 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/audit/subject-access", get(subject_access))
         .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -652,8 +651,28 @@ async fn recordings(
     if let Decision::Deny(why) = d {
         return Err(ApiError::forbidden(why));
     }
+    let visible = caller
+        .principal
+        .visible_ranges(&id, state.clock.now_unix_ms());
     let src = state.source.clone();
-    let (spans, gaps) = blocking(move || src.recordings(&id, from, to)).await??;
+    let (mut spans, mut gaps) = blocking(move || src.recordings(&id, from, to)).await??;
+    if let Some(ranges) = visible {
+        spans = clip_to(&spans, &ranges);
+        gaps = gaps
+            .into_iter()
+            .flat_map(|g| {
+                let end = g.to_ms.unwrap_or(i64::MAX);
+                clip_to(&[(g.from_ms, end)], &ranges)
+                    .into_iter()
+                    .map(move |(f, t)| crate::playback::GapInfo {
+                        from_ms: f,
+                        // cut by a range: ends there; else as it was (open stays open)
+                        to_ms: if t < end { Some(t) } else { g.to_ms },
+                        reason: g.reason.clone(),
+                    })
+            })
+            .collect();
+    }
     Ok(Json(json!({
         "spans": spans.iter().map(|(f, t)| json!({"from": rfc3339(*f), "to": rfc3339(*t)})).collect::<Vec<_>>(),
         "gaps": gaps.iter().map(|g| json!({
@@ -662,6 +681,30 @@ async fn recordings(
             "reason": g.reason,
         })).collect::<Vec<_>>(),
     })))
+}
+
+/// The parts of `spans` inside any of `ranges` (all half-open), in time order.
+fn clip_to(spans: &[(i64, i64)], ranges: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = spans
+        .iter()
+        .flat_map(|&(f, t)| {
+            ranges
+                .iter()
+                .map(move |&(rf, rt)| (f.max(rf), t.min(rt)))
+                .filter(|(f, t)| f < t)
+        })
+        .collect();
+    out.sort_unstable();
+    // Grants may overlap: merge what they both show.
+    out.dedup_by(|b, a| {
+        if b.0 <= a.1 {
+            a.1 = a.1.max(b.1);
+            true
+        } else {
+            false
+        }
+    });
+    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1530,22 +1573,6 @@ async fn openapi() -> Response {
         crate::openapi::DOCUMENT,
     )
         .into_response()
-}
-
-async fn metrics(State(state): State<Shared>, caller: Caller) -> Result<Response, ApiError> {
-    require(&state, &caller, Action::SystemHealth)?;
-    let audit = state.audit.clone();
-    if let Ok(Ok(Some((seq, _)))) = tokio::task::spawn_blocking(move || audit.head()).await {
-        state.metrics.access_log_seq.set(seq);
-    }
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response())
 }
 
 pub fn default_login_delay() -> Duration {

@@ -305,10 +305,103 @@ fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
+/// Appends `entries` at `at_ms` in one transaction (all or none).
+fn append_in(
+    conn: &mut Connection,
+    entries: &[NewEntry],
+    at_ms: i64,
+) -> rusqlite::Result<Vec<Entry>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (mut prev_seq, mut prev_hash) = last.unwrap_or((0, GENESIS.to_string()));
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries.iter().cloned() {
+        let mut entry = Entry {
+            seq: prev_seq + 1,
+            at_ms,
+            actor: e.actor,
+            role: e.role,
+            action: e.action,
+            camera: e.camera,
+            from_ms: e.from_ms,
+            to_ms: e.to_ms,
+            purpose: e.purpose,
+            case: e.case,
+            client: e.client,
+            outcome: e.outcome,
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = entry_hash(&entry);
+        tx.execute(
+            &format!("INSERT INTO entries ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
+            params![
+                entry.seq,
+                entry.at_ms,
+                entry.actor,
+                entry.role,
+                entry.action,
+                entry.camera,
+                entry.from_ms,
+                entry.to_ms,
+                entry.purpose,
+                entry.case,
+                entry.client,
+                entry.outcome,
+                entry.prev_hash,
+                entry.hash
+            ],
+        )?;
+        prev_seq = entry.seq;
+        prev_hash = entry.hash.clone();
+        out.push(entry);
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
 pub struct AuditLog {
     conn: Mutex<Connection>,
     path: PathBuf,
     clock: Arc<dyn Clock>,
+    busy: Duration,
+}
+
+/// A connection that can write the log: a file SQLite could open only for reading is
+/// an error here, not a log that refuses every entry until a restart.
+fn connect(path: &Path, busy: Duration) -> Result<Connection, AuditError> {
+    let sql = |source| AuditError::Sql {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(sql)?;
+    conn.busy_timeout(busy).map_err(sql)?;
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(sql)? {
+        return Err(AuditError::Io {
+            path: path.to_path_buf(),
+            message: "the file is read-only; the access log must be writable".into(),
+        });
+    }
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+        .map_err(sql)?;
+    conn.execute_batch(SCHEMA).map_err(sql)?;
+    Ok(conn)
+}
+
+/// Errors after which the connection is opened again: the file was read-only, moved,
+/// or failed, and may be fine now.
+fn reopen_after(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(ReadOnly | CannotOpen | SystemIoFailure | NotADatabase)
+    )
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -329,25 +422,18 @@ impl AuditLog {
     /// Opens (creating if needed) the log. `busy` bounds how long an append waits for
     /// a lock before it fails (and the footage request with it).
     pub fn open(path: &Path, clock: Arc<dyn Clock>, busy: Duration) -> Result<Self, AuditError> {
-        let sql = |source| AuditError::Sql {
-            path: path.to_path_buf(),
-            source,
-        };
         create_private(path).map_err(|e| AuditError::Io {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(busy).map_err(sql)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-            .map_err(sql)?;
-        conn.execute_batch(SCHEMA).map_err(sql)?;
+        let conn = connect(path, busy)?;
         restrict_sqlite_files(path);
         restrict_sqlite_files(&head_path(path));
         Ok(AuditLog {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             clock,
+            busy,
         })
     }
 
@@ -387,63 +473,18 @@ impl AuditLog {
     /// once committed durably.
     pub fn append_all(&self, entries: Vec<NewEntry>) -> Result<Vec<Entry>, AuditError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|s| self.sql(s))?;
-        let last: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|s| self.sql(s))?;
-        let (mut prev_seq, mut prev_hash) = last.unwrap_or((0, GENESIS.to_string()));
         let at_ms = self.clock.now_unix_ms();
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
-            let mut entry = Entry {
-                seq: prev_seq + 1,
-                at_ms,
-                actor: e.actor,
-                role: e.role,
-                action: e.action,
-                camera: e.camera,
-                from_ms: e.from_ms,
-                to_ms: e.to_ms,
-                purpose: e.purpose,
-                case: e.case,
-                client: e.client,
-                outcome: e.outcome,
-                prev_hash,
-                hash: String::new(),
-            };
-            entry.hash = entry_hash(&entry);
-            tx.execute(
-                &format!("INSERT INTO entries ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
-                params![
-                    entry.seq,
-                    entry.at_ms,
-                    entry.actor,
-                    entry.role,
-                    entry.action,
-                    entry.camera,
-                    entry.from_ms,
-                    entry.to_ms,
-                    entry.purpose,
-                    entry.case,
-                    entry.client,
-                    entry.outcome,
-                    entry.prev_hash,
-                    entry.hash
-                ],
-            )
-            .map_err(|s| self.sql(s))?;
-            prev_seq = entry.seq;
-            prev_hash = entry.hash.clone();
-            out.push(entry);
+        let out = match append_in(&mut conn, &entries, at_ms) {
+            Err(e) if reopen_after(&e) => {
+                // Once, with a fresh connection: a log that could not be written a
+                // moment ago (read-only, replaced) works again without a restart.
+                tracing::warn!(error = %e, "access log: opening it again");
+                *conn = connect(&self.path, self.busy)?;
+                append_in(&mut conn, &entries, at_ms)
+            }
+            r => r,
         }
-        tx.commit().map_err(|s| self.sql(s))?;
+        .map_err(|s| self.sql(s))?;
         // Best effort: the head only guards the tail; the entries are already durable.
         if let Some(last) = out.last() {
             write_head(&self.path, last.seq, &last.hash);
@@ -1022,6 +1063,20 @@ mod tests {
                 ("export.download", "hall,gate"),
             ]
         );
+    }
+
+    #[test]
+    fn a_log_that_could_only_be_read_is_written_again_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path) = log(dir.path());
+        log.append(entry(1)).unwrap();
+        // As when the file was read-only when the connection was made (SQLite then
+        // falls back to reading): every append failed until the process restarted.
+        *log.conn.lock().unwrap() =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        assert_eq!(log.append(entry(2)).unwrap().seq, 2);
+        assert_eq!(log.append(entry(3)).unwrap().seq, 3);
+        assert_eq!(verify(&path).unwrap(), 3);
     }
 
     #[test]

@@ -124,6 +124,20 @@ impl Principal {
             .max()
     }
 
+    /// The media time ranges of `camera` this principal may see recorded, when grants
+    /// limit them (contractors): the playback ranges of their active grants. `None`: no
+    /// grant limit (other roles). The camera's timeline is cut to them, so a contractor
+    /// does not learn when recording ran outside their grant.
+    pub fn visible_ranges(&self, camera: &str, now_ms: i64) -> Option<Vec<(i64, i64)>> {
+        (self.role == Role::Contractor).then(|| {
+            self.grants
+                .iter()
+                .filter(|g| g.playback && g.covers(self, camera, now_ms))
+                .map(|g| g.playback_range())
+                .collect()
+        })
+    }
+
     fn in_scope(&self, camera: &str) -> bool {
         self.cameras
             .as_ref()

@@ -72,6 +72,10 @@ pub trait RecorderSide: Send + Sync + 'static {
     /// The catalog's health of every camera since `since_ms`.
     fn health(&self, since_ms: i64, now_ms: i64) -> Result<StoreHealth, SideError>;
     fn fs_space(&self) -> Result<FsSpace, SideError>;
+    /// The recorder's Prometheus metrics (text); empty when it does not record.
+    fn metrics_text(&self) -> Result<String, SideError> {
+        Ok(String::new())
+    }
     /// The deletion journal, newest first: `(seq, entry)`.
     fn journal_page(
         &self,

@@ -333,6 +333,10 @@ impl RecorderSide for RemoteRecorder {
         self.client.call(&Request::FsSpace).map_err(side_err)
     }
 
+    fn metrics_text(&self) -> Result<String, SideError> {
+        self.client.call(&Request::Metrics).map_err(side_err)
+    }
+
     fn journal_page(
         &self,
         camera: Option<&str>,

@@ -157,6 +157,43 @@ pub fn router(settings: &Settings) -> Router {
 mod tests {
     use super::*;
 
+    /// A lower item of finding 11 of issue 9: the console's pages and assets carry a
+    /// Content-Security-Policy that allows only this origin and no inline script, and
+    /// the page itself has no inline script to need it.
+    #[tokio::test]
+    async fn the_console_is_served_under_a_strict_content_security_policy() {
+        use tower::ServiceExt;
+        let settings = crate::config::Settings {
+            recorder: recorder::config::Config::parse(
+                "[storage]\npath = \"/tmp/x\"\n",
+                std::path::Path::new("t.toml"),
+            )
+            .unwrap(),
+            api: crate::config::parse_api(None).unwrap(),
+        };
+        for uri in ["/", "/assets/app.js"] {
+            let r = router(&settings)
+                .oneshot(
+                    axum::http::Request::get(uri)
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{uri}");
+            let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap();
+            assert!(csp.contains("default-src 'none'"), "{csp}");
+            assert!(csp.contains("script-src 'self';"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert!(!csp.contains("unsafe"), "{csp}");
+        }
+        let index = text("index.html");
+        assert!(!index.contains("<script>"), "inline script in index.html");
+        assert!(!index.contains(" style="), "inline style in index.html");
+    }
+
     #[test]
     fn the_console_is_embedded_and_small() {
         let sizes = asset_sizes();

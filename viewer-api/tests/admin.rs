@@ -980,3 +980,29 @@ async fn the_clock_is_the_servers() {
     let h = env.get("ivan", "/api/v1/health").await.json();
     assert_eq!(h["now"], rfc3339(env.clock.now_unix_ms()));
 }
+
+/// Metrics are for those with the system-health right (a lower item of finding 11 of
+/// issue 9: the recorder's were served to anyone on the box): the viewer-api's and the
+/// recorder's, fetched through its service, in one exposition.
+#[tokio::test]
+async fn metrics_need_sign_in_and_include_the_recorders() {
+    let env = env().await;
+    let r = env
+        .send(Request::get("/api/v1/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        env.get("carl", "/api/v1/metrics").await.status,
+        StatusCode::FORBIDDEN
+    );
+    for user in ["ivan", "ada"] {
+        let m = env.get(user, "/api/v1/metrics").await;
+        assert_eq!(m.status, StatusCode::OK, "{user}");
+        let text = String::from_utf8(m.body).unwrap();
+        assert!(text.contains("ringfence_viewer_logins_total"), "{text}");
+        assert!(text.contains("ringfence_store_bytes 1234"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(!text.contains(common::PW));
+    }
+}

@@ -791,3 +791,44 @@ async fn expired_exports_are_deleted_and_journaled() {
     assert_eq!(d.status, StatusCode::GONE);
     assert_eq!(env.exports.sweep(), 0);
 }
+
+/// A lower item of finding 11 (issue 9): exports have a quota. An officer gets at most
+/// three in progress (the fourth: 429, logged as denied, nothing queued, no hold); others
+/// are not blocked by one officer's queue; once the jobs run, more may be asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_in_progress_are_limited_per_officer() {
+    let env = env();
+    let pia = env.token("pia").await;
+    let pete = env.token("pete").await;
+    let body = |cams: Value| {
+        json!({"cameras": cams, "from": rfc3339(T0 + 1_000), "to": rfc3339(T0 + 3_000),
+               "case": "CASE-Q", "reason": "quota"})
+    };
+    for _ in 0..export::MAX_ACTIVE_PER_USER {
+        let r = env.post(&pia, body(json!(["gate"]))).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.json());
+    }
+    let r = env.post(&pia, body(json!(["gate"]))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.error().contains("in progress"), "{}", r.error());
+    let last = env.entries("export.request").pop().unwrap();
+    assert!(
+        last.outcome
+            .starts_with("denied: you have 3 exports in progress"),
+        "{}",
+        last.outcome
+    );
+    assert_eq!(
+        env.exports.jobs_of("pia", 100).unwrap().len(),
+        3,
+        "the refused request queued nothing"
+    );
+    // another officer is not held up by pia's queue
+    let r = env.post(&pete, body(json!(["gate"]))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.json());
+    assert_eq!(env.exports.run_pending(), 4);
+    assert_eq!(
+        env.post(&pia, body(json!(["gate"]))).await.status,
+        StatusCode::ACCEPTED
+    );
+}

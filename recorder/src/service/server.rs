@@ -40,6 +40,7 @@ pub struct Service {
     allowed_uids: Vec<u32>,
     active: AtomicUsize,
     syslog: Option<crate::syslog::SyslogConfig>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The running service; dropping it stops accepting and removes the socket.
@@ -144,7 +145,14 @@ impl Service {
             allowed_uids,
             active: AtomicUsize::new(0),
             syslog: None,
+            metrics: None,
         })
+    }
+
+    /// Answers `Metrics` with these (the recorder's, when it records).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Service {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Listens on `socket` (replacing a stale socket file, refusing when another
@@ -556,6 +564,7 @@ impl Connection<'_> {
                 crate::footage::health(svc.footage.store(), since_ms, self.now())
                     .map_err(footage_err)?,
             ),
+            Request::Metrics => json(svc.metrics.as_ref().map(|m| m.encode()).unwrap_or_default()),
             Request::FsSpace => {
                 json(crate::footage::file_system_space(svc.footage.store()).map_err(failed)?)
             }

@@ -75,6 +75,9 @@ pub enum Request {
         since_ms: i64,
     },
     FsSpace,
+    /// The recorder's Prometheus metrics (text): served to the network only by the
+    /// viewer-api, behind sign-in.
+    Metrics,
     Journal {
         camera: Option<String>,
         since_ms: Option<i64>,

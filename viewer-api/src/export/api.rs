@@ -193,6 +193,10 @@ async fn create(
             }
         }
         allow_cameras(&state, &caller, &cams, &case, from, to)?;
+        let (ex, by) = (exports.clone(), caller.principal.name.clone());
+        blocking(move || ex.check_quota(&by))
+            .await?
+            .map_err(|m| ApiError::new(StatusCode::TOO_MANY_REQUESTS, m))?;
         Ok(NewExport {
             cameras: cams,
             from_ms: from,

@@ -54,6 +54,14 @@ pub const HOLD_SAFETY_MS: i64 = 48 * 3600 * 1000;
 pub const LOOKBACK_MS: i64 = 60_000;
 /// A hole in the recorded spans longer than this is listed as a gap.
 const HOLE_TOLERANCE_MS: i64 = 2_000;
+/// Exports one user may have queued or running at once.
+pub const MAX_ACTIVE_PER_USER: i64 = 3;
+/// Exports queued or running at once, all users.
+pub const MAX_ACTIVE: i64 = 12;
+/// Finished bundles one user may keep (until they expire or are deleted).
+pub const MAX_KEPT_PER_USER: i64 = 20;
+/// Free space the exports' file system must keep: a new export is refused below it.
+pub const MIN_FREE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 pub const DB_FILE: &str = "exports.sqlite";
 pub const DIR: &str = "exports";
 /// The viewer-api's key for exports at rest, in its state directory.
@@ -337,6 +345,53 @@ impl Exports {
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `owner` may ask for one more export now: `Err` says why not (too many
+    /// in progress, for them or for everyone; too many kept; the disk nearly full).
+    pub fn check_quota(&self, owner: &str) -> Result<(), String> {
+        let count = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<i64, String> {
+            self.db()
+                .query_row(sql, args, |r| r.get(0))
+                .map_err(|e| format!("exports database: {e}"))
+        };
+        let mine = count(
+            "SELECT COUNT(*) FROM exports WHERE owner = ?1 AND state IN ('queued', 'running')",
+            &[&owner],
+        )?;
+        if mine >= MAX_ACTIVE_PER_USER {
+            return Err(format!(
+                "you have {mine} exports in progress (at most {MAX_ACTIVE_PER_USER}); wait for one to finish"
+            ));
+        }
+        let all = count(
+            "SELECT COUNT(*) FROM exports WHERE state IN ('queued', 'running')",
+            &[],
+        )?;
+        if all >= MAX_ACTIVE {
+            return Err(format!(
+                "{all} exports are in progress (at most {MAX_ACTIVE}); try again later"
+            ));
+        }
+        let kept = count(
+            "SELECT COUNT(*) FROM exports WHERE owner = ?1 AND state = 'done'",
+            &[&owner],
+        )?;
+        if kept >= MAX_KEPT_PER_USER {
+            return Err(format!(
+                "you keep {kept} finished exports (at most {MAX_KEPT_PER_USER}); delete some you have downloaded"
+            ));
+        }
+        let free = recorder::footage::file_system_space(&self.dir)
+            .map(|f| f.free_bytes)
+            .map_err(|e| format!("exports: {e}"))?;
+        if free < MIN_FREE_BYTES {
+            return Err(format!(
+                "the exports' disk is nearly full ({} MiB free); delete finished exports",
+                free / (1024 * 1024)
+            ));
+        }
+        Ok(())
     }
 
     /// The device's public key as PEM, if the device has a signing key.

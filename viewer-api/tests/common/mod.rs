@@ -393,8 +393,12 @@ pub fn service(config: &Config, clock: Arc<dyn recorder::clock::Clock>) -> Arc<C
     if let Some((_, _, c)) = running.iter().find(|(p, _, _)| *p == socket) {
         return c.clone();
     }
+    // with metrics, as `recorder run` has (what the viewer-api's metrics include)
+    let metrics = Arc::new(recorder::metrics::Metrics::new());
+    metrics.store_bytes.set(1234);
     let handle = Service::from_config(config, clock)
         .unwrap()
+        .with_metrics(metrics)
         .listen(&socket)
         .unwrap();
     let client = Arc::new(Client::new(&socket));
