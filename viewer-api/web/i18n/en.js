@@ -228,6 +228,8 @@ export default {
   'health.all_ok': 'No alarm',
   'health.alarm_retention': 'Retention alarm: held footage alone exceeds a limit.',
   'health.alarm_clock': 'Clock not trusted: age-based deletion is paused.',
+  'health.alarm_syslog': 'Log collector unreachable: access-log entries wait on the device until it is back.',
+  'health.syslog_ok': 'Access log sent to the log collector up to entry {n}.',
   'health.server_time': 'Device time:',
   'health.skew': '{s} s from this computer\'s clock',
   'health.store': 'Storage',

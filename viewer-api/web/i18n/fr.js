@@ -228,6 +228,8 @@ export default {
   'health.all_ok': 'Aucune alarme',
   'health.alarm_retention': 'Alarme de conservation : les images gelées dépassent à elles seules une limite.',
   'health.alarm_clock': 'Horloge non fiable : la suppression par âge est suspendue.',
+  'health.alarm_syslog': 'Collecteur de journaux injoignable : les entrées du journal des accès attendent sur l\'appareil son retour.',
+  'health.syslog_ok': 'Journal des accès transmis au collecteur jusqu\'à l\'entrée {n}.',
   'health.server_time': 'Heure de l\'appareil :',
   'health.skew': '{s} s d\'écart avec l\'horloge de cet ordinateur',
   'health.store': 'Stockage',
