@@ -15,7 +15,45 @@ use crate::segment::{Codec, SegmentId};
 
 pub const CATALOG_FILE: &str = "catalog.sqlite";
 pub const SEGMENTS_DIR: &str = "segments";
-const SCHEMA_VERSION: i64 = 1;
+/// The catalog's layout: [`SCHEMA`] is version 1, each of [`UPGRADES`] takes it one
+/// version further. A change of layout is a new step here, never an edit of an old one.
+pub const SCHEMA_VERSION: i64 = 1 + UPGRADES.len() as i64;
+
+/// Layout changes after version 1, in order: `UPGRADES[i]` takes version `i + 1` to
+/// `i + 2`. Each runs in the upgrade's one transaction.
+const UPGRADES: &[Upgrade] = &[Upgrade {
+    what: "per-camera usage totals kept by triggers (retention never sums millions of rows)",
+    sql: "
+CREATE TABLE IF NOT EXISTS segment_usage (
+    camera_id TEXT PRIMARY KEY,
+    segments INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS segment_usage_insert AFTER INSERT ON segments BEGIN
+    INSERT INTO segment_usage(camera_id, segments, bytes) VALUES (NEW.camera_id, 1, NEW.bytes)
+    ON CONFLICT(camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+END;
+CREATE TRIGGER IF NOT EXISTS segment_usage_delete AFTER DELETE ON segments BEGIN
+    UPDATE segment_usage SET segments = segments - 1, bytes = bytes - OLD.bytes
+    WHERE camera_id = OLD.camera_id;
+END;
+CREATE TRIGGER IF NOT EXISTS segment_usage_update AFTER UPDATE OF camera_id, bytes ON segments BEGIN
+    UPDATE segment_usage SET segments = segments - 1, bytes = bytes - OLD.bytes
+    WHERE camera_id = OLD.camera_id;
+    INSERT INTO segment_usage(camera_id, segments, bytes) VALUES (NEW.camera_id, 1, NEW.bytes)
+    ON CONFLICT(camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+END;
+DELETE FROM segment_usage;
+INSERT INTO segment_usage(camera_id, segments, bytes)
+    SELECT camera_id, COUNT(*), SUM(bytes) FROM segments GROUP BY camera_id;
+DELETE FROM meta WHERE key = 'segment_usage_v1';
+",
+}];
+
+struct Upgrade {
+    what: &'static str,
+    sql: &'static str,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -24,8 +62,17 @@ pub enum CatalogError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("catalog {path} has schema version {found}; this recorder knows {SCHEMA_VERSION}")]
+    #[error(
+        "catalog {path} has schema version {found}, newer than this recorder's {SCHEMA_VERSION}: \
+         run the recorder that wrote it, or a newer one"
+    )]
     Version { path: PathBuf, found: i64 },
+    #[error("catalog {path}: cannot upgrade from schema version {from}: {message}")]
+    Upgrade {
+        path: PathBuf,
+        from: i64,
+        message: String,
+    },
     #[error("catalog {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
 }
@@ -93,6 +140,13 @@ pub struct Catalog {
     path: PathBuf,
 }
 
+/// Where the copy made before upgrading a catalog of version `from` goes.
+pub fn backup_path(catalog: &Path, from: i64) -> PathBuf {
+    let mut s = catalog.as_os_str().to_owned();
+    s.push(format!(".v{from}.bak"));
+    PathBuf::from(s)
+}
+
 /// Where a segment's file lives in the store.
 pub fn segment_path(store: &Path, camera: &str, id: SegmentId) -> PathBuf {
     store
@@ -119,7 +173,12 @@ impl Catalog {
 
     /// Opens an existing catalog for reading only (for `check` beside a running recorder).
     pub fn open_read_only(store: &Path) -> Result<Catalog> {
-        let path = store.join(CATALOG_FILE);
+        Catalog::open_read_only_file(&store.join(CATALOG_FILE))
+    }
+
+    /// Opens a catalog file for reading only (a store's, or a backup of one).
+    pub fn open_read_only_file(path: &Path) -> Result<Catalog> {
+        let path = path.to_path_buf();
         let conn =
             crate::sqlite::open_read_only(&path, BUSY).map_err(|source| CatalogError::Sql {
                 path: path.clone(),
@@ -141,37 +200,110 @@ impl Catalog {
         })
     }
 
+    /// The schema version the catalog says it has (`None`: a new catalog).
+    pub fn schema_version(&self) -> Result<Option<i64>> {
+        let v: Option<String> = self.sql(
+            self.conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key='schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional(),
+        )?;
+        Ok(v.map(|v| v.parse().unwrap_or(-1)))
+    }
+
     fn setup(&self, writable: bool) -> Result<()> {
-        if writable {
-            self.sql(self.conn.execute_batch(SCHEMA))?;
-            let found: Option<i64> = self
-                .sql(
-                    self.conn
-                        .query_row(
-                            "SELECT value FROM meta WHERE key='schema_version'",
-                            [],
-                            |r| r.get::<_, String>(0),
-                        )
-                        .optional(),
-                )?
-                .map(|v| v.parse().unwrap_or(-1));
-            match found {
-                None => {
-                    self.sql(self.conn.execute(
-                        "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)",
-                        [SCHEMA_VERSION.to_string()],
-                    ))?;
-                }
-                Some(SCHEMA_VERSION) => {}
-                Some(v) => {
-                    return Err(CatalogError::Version {
-                        path: self.path.clone(),
-                        found: v,
-                    });
-                }
+        if !writable {
+            // Reading works on every version up to this one (an old one is upgraded
+            // by the next writable open); a newer one may mean anything.
+            return match self.schema_version()? {
+                Some(v) if v > SCHEMA_VERSION => Err(CatalogError::Version {
+                    path: self.path.clone(),
+                    found: v,
+                }),
+                _ => Ok(()),
+            };
+        }
+        self.sql(self.conn.execute_batch(SCHEMA))?;
+        match self.schema_version()? {
+            None => {
+                // A new catalog: every step, in one transaction.
+                self.upgrade(1, false)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(v) if (1..SCHEMA_VERSION).contains(&v) => self.upgrade(v, true)?,
+            Some(v) => {
+                return Err(CatalogError::Version {
+                    path: self.path.clone(),
+                    found: v,
+                });
             }
         }
         Ok(())
+    }
+
+    /// Takes the catalog from version `from` to [`SCHEMA_VERSION`] in one transaction;
+    /// with `backup`, first copies it beside itself (`catalog.sqlite.v<from>.bak`, a
+    /// consistent copy made by SQLite), so an upgrade can always be undone.
+    fn upgrade(&self, from: i64, backup: bool) -> Result<()> {
+        let failed = |message: String| CatalogError::Upgrade {
+            path: self.path.clone(),
+            from,
+            message,
+        };
+        if backup {
+            // An earlier copy (an upgrade that failed, or raced) is kept.
+            let mut copy = backup_path(&self.path, from);
+            if copy.exists() {
+                let mut s = copy.into_os_string();
+                s.push(format!(".{}", chrono::Utc::now().timestamp_millis()));
+                copy = s.into();
+            }
+            self.conn
+                .execute("VACUUM INTO ?1", [copy.to_string_lossy()])
+                .map_err(|e| failed(format!("backup to {}: {e}", copy.display())))?;
+            tracing::info!(backup = %copy.display(), from, to = SCHEMA_VERSION, "upgrading the catalog");
+        }
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        // Another process may have upgraded it since the version was read.
+        if self.schema_version()? == Some(SCHEMA_VERSION) {
+            return Ok(());
+        }
+        for (i, step) in UPGRADES.iter().enumerate().skip((from - 1) as usize) {
+            tx.execute_batch(step.sql)
+                .map_err(|e| failed(format!("step to version {} ({}): {e}", i + 2, step.what)))?;
+            if backup {
+                tracing::info!(version = i + 2, "catalog: {}", step.what);
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('schema_version', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        tx.commit().map_err(|e| failed(e.to_string()))
+    }
+
+    /// The per-camera totals the triggers keep: (segments, bytes) of `camera`.
+    pub fn usage(&self, camera: &str) -> Result<(u64, u64)> {
+        let v: Option<(i64, i64)> = self.sql(
+            self.conn
+                .query_row(
+                    "SELECT segments, bytes FROM segment_usage WHERE camera_id = ?1",
+                    [camera],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional(),
+        )?;
+        let (n, b) = v.unwrap_or((0, 0));
+        Ok((n.max(0) as u64, b.max(0) as u64))
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {

@@ -58,48 +58,6 @@ pub const FOOTAGE_AHEAD_TOLERANCE_MS: i64 = 60_000;
 /// deletion: SQLite needs a few free pages to delete a row.
 pub const DEFAULT_RESERVE_BYTES: u64 = 1 << 20;
 pub const RESERVE_FILE: &str = "retention.reserve";
-/// Per-camera totals kept by triggers, so a pass never sums millions of rows.
-const USAGE_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS segment_usage (
-    camera_id TEXT PRIMARY KEY,
-    segments INTEGER NOT NULL,
-    bytes INTEGER NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS segment_usage_insert AFTER INSERT ON segments BEGIN
-    INSERT INTO segment_usage(camera_id, segments, bytes) VALUES (NEW.camera_id, 1, NEW.bytes)
-    ON CONFLICT(camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
-END;
-CREATE TRIGGER IF NOT EXISTS segment_usage_delete AFTER DELETE ON segments BEGIN
-    UPDATE segment_usage SET segments = segments - 1, bytes = bytes - OLD.bytes
-    WHERE camera_id = OLD.camera_id;
-END;
-CREATE TRIGGER IF NOT EXISTS segment_usage_update AFTER UPDATE OF camera_id, bytes ON segments BEGIN
-    UPDATE segment_usage SET segments = segments - 1, bytes = bytes - OLD.bytes
-    WHERE camera_id = OLD.camera_id;
-    INSERT INTO segment_usage(camera_id, segments, bytes) VALUES (NEW.camera_id, 1, NEW.bytes)
-    ON CONFLICT(camera_id) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
-END;
-";
-const USAGE_META_KEY: &str = "segment_usage_v1";
-
-/// Creates the usage table and its triggers, filling it once from the segments.
-fn setup_usage(cat: &Catalog) -> Result<()> {
-    let conn = cat.connection();
-    conn.execute_batch(USAGE_SCHEMA)?;
-    if cat.meta(USAGE_META_KEY)?.is_none() {
-        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-        tx.execute_batch(
-            "DELETE FROM segment_usage;
-             INSERT INTO segment_usage(camera_id, segments, bytes)
-                 SELECT camera_id, COUNT(*), SUM(bytes) FROM segments GROUP BY camera_id;
-             INSERT INTO meta(key, value) VALUES ('segment_usage_v1', '1')
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value;",
-        )?;
-        tx.commit()?;
-    }
-    Ok(())
-}
-
 /// The catalog `meta` key holding the latest [`RetentionState`] (read by `check`).
 pub const STATE_META_KEY: &str = "retention_state";
 
@@ -275,8 +233,8 @@ impl Retention {
         mono: Arc<dyn Clock>,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Retention> {
+        // (the usage totals it reads are part of the catalog's schema, version 2)
         let cat = Catalog::open(store)?;
-        setup_usage(&cat)?;
         let r = Retention {
             store: store.to_path_buf(),
             cat,

@@ -380,16 +380,21 @@ fn connect(path: &Path, busy: Duration) -> Result<Connection, AuditError> {
         path: path.to_path_buf(),
         source,
     };
-    let conn = Connection::open(path).map_err(sql)?;
-    conn.busy_timeout(busy).map_err(sql)?;
+    let read_only = || AuditError::Io {
+        path: path.to_path_buf(),
+        message: "the file is read-only; the access log must be writable".into(),
+    };
+    // The pragmas every database has (WAL, synchronous=FULL, secure_delete).
+    let conn = recorder::sqlite::open(path, busy).map_err(|e| {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) {
+            read_only()
+        } else {
+            sql(e)
+        }
+    })?;
     if conn.is_readonly(rusqlite::MAIN_DB).map_err(sql)? {
-        return Err(AuditError::Io {
-            path: path.to_path_buf(),
-            message: "the file is read-only; the access log must be writable".into(),
-        });
+        return Err(read_only());
     }
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-        .map_err(sql)?;
     conn.execute_batch(SCHEMA).map_err(sql)?;
     Ok(conn)
 }
@@ -650,10 +655,12 @@ pub fn verify_anchored(
         .into());
     }
     if cp.seq > 0 {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| AuditError::Sql {
-                path: path.to_path_buf(),
-                source,
+        let conn =
+            recorder::sqlite::open_read_only(path, Duration::from_secs(5)).map_err(|source| {
+                AuditError::Sql {
+                    path: path.to_path_buf(),
+                    source,
+                }
             })?;
         let at: Option<String> = conn
             .query_row("SELECT hash FROM entries WHERE seq = ?1", [cp.seq], |r| {
@@ -689,8 +696,7 @@ pub fn reconcile(
         path: path.to_path_buf(),
         source,
     };
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(sql)?;
+    let conn = recorder::sqlite::open_read_only(path, Duration::from_secs(5)).map_err(sql)?;
     let mut stmt = conn
         .prepare("SELECT hash FROM entries WHERE seq = ?1")
         .map_err(sql)?;
@@ -730,8 +736,7 @@ pub fn verify(path: &Path) -> Result<i64, VerifyError> {
         }
         .into());
     }
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(sql)?;
+    let conn = recorder::sqlite::open_read_only(path, Duration::from_secs(5)).map_err(sql)?;
     let mut stmt = conn
         .prepare(&format!("SELECT {COLUMNS} FROM entries ORDER BY seq"))
         .map_err(sql)?;

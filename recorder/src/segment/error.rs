@@ -5,7 +5,7 @@ use std::io;
 #[cfg(doc)]
 use super::SegmentReader;
 use super::codec::DecodeError;
-use super::{FORMAT_VERSION, SegmentId};
+use super::{FORMAT_VERSION, OLDEST_READABLE_VERSION, SegmentId};
 
 /// Everything that can go wrong with a segment. Messages name chunks and offsets, never
 /// key material or footage.
@@ -15,7 +15,9 @@ pub enum SegmentError {
     Io(#[from] io::Error),
     #[error("not a Ringfence segment file (bad magic)")]
     NotASegment,
-    #[error("unsupported segment format version {0} (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "unsupported segment format version {0} (this build reads versions {OLDEST_READABLE_VERSION}..={FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u16),
     #[error(
         "wrong segment: the file is segment {found_id} of camera {found_camera:?}, \

@@ -117,8 +117,17 @@ pub use writer::{Finished, SegmentWriter};
 
 /// First 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"RFSEG\x00\x00\x01";
-/// The one format version this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this code writes. A change of layout bumps it, and the readers
+/// keep reading every version from [`OLDEST_READABLE_VERSION`] on (a stored file of
+/// each is read in `recorder/tests/formats.rs`):
+///
+/// * 1: the layout with the encrypted frame index in the FINAL chunk and the clear
+///   footer (files of development builds before that index also say 1 and are not
+///   readable: their FINAL chunk fails to authenticate, as if cut);
+/// * 2: the same layout; the number marks that files are versioned from here on.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version the readers accept.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
 /// Longest camera id, in bytes.
 pub const MAX_CAMERA_LEN: usize = 32;
 /// Largest plaintext of one chunk (one GOP). A GOP larger than this is refused by the

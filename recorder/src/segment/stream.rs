@@ -99,7 +99,7 @@ impl ChunkStream {
             return Err(SegmentError::Cut { valid_len: 0 });
         }
         let version = u16::from_be_bytes([header[8], header[9]]);
-        if version != FORMAT_VERSION {
+        if !(super::OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(SegmentError::UnsupportedVersion(version));
         }
         let header_len = usize::from(u16::from_be_bytes([header[10], header[11]]));

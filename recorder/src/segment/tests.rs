@@ -641,13 +641,19 @@ fn wrong_key_id_or_camera() {
         verify(&s.path, s.id, CAM, &s.key),
         Err(SegmentError::NotASegment)
     ));
-    let mut v2 = orig.clone();
-    v2[9] = 2;
-    std::fs::write(&s.path, &v2).unwrap();
-    assert!(matches!(
-        verify(&s.path, s.id, CAM, &s.key),
-        Err(SegmentError::UnsupportedVersion(2))
-    ));
+    // A version from the future, or before the first: refused by name, file intact.
+    for v in [FORMAT_VERSION + 1, 0] {
+        let mut other = orig.clone();
+        other[8..10].copy_from_slice(&v.to_be_bytes());
+        std::fs::write(&s.path, &other).unwrap();
+        let e = verify(&s.path, s.id, CAM, &s.key).unwrap_err();
+        assert!(
+            matches!(e, SegmentError::UnsupportedVersion(x) if x == v),
+            "{e}"
+        );
+        assert!(e.to_string().contains("reads versions 1..=2"), "{e}");
+        assert_eq!(std::fs::read(&s.path).unwrap(), other);
+    }
 }
 
 #[test]
