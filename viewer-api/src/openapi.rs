@@ -245,7 +245,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
         let paths = v["paths"].as_object().unwrap();
         let sources = [
-            include_str!("api.rs"),
+            include_str!("api/mod.rs"),
             include_str!("viewing.rs"),
             include_str!("admin.rs"),
             include_str!("preview/mod.rs"),
