@@ -14,7 +14,7 @@
 //! head, so a hole in what was received is visible at the collector.
 //!
 //! Each message carries every field the entry's hash covers, so the collector can
-//! recompute the chain (`viewer-api/src/audit.rs`, `entry_hash`) without the box.
+//! recompute the chain (`viewer-api/src/audit/mod.rs`, `entry_hash`) without the box.
 
 mod forward;
 

@@ -1,0 +1,57 @@
+//! Age deletion trusts the wall clock only after checking it: a clock stepped to 1970
+//! or a year ahead must not erase the store.
+
+use super::*;
+
+impl Retention {
+    /// Whether the wall clock may be used to judge age. `Err` says why not.
+    ///
+    /// Refuses when now is before [`CLOCK_FLOOR_UNIX_MS`], when now is earlier than the
+    /// newest recorded footage, or when the wall clock ran ahead of the monotonic clock
+    /// by more than [`MAX_FORWARD_JUMP_MS`] since the last trusted pass. A jump forward
+    /// keeps age retention stopped until the clock comes back or the recorder is
+    /// restarted (the operator's confirmation that the new time is right).
+    pub fn clock_check(&mut self) -> std::result::Result<(), String> {
+        let now = self.clock.now_unix_ms();
+        let mono = self.mono.now_unix_ms();
+        if now < CLOCK_FLOOR_UNIX_MS {
+            return Err(format!(
+                "wall clock reads {}, earlier than this build ({}): the clock was reset",
+                rfc3339(now),
+                rfc3339(CLOCK_FLOOR_UNIX_MS)
+            ));
+        }
+        let newest: Option<i64> = self
+            .cat
+            .connection()
+            .query_row(
+                "SELECT MAX(end_unix_ms) FROM segments WHERE state='closed'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| format!("cannot read the newest footage: {e}"))?;
+        if let Some(newest) = newest
+            && newest > now + FOOTAGE_AHEAD_TOLERANCE_MS
+        {
+            return Err(format!(
+                "wall clock reads {}, earlier than the newest recorded footage ({}): the clock went back",
+                rfc3339(now),
+                rfc3339(newest)
+            ));
+        }
+        if let Some((wall, m)) = self.last_trusted {
+            let ahead = (now - wall) - (mono - m);
+            if ahead > MAX_FORWARD_JUMP_MS {
+                return Err(format!(
+                    "wall clock jumped forward by {} (reads {}, expected about {}); \
+                     age retention waits until the clock is corrected or the recorder is restarted",
+                    humantime::format_duration(Duration::from_millis(ahead as u64)),
+                    rfc3339(now),
+                    rfc3339(wall + (mono - m))
+                ));
+            }
+        }
+        self.last_trusted = Some((now, mono));
+        Ok(())
+    }
+}
