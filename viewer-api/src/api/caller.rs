@@ -129,9 +129,26 @@ pub(crate) async fn log_footage<T>(
     entry: &mut NewEntry,
     checked: Result<T, ApiError>,
 ) -> Result<(T, Arc<dyn FootageSource>), ApiError> {
-    entry.outcome = match &checked {
-        Ok(_) => "allowed".into(),
+    let src = log_footage_noted(state, entry, &checked, None).await?;
+    Ok((checked?, src))
+}
+
+/// The one place a footage decision is logged: the outcome (`allowed` or `denied: why`,
+/// then `; note` when given), its metric, the entry committed; the store as seen for
+/// that entry. `Err` only when the log cannot be written (nothing may then be served).
+pub(crate) async fn log_footage_noted<T>(
+    state: &Shared,
+    entry: &mut NewEntry,
+    checked: &Result<T, ApiError>,
+    note: Option<&str>,
+) -> Result<Arc<dyn FootageSource>, ApiError> {
+    let outcome = match checked {
+        Ok(_) => "allowed".to_string(),
         Err(e) => format!("denied: {}", e.message),
+    };
+    entry.outcome = match note {
+        Some(n) => format!("{outcome}; {n}"),
+        None => outcome,
     };
     let label = if checked.is_ok() { "allowed" } else { "denied" };
     state
@@ -140,7 +157,8 @@ pub(crate) async fn log_footage<T>(
         .get_or_create(&vec![("outcome".into(), label.into())])
         .inc();
     let logged = log(state, entry.clone()).await?;
-    let v = checked?;
-    let src = playback::for_entry(&state.source, crate::recorder_side::log_ref(&logged));
-    Ok((v, src))
+    Ok(playback::for_entry(
+        &state.source,
+        crate::recorder_side::log_ref(&logged),
+    ))
 }

@@ -197,26 +197,13 @@ pub fn transcode_live(ctx: LivePreviewCtx<'_>) -> Result<LivePreviewSummary, Pre
 }
 
 /// Writes the decision on a live preview to the access log (action `live`, the
-/// outcome naming the preview) and its metric, before anything else happens; `Err`
-/// only when the log cannot be written (nothing may then be served).
+/// outcome naming the preview) and its metric, before anything else happens.
 async fn log_decision<T>(
     state: &Shared,
     entry: &mut NewEntry,
     checked: &Result<T, ApiError>,
 ) -> Result<std::sync::Arc<dyn crate::playback::FootageSource>, ApiError> {
-    entry.outcome = match checked {
-        Ok(_) => format!("allowed; {NOTE}"),
-        Err(e) => format!("denied: {}; {NOTE}", e.message),
-    };
-    let label = if checked.is_ok() { "allowed" } else { "denied" };
-    state
-        .metrics
-        .footage_requests
-        .get_or_create(&vec![("outcome".into(), label.into())])
-        .inc();
-    crate::api::log(state, entry.clone())
-        .await
-        .map(|e| crate::playback::for_entry(&state.source, crate::recorder_side::log_ref(&e)))
+    crate::api::log_footage_noted(state, entry, checked, Some(NOTE)).await
 }
 
 /// `GET /cameras/{id}/live-preview.mp4`: `live.mp4` transcoded to H.264 (see the
