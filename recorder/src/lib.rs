@@ -1,6 +1,7 @@
 //! Ringfence recorder: records RTSP cameras into encrypted, crash-safe segments and
 //! owns the store's format; the viewer-api reads footage through this crate.
 
+pub mod camera_state;
 pub mod catalog;
 pub mod check;
 pub mod checkpoint;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use retina::client::SessionGroup;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
@@ -83,19 +83,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let session_group = Arc::new(SessionGroup::default());
     let mut writers = Vec::new();
     let mut tasks = Vec::new();
-    let state_cat = cat.clone();
-    let state_metrics = metrics.clone();
-    let state_clock = clock.clone();
-    let state: crate::ingest::StateFn =
-        Arc::new(move |camera: &str, state: &str, reason: Option<&str>| {
-            state_metrics.set_state(camera, state);
-            let now = state_clock.now_unix_ms();
-            if let Ok(c) = state_cat.lock()
-                && let Err(e) = c.set_camera_state(camera, state, reason, now)
-            {
-                warn!(camera, error = %e, "cannot record camera state");
-            }
-        });
+    // Camera states go to the catalog from their own thread (never from the runtime's).
+    let states = crate::camera_state::StateRecorder::start(&store_path)
+        .context("cannot start the camera-state thread")?;
+    let state = states.state_fn(metrics.clone(), clock.clone());
 
     for cam in &config.cameras {
         let startup_gap = {
@@ -173,6 +164,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             error!("a writer thread panicked");
         }
     }
+    // The last states (offline at shutdown) are written before the recorder stops.
+    drop(states);
     retention.stop();
     if retention_thread.join().is_err() {
         error!("the retention thread panicked");
