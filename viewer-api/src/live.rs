@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::mp4::{self, Sample, TrackParams};
 use crate::playback::{
-    FootageSource, GopData, GopStream, Polled, SegmentKey, SourceError, frame_unix_ms,
+    FootageSource, GopData, GopStream, Polled, SegmentKey, SourceError, frame_step, frame_unix_ms,
 };
 
 /// How often the open segment (or the catalog, waiting for the next one) is polled.
@@ -32,8 +32,6 @@ pub const FRESH_MS: i64 = 30_000;
 /// Without a new chunk for this long, look whether the recorder moved on to another
 /// segment (it restarted, and the one we tail will never grow again).
 const STALL: Duration = Duration::from_secs(2);
-const MAX_FRAME_STEP_90K: i64 = 5 * 90_000;
-const DEFAULT_STEP_90K: i64 = 3_600;
 
 /// Why a live view ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +65,7 @@ impl Timeline {
     pub(crate) fn new() -> Self {
         Timeline {
             last: None,
-            last_step: DEFAULT_STEP_90K,
+            last_step: frame_step::DEFAULT_90K,
         }
     }
 
@@ -80,7 +78,7 @@ impl Timeline {
                 None => 0,
                 Some((t, pts, last_wall)) => {
                     let step = f.pts_90k.wrapping_sub(pts);
-                    if (1..=MAX_FRAME_STEP_90K).contains(&step) {
+                    if frame_step::plausible(step) {
                         t + step
                     } else {
                         // A jump in the camera's clock (reconnect): follow the wall clock.
@@ -89,7 +87,7 @@ impl Timeline {
                 }
             };
             if let Some((lt, _, _)) = self.last {
-                self.last_step = (t - lt).clamp(1, MAX_FRAME_STEP_90K);
+                self.last_step = (t - lt).clamp(1, frame_step::MAX_90K);
             }
             self.last = Some((t, f.pts_90k, wall));
             times.push(t);
@@ -105,7 +103,7 @@ impl Timeline {
             .map(|i| {
                 times
                     .get(i + 1)
-                    .map(|n| (n - times[i]).clamp(1, MAX_FRAME_STEP_90K))
+                    .map(|n| (n - times[i]).clamp(1, frame_step::MAX_90K))
                     .unwrap_or(self.last_step) as u32
             })
             .collect()

@@ -3,10 +3,6 @@
 
 use super::*;
 
-/// The longest plausible frame interval; longer steps (a gap between segments) are
-/// played as the previous interval instead of freezing the picture.
-pub(super) const MAX_FRAME_STEP_90K: i64 = 5 * 90_000;
-pub(super) const DEFAULT_STEP_90K: i64 = 3_600;
 /// How far before `from` a segment may end and still hold the GOP covering `from`.
 pub(super) const LOOKBACK_MS: i64 = 60_000;
 
@@ -225,12 +221,14 @@ pub fn build_index(
     }
     // Durations from the pts steps.
     let mut samples = Vec::with_capacity(frames.len());
-    let mut last_step = DEFAULT_STEP_90K;
+    // An implausible step (a gap between segments) is played as the step before,
+    // instead of freezing the picture.
+    let mut last_step = frame_step::DEFAULT_90K;
     for i in 0..frames.len() {
         let step = frames
             .get(i + 1)
             .map(|n| n.pts_90k.wrapping_sub(frames[i].pts_90k))
-            .filter(|d| (1..=MAX_FRAME_STEP_90K).contains(d))
+            .filter(|d| frame_step::plausible(*d))
             .unwrap_or(last_step);
         last_step = step;
         samples.push(Sample {

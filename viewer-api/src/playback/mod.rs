@@ -312,6 +312,21 @@ pub fn merge_spans(
         .collect()
 }
 
+/// The one rule for steps between frames, shared by playback, exports (through the
+/// index), live view and previews: a step of the camera's pts from 1 tick to 5 s is
+/// played as it is; a longer or backward one (a gap between segments, a camera clock
+/// that jumped on reconnection) is not. 25 fps when nothing is known yet.
+pub mod frame_step {
+    /// The longest plausible step.
+    pub const MAX_90K: i64 = 5 * 90_000;
+    /// The step assumed before any is known (25 fps).
+    pub const DEFAULT_90K: i64 = 3_600;
+
+    pub fn plausible(step_90k: i64) -> bool {
+        (1..=MAX_90K).contains(&step_90k)
+    }
+}
+
 mod index;
 mod memory;
 mod payload;

@@ -107,10 +107,12 @@ pub struct LivePreviewSummary {
 fn typical_step_90k<'g>(chunks: impl Iterator<Item = &'g GopData>) -> u32 {
     let mut steps: Vec<i64> = chunks
         .flat_map(|g| g.frames.windows(2).map(|w| w[1].pts_90k - w[0].pts_90k))
-        .filter(|s| (1..=5 * 90_000).contains(s))
+        .filter(|s| crate::playback::frame_step::plausible(*s))
         .collect();
     steps.sort_unstable();
-    steps.get(steps.len() / 2).map_or(3_600, |&s| s as u32)
+    steps
+        .get(steps.len() / 2)
+        .map_or(crate::playback::frame_step::DEFAULT_90K, |&s| s) as u32
 }
 
 /// Runs one live preview until the client goes away, `keep_going` says stop, or the
