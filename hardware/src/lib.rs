@@ -1,12 +1,14 @@
 //! The appliance's hardware, behind traits so that the recorder and the viewer-api run
 //! the same code on the box (TPM, watchdog, disk health) and in tests (simulated).
 //!
-//! Only key sealing exists so far: the key-encryption key (KEK) that wraps every
-//! segment's data key. Losing it loses the footage; replacing it silently would make
-//! the footage unreadable, so providers never overwrite an existing key.
+//! Built so far: key sealing (the key-encryption key that wraps every segment's data
+//! key: losing it loses the footage, replacing it silently would make the footage
+//! unreadable, so providers never overwrite an existing key), the device signing key,
+//! and the service manager's watchdog.
 
 pub mod keys;
 mod secret_file;
 pub mod signing;
+pub mod watchdog;
 
 pub use keys::{FileKeyProvider, Kek, KeyError, KeyProvider, MemoryKeyProvider};

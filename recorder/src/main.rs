@@ -267,6 +267,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(async {
                 use tokio::signal::unix::{SignalKind, signal};
+                let _watchdog = recorder::run::watch(
+                    hardware::watchdog::Heartbeats::new(hardware::watchdog::mono_ms()),
+                    "serving footage to the viewer-api",
+                );
                 let mut term = signal(SignalKind::terminate())?;
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use hardware::watchdog::Notifier;
 use retina::client::SessionGroup;
 use tokio::sync::watch;
 use tracing::{error, info};
@@ -81,6 +82,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let session_group = Arc::new(SessionGroup::default());
+    // What must show life for the watchdog to be pinged: every camera's writer (and
+    // the runtime, which runs the pinger).
+    let heartbeats = hardware::watchdog::Heartbeats::new(hardware::watchdog::mono_ms());
     let mut writers = Vec::new();
     let mut tasks = Vec::new();
     // Camera states go to the catalog from their own thread (never from the runtime's).
@@ -114,7 +118,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             metrics.clone(),
             startup_gap,
         )?
-        .with_space_hooks(retention.clone());
+        .with_space_hooks(retention.clone())
+        .with_beat(heartbeats.register(&format!("writer-{}", cam.id)));
         let (tx, rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE_GOPS);
         writers.push(
             std::thread::Builder::new()
@@ -148,7 +153,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             store = %store_path.display(),
             "recording"
         );
+        let runtime_beat = watch(
+            heartbeats,
+            &format!("recording {} cameras", config.cameras.len()),
+        );
         wait_for_signal().await;
+        runtime_beat.abort();
+        let _ = hardware::watchdog::Systemd.notify(&hardware::watchdog::Notice::Stopping);
         info!("stopping: closing open segments");
         let _ = shutdown_tx.send(true);
         for t in tasks {
@@ -186,6 +197,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Tells systemd the service is ready and, under its watchdog, pings it while every
+/// part of `parts` and this runtime show life (the returned task beats for the runtime
+/// every second; abort it when stopping). Used by `recorder run`, `recorder serve` and
+/// `viewer-api serve`.
+pub fn watch(parts: hardware::watchdog::Heartbeats, status: &str) -> tokio::task::JoinHandle<()> {
+    // If the runtime hangs, everything it runs does.
+    let runtime = parts.register("runtime");
+    if let Err(e) = hardware::watchdog::start_systemd(&parts, status, |stalled| {
+        error!(?stalled, "not answering the watchdog: these parts hang")
+    }) {
+        error!(error = %e, "cannot start the watchdog thread");
+    }
+    tokio::spawn(async move {
+        loop {
+            runtime.beat();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }
 
 async fn wait_for_signal() {

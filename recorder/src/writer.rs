@@ -60,6 +60,7 @@ pub struct CameraWriter {
     unfinished: Vec<(SegmentId, PathBuf)>,
     /// Retention: told when a segment closes, asked to free space on ENOSPC.
     space: Option<Arc<dyn crate::retention::SpaceHooks>>,
+    beat: Option<hardware::watchdog::Beat>,
     /// Where the last stored frame ends (wall time).
     last_end_unix_ms: Option<i64>,
 }
@@ -142,12 +143,19 @@ impl CameraWriter {
             gap,
             unfinished: Vec::new(),
             space: None,
+            beat: None,
             last_end_unix_ms: None,
         })
     }
 
     /// Connects the writer to retention: a pass after each closed segment, and an
     /// emergency deletion (then one retry of the GOP) when a write hits ENOSPC.
+    /// Shows life to the watchdog at every round of the loop (see `hardware::watchdog`).
+    pub fn with_beat(mut self, beat: hardware::watchdog::Beat) -> Self {
+        self.beat = Some(beat);
+        self
+    }
+
     pub fn with_space_hooks(mut self, hooks: Arc<dyn crate::retention::SpaceHooks>) -> Self {
         self.space = Some(hooks);
         self
@@ -164,6 +172,9 @@ impl CameraWriter {
     /// Runs until the sender side is dropped; then closes the open segment.
     pub fn run(mut self, rx: Receiver<WriterMsg>) {
         loop {
+            if let Some(b) = &self.beat {
+                b.beat();
+            }
             match rx.recv_timeout(self.cfg.sync_interval / 2) {
                 Ok(WriterMsg::Gop { params, gop }) => self.write_gop(params, gop),
                 Ok(WriterMsg::Offline { at_unix_ms, reason }) => {

@@ -289,6 +289,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     tokio::spawn(crate::throttle::flush_refusals(state.clone()));
+    // Ready for systemd; under its watchdog, pinged while this runtime shows life.
+    let runtime_beat = recorder::run::watch(
+        hardware::watchdog::Heartbeats::new(hardware::watchdog::mono_ms()),
+        &format!("serving https on {addr}"),
+    );
     let forwarder = match &settings.recorder.syslog {
         Some(c) => Some(recorder::syslog::Forwarder::start(
             c,
@@ -320,6 +325,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = state.audit.append(e);
     }
     anchor.abort();
+    runtime_beat.abort();
+    {
+        use hardware::watchdog::Notifier;
+        let _ = hardware::watchdog::Systemd.notify(&hardware::watchdog::Notice::Stopping);
+    }
     checkpoint(&state.audit, &client);
     if let Some(f) = forwarder {
         // The last entries still leave (for a few seconds at most).
