@@ -67,7 +67,7 @@ impl CameraTask {
             }
             let reason = match result {
                 Ok(()) => "camera ended the stream".to_string(),
-                Err(e) => e,
+                Err(e) => e.to_string(),
             };
             self.metrics
                 .reconnects
@@ -102,7 +102,7 @@ impl CameraTask {
         &self,
         recorded_frames: &mut u64,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         let mut stop = shutdown.clone();
         macro_rules! or_stop {
             ($fut:expr) => {
@@ -117,7 +117,10 @@ impl CameraTask {
         let creds = match &cam.username {
             Some(u) => Some(Credentials {
                 username: u.clone(),
-                password: cam.resolve_password()?.unwrap_or_default(),
+                password: cam
+                    .resolve_password()
+                    .map_err(SessionError::Password)?
+                    .unwrap_or_default(),
             }),
             None => None,
         };
@@ -129,13 +132,13 @@ impl CameraTask {
             CONNECT_TIMEOUT,
             Session::describe(url, opts)
         ))
-        .map_err(|_| "no answer to DESCRIBE within 10 s".to_string())?
+        .map_err(|_| SessionError::NoAnswer("DESCRIBE"))?
         .map_err(|e| describe_error(&e))?;
         let stream_i = session
             .streams()
             .iter()
             .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"))
-            .ok_or_else(|| "the camera offers no H.264 or H.265 video stream".to_string())?;
+            .ok_or(SessionError::NoVideoStream)?;
         let transport = match cam.transport {
             config::Transport::Tcp => Transport::Tcp(TcpTransportOptions::default()),
             config::Transport::Udp => Transport::Udp(UdpTransportOptions::default()),
@@ -144,15 +147,17 @@ impl CameraTask {
             CONNECT_TIMEOUT,
             session.setup(stream_i, SetupOptions::default().transport(transport)),
         ))
-        .map_err(|_| "no answer to SETUP within 10 s".to_string())?
-        .map_err(|e| format!("SETUP failed: {e}"))?;
+        .map_err(|_| SessionError::NoAnswer("SETUP"))?
+        .map_err(|e| SessionError::Failed("SETUP", e.to_string()))?;
         let playing = or_stop!(tokio::time::timeout(
             CONNECT_TIMEOUT,
             session.play(PlayOptions::default())
         ))
-        .map_err(|_| "no answer to PLAY within 10 s".to_string())?
-        .map_err(|e| format!("PLAY failed: {e}"))?;
-        let mut demuxed = playing.demuxed().map_err(|e| e.to_string())?;
+        .map_err(|_| SessionError::NoAnswer("PLAY"))?
+        .map_err(|e| SessionError::Failed("PLAY", e.to_string()))?;
+        let mut demuxed = playing
+            .demuxed()
+            .map_err(|e| SessionError::Stream(e.to_string()))?;
         info!(camera = %cam.id, "camera connected");
 
         let label = Metrics::cam(&cam.id);
@@ -172,15 +177,15 @@ impl CameraTask {
                 n = demuxed.next() => n,
                 _ = silence_check.tick() => {
                     if last_video.elapsed() >= FRAME_TIMEOUT {
-                        break Err("no video received for 10 s".to_string());
+                        break Err(SessionError::Silent);
                     }
                     continue;
                 }
                 _ = stop.wait_for(|s| *s) => break Ok(()),
             };
             let item = match next {
-                None => break Err("the camera closed the session".to_string()),
-                Some(Err(e)) => break Err(format!("stream error: {e}")),
+                None => break Err(SessionError::Closed),
+                Some(Err(e)) => break Err(SessionError::Stream(e.to_string())),
                 Some(Ok(item)) => item,
             };
             let CodecItem::VideoFrame(frame) = item else {
@@ -306,22 +311,52 @@ async fn send_waiting(
 
 /// Why DESCRIBE failed, from the RTSP status when the camera answered one: a camera
 /// that refuses the credentials must read differently from one that is unreachable.
-fn describe_error(e: &retina::Error) -> String {
+fn describe_error(e: &retina::Error) -> SessionError {
     match e.status_code() {
-        Some(401) => format!("camera refused the credentials (401 Unauthorized): {e}"),
-        Some(code) => format!("camera answered RTSP status {code}: {e}"),
-        None => format!("cannot reach camera: {e}"),
+        Some(401) => SessionError::Unauthorized(e.to_string()),
+        Some(code) => SessionError::Status(code, e.to_string()),
+        None => SessionError::Unreachable(e.to_string()),
     }
 }
 
-fn stream_params(stream: &retina::client::Stream) -> Result<CodecParams, String> {
+/// Why a camera session ended; its text is the reason shown in the camera's state and
+/// gap (never a credential: camera URLs carry none, the config refuses them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("camera password: {0}")]
+    Password(String),
+    #[error("camera refused the credentials (401 Unauthorized): {0}")]
+    Unauthorized(String),
+    #[error("camera answered RTSP status {0}: {1}")]
+    Status(u16, String),
+    #[error("cannot reach camera: {0}")]
+    Unreachable(String),
+    #[error("no answer to {0} within 10 s")]
+    NoAnswer(&'static str),
+    #[error("{0} failed: {1}")]
+    Failed(&'static str, String),
+    #[error("the camera offers no H.264 or H.265 video stream")]
+    NoVideoStream,
+    #[error("the video stream has no usable parameters")]
+    NoParameters,
+    #[error("unsupported codec {0}")]
+    UnsupportedCodec(String),
+    #[error("no video received for 10 s")]
+    Silent,
+    #[error("the camera closed the session")]
+    Closed,
+    #[error("stream error: {0}")]
+    Stream(String),
+}
+
+fn stream_params(stream: &retina::client::Stream) -> Result<CodecParams, SessionError> {
     let Some(ParametersRef::Video(v)) = stream.parameters() else {
-        return Err("the video stream has no usable parameters".into());
+        return Err(SessionError::NoParameters);
     };
     let codec = match stream.encoding_name() {
         "h264" => Codec::H264,
         "h265" => Codec::H265,
-        other => return Err(format!("unsupported codec {other}")),
+        other => return Err(SessionError::UnsupportedCodec(other.to_string())),
     };
     let (width, height) = v.pixel_dimensions();
     Ok(CodecParams {
