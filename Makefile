@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test deps build lint bench bench-api bench-export bench-ui clean-demo
+.PHONY: run test deps build lint bench bench-api bench-export bench-ui bench-mixed clean-demo
 
 deps:
 	bash scripts/install-deps.sh
@@ -41,6 +41,10 @@ bench-export: deps
 
 # Review console in headless Chromium: page load, JS+CSS gzipped, View → first frame
 # (H.264, H.265 preview), preview CPU; LOADS=10 VIEWS=5 by default.
+bench-mixed: deps
+	$(CARGO) build --release -p recorder -p viewer-api -p ringfence-tests --bin recorder --bin viewer-api --bin test-camera
+	bash scripts/bench-mixed.sh
+
 bench-ui: deps
 	bash scripts/bench-ui.sh
 
