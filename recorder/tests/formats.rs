@@ -35,6 +35,13 @@ fn fixture(name: &str) -> (tempfile::TempDir, Config) {
         .join("tests/fixtures")
         .join(name);
     copy_dir(&src, dir.path());
+    // git keeps no file modes but the executable bit: the KEK must be private again.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.path().join("kek"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let config = Config::parse(
         &format!(
             "[storage]\npath = \"{}\"\nsegment_secs = 2\n[keys]\nkek_file = \"{}\"\n\
