@@ -56,6 +56,12 @@ pub fn run_bin(
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
+    run_command(cmd, stdin)
+}
+
+/// Runs a prepared command to completion, `stdin` written to it: (exit code, stdout,
+/// stderr).
+pub fn run_command(mut cmd: Command, stdin: Option<&str>) -> (i32, String, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

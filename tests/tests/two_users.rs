@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringfence_tests::bin_path;
-use ringfence_tests::procs::{Api, Proc, Site, now_ms};
+use ringfence_tests::procs::{Api, Proc, Site, now_ms, run_command};
 use viewer_api::clock::rfc3339;
 
 const VIEWER_UID: u32 = 65534;
@@ -46,26 +46,6 @@ fn sh_as(uid: u32, script: &str) -> bool {
         .success()
 }
 
-fn output(mut c: Command, stdin: Option<&str>) -> (i32, String, String) {
-    use std::io::Write;
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let o = child.wait_with_output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_api_as_another_user_serves_footage_but_cannot_touch_keys_or_store() {
     if !rustix_is_root() {
@@ -84,7 +64,7 @@ async fn the_viewer_api_as_another_user_serves_footage_but_cannot_touch_keys_or_
 
     let viewer = bin_path("viewer-api");
     let cfg = site.config.to_str().unwrap();
-    let (code, _, err) = output(
+    let (code, _, err) = run_command(
         as_user(
             VIEWER_UID,
             &viewer,
@@ -168,7 +148,7 @@ async fn the_viewer_api_as_another_user_serves_footage_but_cannot_touch_keys_or_
     assert!(segment.exists(), "the viewer-api's user deleted a segment");
 
     // A third user is refused by the service.
-    let (code, out, err) = output(
+    let (code, out, err) = run_command(
         as_user(OTHER_UID, &viewer, &["audit", "verify", "--config", cfg]),
         None,
     );
@@ -177,7 +157,7 @@ async fn the_viewer_api_as_another_user_serves_footage_but_cannot_touch_keys_or_
 
     // The viewer-api's own check of its log, anchored by the recorder, as nobody.
     server.stop();
-    let (code, out, err) = output(
+    let (code, out, err) = run_command(
         as_user(VIEWER_UID, &viewer, &["audit", "verify", "--config", cfg]),
         None,
     );
