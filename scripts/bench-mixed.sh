@@ -15,7 +15,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null \
@@ -63,8 +63,19 @@ RUST_LOG=warn "$BIN/viewer-api" serve --config "$CONFIG" 2> "$WORK/serve.err" &
 api=$!; pids+=($api)
 for _ in $(seq 1 200); do curl -sk -o /dev/null "https://127.0.0.1:$PORT/api/v1/openapi.json" && break; sleep 0.1; done
 BASE="https://127.0.0.1:$PORT/api/v1"
-token() { curl -sk -H 'content-type: application/json' -d "{\"username\":\"officer$1\",\"password\":\"mixed-pw-12345\"}" \
-  "$BASE/login" | grep -o '"token":"[0-9a-f]*"' | cut -d'"' -f4; }
+# Signs in, retrying while sign-in is busy (argon2 runs two at a time; a crowd signing in
+# at once is told to come back): each refusal is counted in $WORK/login-retries.
+token() {
+  local t
+  for _ in $(seq 1 100); do
+    local out
+    out=$(curl -sk -H 'content-type: application/json' -w '\n%{http_code}' \
+      -d "{\"username\":\"officer$1\",\"password\":\"mixed-pw-12345\"}" "$BASE/login" || true)
+    t=$(echo "$out" | grep -o '"token":"[0-9a-f]*"' | cut -d'"' -f4 || true)
+    [ -n "$t" ] && { echo "$t"; return; }
+    echo "$out" | tr '\n' ' ' >> "$WORK/login-retries"; echo >> "$WORK/login-retries"; sleep 0.5
+  done
+}
 player() { # officer number; plays random 1-minute clips of random cameras until the end
   local tok; tok=$(token "$1"); local end=$(( $(ms) + LOAD_SECS * 1000 ))
   while [ "$(ms)" -lt "$end" ]; do
@@ -94,6 +105,7 @@ pct() { awk '$1 == 200 {print $2}' "$WORK/clips" | sort -n | awk -v p="$1" '{a[N
 mb=$(awk '{s+=$3} END{printf "%.0f", s/1e6}' "$WORK/clips")
 live_ok=$(cat "$WORK"/live* 2>/dev/null | awk '$1 == 200 && $3 > 100000' | wc -l)
 live_mb=$(cat "$WORK"/live* 2>/dev/null | awk '{s+=$3} END{printf "%.0f", s/1e6}')
+retries=$(cat "$WORK/login-retries" 2>/dev/null | wc -l)
 cpu() { awk -v t="$1" -v hz="$hz" -v s="$2" 'BEGIN{printf "%.2f", t/hz/s}'; }
 base_secs=$(( WARM_SECS - 10 ))
 echo
@@ -108,3 +120,7 @@ printf "| %-44s | %14s | %14s |\n" "clips played (MB sent)" "" "$clips ($mb)"
 printf "| %-44s | %14s | %14s |\n" "clip first byte p50 / p95 ms (p95 <= 100)" "" "$(pct 0.5) / $(pct 0.95)"
 printf "| %-44s | %14s | %14s |\n" "clip errors (target 0)" "" "$bad"
 printf "| %-44s | %14s | %14s |\n" "live views that streamed (MB)" "" "$live_ok/$LIVE ($live_mb)"
+printf "| %-44s | %14s | %14s |\n" "sign-ins told to retry (busy), of $users" "" "$retries"
+[ "$retries" -eq 0 ] || { echo "sign-ins told to retry:"; cut -c1-160 "$WORK/login-retries" | sort | uniq -c; }
+echo "live views (status, first byte s, bytes): $(cat "$WORK"/live* 2>/dev/null | tr '\n' ';')"
+[ "$bad" -eq 0 ] || { echo "clip errors by status:"; awk '$1 != 200 {print $1}' "$WORK/clips" | sort | uniq -c; }

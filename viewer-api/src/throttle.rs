@@ -40,6 +40,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -114,6 +115,18 @@ struct Agg {
 struct Inner {
     map: HashMap<String, Slot>,
     refusals: HashMap<(String, String), Agg>,
+    /// Attempts of each address whose password is being checked right now.
+    flying: HashMap<String, Arc<AtomicU32>>,
+}
+
+/// One attempt in flight for its address, until it is dropped (answered).
+#[derive(Debug)]
+struct Flight(Arc<AtomicU32>);
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct Throttle {
@@ -138,6 +151,10 @@ pub struct Locked {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     Locked(Locked),
+    /// So many sign-ins from this address are being checked at once that one more
+    /// could lock it although none has failed (an office behind one address at the
+    /// start of a shift): not tried, not counted; try again in a moment.
+    Busy,
     /// The counters could not be written: the login is refused (fail closed).
     Unavailable(String),
 }
@@ -155,6 +172,8 @@ pub struct Attempt {
     pub delay: Duration,
     /// The lock this attempt set, if it fails.
     pub locks: Option<Locked>,
+    /// Counted among its address's attempts in flight until dropped.
+    _flight: Flight,
 }
 
 /// The counting unit of an address: IPv4 as is, IPv6 by its /64.
@@ -313,10 +332,24 @@ impl Throttle {
         let ka = format!("a:{addr}");
         let ku = format!("u:{user}");
         let mut inner = self.lock();
-        let map = &mut inner.map;
-        if let Some(l) = Self::lock_on(map, &user, &addr, now) {
+        if let Some(l) = Self::lock_on(&inner.map, &user, &addr, now) {
             return Err(Refusal::Locked(l));
         }
+        if inner.flying.len() >= MAX_KEYS {
+            inner.flying.retain(|_, n| n.load(Ordering::SeqCst) > 0);
+        }
+        let flying = inner.flying.entry(addr.clone()).or_default().clone();
+        // Attempts still being checked count towards the address's limit (a flood of
+        // guesses cannot outrun it) but lock it only once they have failed.
+        if let Some(s) = inner.map.get(&ka)
+            && !s.stale(&ka, now)
+        {
+            let completed = s.c.failures.saturating_sub(flying.load(Ordering::SeqCst));
+            if s.c.failures + 1 >= ADDR_LIMIT && completed + 1 < ADDR_LIMIT {
+                return Err(Refusal::Busy);
+            }
+        }
+        let map = &mut inner.map;
         let counters = [
             (&kp, PAIR_LIMIT, "user", is_user),
             (&ka, ADDR_LIMIT, "address", true),
@@ -350,6 +383,8 @@ impl Throttle {
                 rows.push((key.clone(), Some(s.c)));
             }
         }
+        flying.fetch_add(1, Ordering::SeqCst);
+        let flight = Flight(flying);
         drop(inner);
         // Durable before the password is checked (a crash cannot give attempts back).
         self.save(&rows).map_err(Refusal::Unavailable)?;
@@ -361,6 +396,7 @@ impl Throttle {
             locked_now,
             delay: self.step * slow,
             locks,
+            _flight: flight,
         })
     }
 
@@ -493,10 +529,18 @@ impl Throttle {
     }
 }
 
-/// The outcome of an access-log entry for attempts refused while locked; `earlier`
-/// refusals since `since_ms` were counted instead of logged one by one.
+/// What [`Refusal::Busy`] refusals are counted and logged as.
+pub const BUSY: &str = "address busy";
+
+/// The outcome of an access-log entry for attempts refused while locked (or while
+/// their address was [`BUSY`]); `earlier` refusals since `since_ms` were counted
+/// instead of logged one by one.
 pub fn refused_outcome(what: &str, earlier: u32, since_ms: i64) -> String {
-    let mut s = format!("denied: {what} locked after failed logins");
+    let mut s = if what == BUSY {
+        "denied: too many sign-ins at once from this address (not tried)".to_string()
+    } else {
+        format!("denied: {what} locked after failed logins")
+    };
     if earlier > 0 {
         s += &format!(
             "; {earlier} more attempts refused since {} (counted, not logged one by one)",
@@ -574,6 +618,48 @@ mod tests {
         assert!(fifth.locks.is_some());
         t.succeeded(fifth);
         assert!(t.reserve("anna", "1.1.1.1", true).unwrap().locks.is_none());
+    }
+
+    /// An office behind one address signing in at once is told to retry, not locked
+    /// out: attempts in flight count towards the address's limit but lock it only once
+    /// they have failed (a crowd of guesses is still held to the limit).
+    #[test]
+    fn a_crowd_signing_in_at_once_is_told_to_retry_not_locked_out() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let t = Throttle::new(clock, Duration::ZERO);
+        let flying: Vec<Attempt> = (1..ADDR_LIMIT)
+            .map(|i| t.reserve(&format!("officer{i}"), "10.1.1.1", true).unwrap())
+            .collect();
+        assert!(flying.iter().all(|a| a.locks.is_none()));
+        assert!(matches!(
+            t.reserve("officer99", "10.1.1.1", true),
+            Err(Refusal::Busy)
+        ));
+        for a in flying {
+            t.succeeded(a);
+        }
+        let a = t.reserve("officer99", "10.1.1.1", true).unwrap();
+        assert!(a.locks.is_none());
+        t.succeeded(a);
+        // The same crowd guessing wrong: the attempts that fail lock the address, and
+        // no more than the limit are ever tried.
+        let mut tried = 0;
+        let mut locked = false;
+        for i in 0..3 * ADDR_LIMIT {
+            match t.reserve(&format!("guess{i}"), "10.1.1.1", false) {
+                Ok(a) => {
+                    tried += 1;
+                    drop(a); // a wrong password
+                }
+                Err(Refusal::Locked(l)) => {
+                    assert_eq!(l.what, "address");
+                    locked = true;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(locked);
+        assert_eq!(tried, ADDR_LIMIT);
     }
 
     #[test]

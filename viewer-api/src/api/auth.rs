@@ -60,6 +60,25 @@ pub(super) async fn login_inner(
                 "logins are unavailable; try again later",
             ));
         }
+        Err(crate::throttle::Refusal::Busy) => {
+            state
+                .metrics
+                .logins
+                .get_or_create(&vec![("outcome".into(), "busy".into())])
+                .inc();
+            use crate::throttle::{BUSY, refused_outcome};
+            if let Some((earlier, since)) = state.throttle.refusal_row(&shown, &client, BUSY) {
+                log(&state, entry("-", refused_outcome(BUSY, earlier, since))).await?;
+            }
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sign-ins at once from this address; try again in a moment",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            return Ok(r);
+        }
         Err(crate::throttle::Refusal::Locked(locked)) => {
             state
                 .metrics
