@@ -28,7 +28,6 @@ pub mod preview;
 pub mod recorder_side;
 pub mod remote;
 pub mod server;
-pub mod store;
 pub mod streams;
 #[doc(hidden)]
 pub mod testdata;

@@ -6,18 +6,13 @@
 //! In production every call below crosses the recorder's local service (a Unix socket
 //! checked by peer credentials, `recorder::service`), so a compromised viewer-api can
 //! ask, but cannot delete footage, rewrite the catalog, read a key or sign what the
-//! recorder does not vouch for. [`LocalRecorder`] answers the same calls in-process,
-//! from a store path and keys, for tests and benchmarks only.
+//! recorder does not vouch for. There is no in-process implementation: tests run the
+//! real service too.
 //!
 //! [`FootageSource`]: crate::playback::FootageSource
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use hardware::signing::DeviceSigner;
-use recorder::catalog::Catalog;
 use recorder::footage::{FsSpace, StoreHealth};
-use recorder::holds::{self, Hold, HoldError, NewHold};
+use recorder::holds::{Hold, HoldError, NewHold};
 use recorder::journal;
 
 pub use recorder::checkpoint::LogRef;
@@ -88,79 +83,4 @@ pub trait RecorderSide: Send + Sync + 'static {
     fn public_key(&self) -> Result<[u8; 32], SideError>;
     /// The device's signature over an export manifest, for the export logged as `log`.
     fn sign_manifest(&self, log: &LogRef, manifest: &[u8]) -> Result<[u8; 64], SideError>;
-}
-
-/// The recorder side in-process: for tests and benchmarks, never for `serve`.
-pub struct LocalRecorder {
-    store: PathBuf,
-    signer: Result<Arc<dyn DeviceSigner>, String>,
-}
-
-impl LocalRecorder {
-    pub fn new(store: PathBuf, signer: Result<Arc<dyn DeviceSigner>, String>) -> LocalRecorder {
-        LocalRecorder { store, signer }
-    }
-
-    fn catalog(&self) -> Result<Catalog, SideError> {
-        Catalog::open(&self.store).map_err(|e| SideError::Unavailable(e.to_string()))
-    }
-
-    fn read_only(&self) -> Result<Catalog, SideError> {
-        Catalog::open_read_only(&self.store).map_err(|e| SideError::Unavailable(e.to_string()))
-    }
-}
-
-impl RecorderSide for LocalRecorder {
-    fn holds(&self) -> Result<Vec<Hold>, SideError> {
-        Ok(holds::list(&self.read_only()?)?)
-    }
-
-    fn hold(&self, id: i64) -> Result<Option<Hold>, SideError> {
-        Ok(holds::get(&self.read_only()?, id)?)
-    }
-
-    fn add_hold(&self, _log: &LogRef, hold: &NewHold, now_ms: i64) -> Result<i64, SideError> {
-        Ok(holds::add(&self.catalog()?, hold, now_ms)?)
-    }
-
-    fn release_hold(&self, _log: &LogRef, id: i64, by: &str, now_ms: i64) -> Result<(), SideError> {
-        Ok(holds::release(&self.catalog()?, id, by, now_ms)?)
-    }
-
-    fn health(&self, since_ms: i64, now_ms: i64) -> Result<StoreHealth, SideError> {
-        recorder::footage::health(&self.store, since_ms, now_ms)
-            .map_err(|e| SideError::Unavailable(e.to_string()))
-    }
-
-    fn fs_space(&self) -> Result<FsSpace, SideError> {
-        recorder::footage::file_system_space(&self.store)
-            .map_err(|e| SideError::Unavailable(e.to_string()))
-    }
-
-    fn journal_page(
-        &self,
-        camera: Option<&str>,
-        since_ms: Option<i64>,
-        before_seq: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<(i64, journal::Entry)>, SideError> {
-        journal::page(&self.read_only()?, camera, since_ms, before_seq, limit)
-            .map_err(|e| SideError::Unavailable(e.to_string()))
-    }
-
-    fn public_key(&self) -> Result<[u8; 32], SideError> {
-        let s = self
-            .signer
-            .as_ref()
-            .map_err(|e| SideError::Unavailable(e.clone()))?;
-        Ok(s.public_key())
-    }
-
-    fn sign_manifest(&self, _log: &LogRef, manifest: &[u8]) -> Result<[u8; 64], SideError> {
-        let s = self
-            .signer
-            .as_ref()
-            .map_err(|e| SideError::Unavailable(e.clone()))?;
-        Ok(s.sign(manifest))
-    }
 }

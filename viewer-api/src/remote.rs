@@ -23,7 +23,6 @@ use crate::playback::{
     GopStream, Polled, Recordings, SegIndex, SegmentKey, SourceError, merge_spans,
 };
 use crate::recorder_side::{LogRef, RecorderSide, SideError};
-use crate::store::{camera_info, gap_info};
 
 fn source_err(e: ServiceError) -> SourceError {
     match e.kind {
@@ -373,5 +372,25 @@ impl RecorderSide for RemoteRecorder {
             .ok()
             .and_then(|v| <[u8; 64]>::try_from(v).ok())
             .ok_or_else(|| SideError::Unavailable("the recorder sent a malformed signature".into()))
+    }
+}
+
+/// A camera as the recorder's catalog states it, as the API shows it.
+pub(crate) fn camera_info(c: recorder::footage::CameraStatus) -> CameraInfo {
+    CameraInfo {
+        id: c.id,
+        name: c.name,
+        state: c.state,
+        since_ms: c.state_since_unix_ms,
+        reason: c.state_reason,
+    }
+}
+
+/// A gap as the recorder's catalog states it, as the API shows it.
+pub(crate) fn gap_info(g: recorder::catalog::GapRow) -> crate::playback::GapInfo {
+    crate::playback::GapInfo {
+        from_ms: g.from_unix_ms,
+        to_ms: g.to_unix_ms,
+        reason: g.reason,
     }
 }

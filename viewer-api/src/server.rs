@@ -233,20 +233,6 @@ pub fn state(
     }))
 }
 
-/// The recorder side in this process, from the store and the device key of the
-/// configuration.
-pub fn local_recorder(settings: &Settings) -> Arc<dyn crate::recorder_side::RecorderSide> {
-    use hardware::signing::SigningKeyProvider;
-    let signer = recorder::store::signing_key_provider(&settings.recorder)
-        .load()
-        .map(Arc::from)
-        .map_err(|e| e.to_string());
-    Arc::new(crate::recorder_side::LocalRecorder::new(
-        settings.store().to_path_buf(),
-        signer,
-    ))
-}
-
 /// `viewer-api serve`: runs until SIGINT/SIGTERM.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();

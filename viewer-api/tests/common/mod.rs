@@ -19,10 +19,8 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use hardware::signing::SigningKeyProvider;
 use recorder::catalog::{self, Catalog, ClosedSegment};
 use recorder::config::Config;
-use recorder::footage::Footage;
 use recorder::segment::{self, Codec, CodecParams, DataKey, Frame, Gop, SegmentId, SegmentWriter};
 use recorder::service::{Client, Service, ServiceHandle};
 use viewer_api::api::AppState;
@@ -33,9 +31,8 @@ use viewer_api::export::{Exports, Parts};
 use viewer_api::metrics::Metrics;
 use viewer_api::playback::{FootageSource, MemorySource};
 use viewer_api::policy::Role;
-use viewer_api::recorder_side::{LocalRecorder, RecorderSide};
+use viewer_api::recorder_side::RecorderSide;
 use viewer_api::remote::{RemoteRecorder, RemoteSource};
-use viewer_api::store::RecorderSource;
 use viewer_api::testdata;
 use viewer_api::throttle::Throttle;
 use viewer_api::users::UserDb;
@@ -376,12 +373,6 @@ pub fn store_config(dir: &Path, storage: &str, gate: &str, api: &str) -> Config 
     Config::parse(&text, Path::new("test.toml")).unwrap()
 }
 
-/// The store's footage as the API reads it.
-pub fn store_source(config: &Config) -> RecorderSource {
-    let kek = recorder::store::load_kek(config, &recorder::store::key_provider(config)).unwrap();
-    RecorderSource::new(Footage::new(config.storage.path.clone(), kek))
-}
-
 /// The recorder's service for the store of `config`, in this process on `clock` (one
 /// per store, kept until the test process ends; its socket is in the test's directory),
 /// and a client of it: what `viewer-api serve` talks to.
@@ -414,17 +405,6 @@ pub fn remote_source(config: &Config, clock: &Arc<ManualClock>) -> RemoteSource 
 /// The recorder side through its service (see [`service`]).
 pub fn remote_recorder(config: &Config, clock: &Arc<ManualClock>) -> Arc<dyn RecorderSide> {
     Arc::new(RemoteRecorder::new(service(config, clock.clone())))
-}
-
-/// The recorder side of the store, in this process, signing with its device key.
-pub fn local_recorder(config: &Config) -> Arc<dyn RecorderSide> {
-    let signer = recorder::store::signing_key_provider(config)
-        .load()
-        .unwrap();
-    Arc::new(LocalRecorder::new(
-        config.storage.path.clone(),
-        Ok(Arc::from(signer)),
-    ))
 }
 
 /// The viewer-api's state directory for the store of `config`, as `serve` makes it.
