@@ -354,8 +354,7 @@ async fn create_hold(
     let at = log_ref(&logged);
     match recorder(&ctx, move |r| r.add_hold(&at, &hold, now)).await? {
         Ok(id) => Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response()),
-        Err(SideError::Invalid(m)) => Err(ApiError::bad(m)),
-        Err(e) => Err(store_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -437,12 +436,7 @@ async fn release_hold(
     let at = log_ref(&logged);
     match recorder(&ctx, move |r| r.release_hold(&at, hid, &by, now)).await? {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(SideError::AlreadyReleased { at, by }) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("this hold was already released at {at} by {by}"),
-        )),
-        Err(SideError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, "no such hold")),
-        Err(e) => Err(store_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -83,6 +83,38 @@ impl From<SourceError> for ApiError {
     }
 }
 
+/// What the recorder side answered, as HTTP: the one mapping for holds, health,
+/// signatures and anything else asked of it.
+impl From<crate::recorder_side::SideError> for ApiError {
+    fn from(e: crate::recorder_side::SideError) -> Self {
+        use crate::recorder_side::SideError;
+        match e {
+            SideError::Invalid(m) => ApiError::bad(m),
+            SideError::NotFound => ApiError::not_found("no such hold"),
+            SideError::AlreadyReleased { at, by } => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("this hold was already released at {at} by {by}"),
+            ),
+            e => {
+                error!(error = %e, "recorder side error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<crate::export::ExportError> for ApiError {
+    fn from(e: crate::export::ExportError) -> Self {
+        match e {
+            crate::export::ExportError::Invalid(m) => ApiError::bad(m),
+            e => {
+                error!(error = %e, "exports error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
 pub(super) fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::error;
 
-use super::{ExportError, Exports, Job, NewExport, State as JobState, Status};
+use super::{Exports, Job, NewExport, State as JobState, Status};
 use crate::api::{ApiError, Caller, Shared, blocking, log, log_footage_decision, security_headers};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::policy::{Action, Decision, Resource, Role, authorize};
@@ -226,11 +226,7 @@ async fn create(
     let ex = exports.clone();
     match blocking(move || ex.request(&req)).await? {
         Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()),
-        Err(ExportError::Invalid(m)) => Err(ApiError::bad(m)),
-        Err(err) => {
-            error!(error = %err, "cannot queue an export");
-            Err(ApiError::internal())
-        }
+        Err(e) => Err(e.into()),
     }
 }
 
