@@ -37,7 +37,7 @@ const PEOPLE: &[Person] = &[
 
 /// Paths of the document served by routers that need a real store, keys or the config
 /// (holds, health, journal, exports, the site): their own tests cover them
-/// (`tests/admin.rs`, `tests/export.rs`, `web.rs`).
+/// (`tests/admin/`, `tests/export/`, `web.rs`).
 const SERVED_ELSEWHERE: &[&str] = &[
     "/holds",
     "/health",
