@@ -85,15 +85,7 @@ impl Footage {
             )
             .map_err(sql)?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(CameraStatus {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    state: r.get(2)?,
-                    state_reason: r.get(3)?,
-                    state_since_unix_ms: r.get(4)?,
-                })
-            })
+            .query_map([], camera_status)
             .map_err(sql)?;
         let mut out = Vec::new();
         for r in rows {
@@ -228,15 +220,7 @@ pub fn health(
             ))
             .map_err(sql)?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(CameraStatus {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    state: r.get(2)?,
-                    state_reason: r.get(3)?,
-                    state_since_unix_ms: r.get(4)?,
-                })
-            })
+            .query_map([], camera_status)
             .map_err(sql)?;
         for r in rows {
             statuses.push(r.map_err(sql)?);
@@ -335,6 +319,17 @@ pub fn health(
         bytes: total.max(0) as u64,
         holds_active,
         retention,
+    })
+}
+
+/// A camera's row: `id, name, state, state_reason, state_since_unix_ms`.
+fn camera_status(r: &rusqlite::Row<'_>) -> rusqlite::Result<CameraStatus> {
+    Ok(CameraStatus {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        state: r.get(2)?,
+        state_reason: r.get(3)?,
+        state_since_unix_ms: r.get(4)?,
     })
 }
 
