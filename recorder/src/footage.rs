@@ -84,9 +84,7 @@ impl Footage {
                 "SELECT id, name, state, state_reason, state_since_unix_ms FROM cameras ORDER BY id",
             )
             .map_err(sql)?;
-        let rows = stmt
-            .query_map([], camera_status)
-            .map_err(sql)?;
+        let rows = stmt.query_map([], camera_status).map_err(sql)?;
         let mut out = Vec::new();
         for r in rows {
             out.push(r.map_err(sql)?);
@@ -219,9 +217,7 @@ pub fn health(
                  ORDER BY 1"
             ))
             .map_err(sql)?;
-        let rows = stmt
-            .query_map([], camera_status)
-            .map_err(sql)?;
+        let rows = stmt.query_map([], camera_status).map_err(sql)?;
         for r in rows {
             statuses.push(r.map_err(sql)?);
         }
