@@ -56,6 +56,28 @@ pub(super) async fn check_footage(
         .ok_or_else(|| ApiError::not_found("nothing recorded in this range"))
 }
 
+/// The reasons a footage request gives (playback and live view alike), once
+/// [`check_reason`] accepted them: written into the access-log entry, and the one the
+/// role must give required (police: a case; IT and contractors: a purpose).
+pub(crate) fn take_reasons(
+    role: Role,
+    case: &Option<String>,
+    purpose: &Option<String>,
+    entry: &mut NewEntry,
+) -> Result<(), ApiError> {
+    entry.case = case.clone();
+    entry.purpose = purpose.clone();
+    match role {
+        Role::Police if !nonempty(case) => {
+            Err(ApiError::bad("a case reference is required: add case=REF"))
+        }
+        Role::It | Role::Contractor if !nonempty(purpose) => {
+            Err(ApiError::bad("a purpose is required: add purpose=TEXT"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The checks of a playback request once its range is known: the reason the role needs,
 /// the camera, and [`authorize`]. Fills the access-log entry as it goes.
 #[allow(clippy::too_many_arguments)]
@@ -73,19 +95,9 @@ pub(crate) async fn check_playback(
     entry.camera = Some(id.to_string());
     check_reason("case", case)?;
     check_reason("purpose", purpose)?;
-    entry.case = case.clone();
-    entry.purpose = purpose.clone();
     entry.from_ms = Some(from);
     entry.to_ms = Some(to);
-    match caller.principal.role {
-        Role::Police if !nonempty(case) => {
-            return Err(ApiError::bad("a case reference is required: add case=REF"));
-        }
-        Role::It | Role::Contractor if !nonempty(purpose) => {
-            return Err(ApiError::bad("a purpose is required: add purpose=TEXT"));
-        }
-        _ => {}
-    }
+    take_reasons(caller.principal.role, case, purpose, entry)?;
     ensure_camera(state, id).await?;
     playback_decision(state, &caller.principal, id, from, to, case, purpose)
 }

@@ -42,17 +42,7 @@ pub(crate) async fn check_live(
         .map_err(|r| ApiError::bad(format!("invalid query: {}", r.body_text())))?;
     check_reason("case", &q.case)?;
     check_reason("purpose", &q.purpose)?;
-    entry.case = q.case.clone();
-    entry.purpose = q.purpose.clone();
-    match caller.principal.role {
-        Role::Police if !nonempty(&q.case) => {
-            return Err(ApiError::bad("a case reference is required: add case=REF"));
-        }
-        Role::It | Role::Contractor if !nonempty(&q.purpose) => {
-            return Err(ApiError::bad("a purpose is required: add purpose=TEXT"));
-        }
-        _ => {}
-    }
+    take_reasons(caller.principal.role, &q.case, &q.purpose, entry)?;
     ensure_camera(state, id).await?;
     match live_decision(state, &caller.principal, id, q) {
         Decision::Allow => Ok(()),
