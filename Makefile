@@ -2,6 +2,10 @@
 # Both install the Debian packages they need first (scripts/install-deps.sh).
 
 CARGO ?= cargo
+# The test fakes and the benchmarks' `bench-fill` command are built only for tests and
+# benchmarks (feature `testing`), never into the binaries `make run` starts.
+TEST_FEATURES = --features viewer-api/testing,recorder/testing
+BENCH_FEATURES = --features viewer-api/testing
 
 .PHONY: run test deps build lint bench bench-api bench-export bench-ui bench-mixed clean-demo
 
@@ -17,12 +21,14 @@ run: build
 
 # The whole test suite (unit, property and end-to-end tests with real processes).
 test: deps
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --bins $(TEST_FEATURES)
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# and the shipped build alone, without the tests' `testing` feature
+	$(CARGO) clippy --workspace --lib --bins -- -D warnings
 
 # Benchmarks print tables; see README.md. CAMERAS=N SECS=S override the defaults.
 bench: deps
@@ -31,18 +37,18 @@ bench: deps
 
 # Playback benchmark of the viewer-api (HOURS=4 N=20 by default); see README.md.
 bench-api: deps
-	$(CARGO) build --release -p viewer-api -p recorder
+	$(CARGO) build --release -p viewer-api -p recorder $(BENCH_FEATURES)
 	bash scripts/bench-api.sh
 
 # Export benchmark: 1 h of one 4 Mbit/s camera beside ffmpeg -c copy; see README.md.
 bench-export: deps
-	$(CARGO) build --release -p viewer-api -p recorder
+	$(CARGO) build --release -p viewer-api -p recorder $(BENCH_FEATURES)
 	bash scripts/bench-export.sh
 
 # Review console in headless Chromium: page load, JS+CSS gzipped, View → first frame
 # (H.264, H.265 preview), preview CPU; LOADS=10 VIEWS=5 by default.
 bench-mixed: deps
-	$(CARGO) build --release -p recorder -p viewer-api -p ringfence-tests --bin recorder --bin viewer-api --bin test-camera
+	$(CARGO) build --release -p recorder -p viewer-api -p ringfence-tests --bin recorder --bin viewer-api --bin test-camera $(BENCH_FEATURES)
 	bash scripts/bench-mixed.sh
 
 bench-ui: deps

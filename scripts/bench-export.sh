@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[ -x "$BIN/viewer-api" ] || cargo build --release -p viewer-api
+[ -x "$BIN/viewer-api" ] || cargo build --release -p viewer-api --features viewer-api/testing
 source scripts/bench-lib.sh
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b-a)/1000}'; }
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 LOADS="${LOADS:-10}"; VIEWS="${VIEWS:-5}"; SIZE="${SIZE:-1920x1080}"; KBPS="${KBPS:-4000}"
 BIN="${BIN:-target/release}"
 
-cargo build --release -p recorder -p viewer-api -p ringfence-tests --bins
+cargo build --release -p recorder -p viewer-api -p ringfence-tests --bins --features viewer-api/testing
 "$BIN/bench-ui" --web viewer-api/web --loads "$LOADS" --views "$VIEWS" --size "$SIZE" --kbps "$KBPS"
 
 if [ -f viewer-api/examples/bench_preview.rs ]; then

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use hardware::Kek;
 use rusqlite::OptionalExtension;
 
-use crate::catalog::{self, Catalog, CatalogError, GapRow, SegmentRow};
+pub use crate::catalog::GapRow;
+use crate::catalog::{self, Catalog, CatalogError, SegmentRow};
 use crate::config::Config;
 use crate::segment::{self, SegmentError, SegmentId, SegmentIndex, SegmentReader};
 use crate::store::{self, StoreError};

@@ -1,18 +1,35 @@
 //! Ringfence recorder: records RTSP cameras into encrypted, crash-safe segments and
 //! owns the store's format; the viewer-api reads footage through this crate.
+//!
+//! The public modules are the interface the viewer-api uses: the configuration, the
+//! local service (client and wire types), the types of footage, holds and the deletion
+//! journal, checkpoints, the clock, and the SQLite opener every database shares. The
+//! rest (the catalog's SQL, ingest, the writers, recovery, `check`) is private to the
+//! recorder, so no other process can open a segment, unwrap a data key or write the
+//! catalog by accident. The `testing` feature opens those internals to the workspace's
+//! tests, which write stores directly; it is never built into a shipped binary.
 
-pub mod camera_state;
-pub mod catalog;
-pub mod check;
+/// Declares modules private to the crate, or public under the `testing` feature.
+macro_rules! internal {
+    ($($(#[$attr:meta])* $name:ident;)*) => {$(
+        $(#[$attr])*
+        #[cfg(feature = "testing")]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "testing"))]
+        #[allow(dead_code, unused_imports)] // what only the tests call
+        pub(crate) mod $name;
+    )*};
+}
+
 pub mod checkpoint;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod footage;
 pub mod holds;
-pub mod ingest;
 pub mod journal;
 pub mod metrics;
-pub mod recovery;
 pub mod retention;
 pub mod run;
 pub mod segment;
@@ -20,4 +37,12 @@ pub mod service;
 pub mod sqlite;
 pub mod store;
 pub mod syslog;
-pub mod writer;
+
+internal! {
+    camera_state;
+    catalog;
+    check;
+    ingest;
+    recovery;
+    writer;
+}

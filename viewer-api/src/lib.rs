@@ -11,7 +11,7 @@ pub mod admin;
 pub mod anchor;
 pub mod api;
 pub mod audit;
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub mod benchfill;
 pub mod clock;
 pub mod config;
@@ -29,7 +29,7 @@ pub mod recorder_side;
 pub mod remote;
 pub mod server;
 pub mod streams;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testdata;
 pub mod throttle;
 pub mod users;

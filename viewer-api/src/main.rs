@@ -54,6 +54,7 @@ enum Cmd {
         cmd: AuditCmd,
     },
     /// Benchmarks only: fill a store with hours of footage from an H.264 clip.
+    #[cfg(feature = "testing")]
     #[command(hide = true)]
     BenchFill {
         #[arg(long)]
@@ -253,6 +254,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        #[cfg(feature = "testing")]
         Cmd::BenchFill {
             config,
             camera,

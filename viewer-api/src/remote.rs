@@ -106,7 +106,7 @@ impl FootageSource for RemoteSource {
             from_ms,
             to_ms,
         );
-        let gaps: Vec<recorder::catalog::GapRow> = self
+        let gaps: Vec<recorder::footage::GapRow> = self
             .client
             .call(&Request::Gaps {
                 camera: camera.into(),
@@ -387,7 +387,7 @@ pub(crate) fn camera_info(c: recorder::footage::CameraStatus) -> CameraInfo {
 }
 
 /// A gap as the recorder's catalog states it, as the API shows it.
-pub(crate) fn gap_info(g: recorder::catalog::GapRow) -> crate::playback::GapInfo {
+pub(crate) fn gap_info(g: recorder::footage::GapRow) -> crate::playback::GapInfo {
     crate::playback::GapInfo {
         from_ms: g.from_unix_ms,
         to_ms: g.to_unix_ms,

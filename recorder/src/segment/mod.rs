@@ -109,10 +109,19 @@ mod writer;
 
 pub use error::SegmentError;
 pub use index::{GopBytes, IndexedFrame, IndexedGop, SegmentIndex};
+#[cfg(feature = "testing")]
 pub use reader::SegmentReader;
+#[cfg(not(feature = "testing"))]
+pub(crate) use reader::SegmentReader;
 pub use sealing::{unwrap_key, wrap_key};
 pub use types::{Codec, CodecParams, DataKey, Frame, Gop, SegmentId, Trailer};
+#[cfg(feature = "testing")]
 pub use verification::{VerifyReport, recover, verify};
+#[cfg(not(feature = "testing"))]
+pub(crate) use verification::{recover, verify};
+#[cfg(not(feature = "testing"))]
+pub(crate) use writer::SegmentWriter;
+#[cfg(feature = "testing")]
 pub use writer::{Finished, SegmentWriter};
 
 /// First 8 bytes of every segment file.

@@ -55,6 +55,7 @@ impl VerifyReport {
         self.finalised && self.error.is_none() && self.valid_len == self.bytes
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn sha256_hex(&self) -> String {
         hex::encode(self.sha256)
     }

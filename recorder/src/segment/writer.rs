@@ -231,20 +231,24 @@ impl SegmentWriter {
     }
 
     /// Bytes in the file (all complete chunks).
+    #[cfg(any(test, feature = "testing"))]
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// Complete chunks in the file, including the parameters chunk.
+    #[cfg(any(test, feature = "testing"))]
     pub fn chunks(&self) -> u64 {
         self.chunks
     }
 
     /// GOPs written so far.
+    #[cfg(any(test, feature = "testing"))]
     pub fn gops(&self) -> u64 {
         self.acc.gops
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn start_unix_ms(&self) -> i64 {
         self.start_unix_ms
     }

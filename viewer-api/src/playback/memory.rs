@@ -1,6 +1,9 @@
 //! A footage source in memory: the model the real store must match, and what tests
 //! serve footage from.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use super::*;
 
 /// An in-memory store (tests, and a model of what the real one must do). Its closed
