@@ -57,15 +57,25 @@ impl CheckReport {
     }
 }
 
-pub fn check(store: &Path, kek: &Kek, configured: &[String]) -> Result<CheckReport, String> {
+/// Why `check` could not look at the store at all (what it finds wrong inside is a
+/// [`Problem`] in the report, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot list segments: {0}")]
+    List(std::io::Error),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}
+
+pub fn check(store: &Path, kek: &Kek, configured: &[String]) -> Result<CheckReport, CheckError> {
     let running = crate::store::recorder_running(store);
     // Files first, then rows: a row is always inserted before its file exists.
-    let files = list_segment_files(store).map_err(|e| format!("cannot list segments: {e}"))?;
-    let cat = Catalog::open_read_only(store).map_err(|e| e.to_string())?;
-    let rows = cat.segments(None).map_err(|e| e.to_string())?;
+    let files = list_segment_files(store).map_err(CheckError::List)?;
+    let cat = Catalog::open_read_only(store)?;
+    let rows = cat.segments(None)?;
     let mut report = CheckReport::default();
     let mut cams: BTreeMap<String, CameraReport> = BTreeMap::new();
-    let mut ids: Vec<String> = cat.camera_ids().map_err(|e| e.to_string())?;
+    let mut ids: Vec<String> = cat.camera_ids()?;
     ids.extend(configured.iter().cloned());
     for id in ids {
         cams.entry(id.clone()).or_insert_with(|| CameraReport {
@@ -198,8 +208,7 @@ pub fn check(store: &Path, kek: &Kek, configured: &[String]) -> Result<CheckRepo
     }
     for cam in cams.values_mut() {
         cam.gaps = cat
-            .gaps(&cam.id)
-            .map_err(|e| e.to_string())?
+            .gaps(&cam.id)?
             .into_iter()
             .map(|g| GapReport {
                 from: rfc3339(g.from_unix_ms),

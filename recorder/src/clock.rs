@@ -1,7 +1,37 @@
-//! Wall time behind a trait, so that retention, expiry and backoff can be tested
-//! with simulated days instead of sleeps.
+//! Time, in one place: the clock seam and the units.
+//!
+//! Wall time is behind [`Clock`], so that retention, expiry, sessions and grants are
+//! tested with simulated days ([`ManualClock`]) instead of sleeps. A monotonic clock
+//! ([`MonotonicClock`]) implements the same trait, so a test can step the wall clock
+//! away from it (the retention's clock guard). Waits are `tokio::time` sleeps, which
+//! tests run on paused time; the watchdog's heartbeats take their monotonic time as
+//! an argument.
+//!
+//! Units: wall times are unix milliseconds (`_unix_ms`), media times RTP's 90 kHz
+//! ticks (`_90k`). The conversions between them are the functions below and nowhere
+//! else, so that rounding is the same for the recorder, playback, live view and exports
+//! (toward zero: a frame's millisecond is the one it starts in).
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+/// RTP's video clock: 90 000 ticks per second.
+pub const TICKS_90K_PER_MS: i64 = 90;
+
+/// Milliseconds in `ticks_90k` (a media duration or offset), rounded toward zero.
+pub const fn ms_from_90k(ticks_90k: i64) -> i64 {
+    ticks_90k / TICKS_90K_PER_MS
+}
+
+/// 90 kHz ticks in `ms` milliseconds.
+pub const fn ticks_90k_from_ms(ms: i64) -> i64 {
+    ms.saturating_mul(TICKS_90K_PER_MS)
+}
+
+/// Seconds, fractional, in `ticks_90k` (for people and JSON).
+pub fn secs_from_90k(ticks_90k: i64) -> f64 {
+    ticks_90k as f64 / 90_000.0
+}
 
 pub trait Clock: Send + Sync {
     fn now_unix_ms(&self) -> i64;
@@ -15,6 +45,21 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
+    }
+}
+
+/// A monotonic clock in milliseconds since an arbitrary origin (its creation).
+pub struct MonotonicClock(Instant);
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        MonotonicClock(Instant::now())
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now_unix_ms(&self) -> i64 {
+        self.0.elapsed().as_millis() as i64
     }
 }
 

@@ -26,6 +26,12 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("camera {camera:?}: cannot read password_file {path}: {source}")]
+    PasswordFile {
+        camera: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,18 +179,17 @@ impl CameraConfig {
     }
 
     /// The password, read from `password_file` when given. Never logged.
-    pub fn resolve_password(&self) -> Result<Option<String>, String> {
+    pub fn resolve_password(&self) -> Result<Option<String>, ConfigError> {
         if let Some(p) = &self.password {
             return Ok(Some(p.clone()));
         }
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "camera {:?}: cannot read password_file {}: {e}",
-                    self.id,
-                    path.display()
-                )
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+                    camera: self.id.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
             return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
         }
         Ok(None)

@@ -119,7 +119,7 @@ impl CameraTask {
                 username: u.clone(),
                 password: cam
                     .resolve_password()
-                    .map_err(SessionError::Password)?
+                    .map_err(|e| SessionError::Password(e.to_string()))?
                     .unwrap_or_default(),
             }),
             None => None,

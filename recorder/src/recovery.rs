@@ -9,9 +9,27 @@ use std::path::Path;
 use hardware::Kek;
 use tracing::{info, warn};
 
-use crate::catalog::{self, Catalog};
-use crate::segment::SegmentId;
+use crate::catalog::{self, Catalog, CatalogError};
+use crate::segment::{SegmentError, SegmentId};
 use crate::writer::{Recovered, recover_one};
+
+/// Why a store, or one open segment in it, could not be brought back into agreement.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("segment {0} has no catalog row")]
+    NoRow(SegmentId),
+    #[error("segment {id}: its wrapped key does not open with this store's key")]
+    Key { id: SegmentId },
+    #[error("segment {id}: {source}")]
+    Segment { id: SegmentId, source: SegmentError },
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -24,9 +42,13 @@ pub struct RecoveryReport {
     pub cameras_recovered: Vec<String>,
 }
 
-pub fn recover_store(store: &Path, cat: &Catalog, kek: &Kek) -> Result<RecoveryReport, String> {
+pub fn recover_store(
+    store: &Path,
+    cat: &Catalog,
+    kek: &Kek,
+) -> Result<RecoveryReport, RecoveryError> {
     let mut report = RecoveryReport::default();
-    let rows = cat.segments(None).map_err(|e| e.to_string())?;
+    let rows = cat.segments(None)?;
     for row in rows.iter().filter(|r| r.open) {
         let path = catalog::segment_path(store, &row.camera, row.id);
         let outcome = match recover_one(cat, kek, &row.camera, row.id, &path) {
@@ -54,19 +76,23 @@ pub fn recover_store(store: &Path, cat: &Catalog, kek: &Kek) -> Result<RecoveryR
         }
     }
     let known: HashSet<(String, SegmentId)> = cat
-        .segments(None)
-        .map_err(|e| e.to_string())?
+        .segments(None)?
         .into_iter()
         .map(|r| (r.camera, r.id))
         .collect();
-    for (camera, id, path) in list_segment_files(store).map_err(|e| e.to_string())? {
+    let root = store.join(catalog::SEGMENTS_DIR);
+    let files = list_segment_files(store).map_err(|source| RecoveryError::Io { path: root, source })?;
+    for (camera, id, path) in files {
         let orphan = match id {
             Some(id) => !known.contains(&(camera.clone(), id)),
             None => true,
         };
         if orphan {
             warn!(file = %path.display(), "removing file that no catalog row claims");
-            fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            fs::remove_file(&path).map_err(|source| RecoveryError::Io {
+                path: path.clone(),
+                source,
+            })?;
             report.orphans_removed += 1;
         }
     }

@@ -17,7 +17,9 @@ use tracing::{error, info, warn};
 
 use crate::catalog::{self, Catalog, ClosedSegment};
 use crate::metrics::Metrics;
+use crate::recovery::RecoveryError;
 use crate::segment::{self, CodecParams, DataKey, Gop, SegmentId, SegmentWriter};
+use crate::clock::ms_from_90k;
 
 /// A media-time jump larger than this (forwards) starts a new segment.
 const MAX_FORWARD_JUMP_90K: i64 = 10 * 90_000;
@@ -303,10 +305,10 @@ impl CameraWriter {
                 open.last_frame_dur_90k = dur.clamp(1, 90_000);
                 open.last_pts_90k = last.pts_90k;
                 open.last_frame_unix_ms =
-                    gop.start_unix_ms + (last.pts_90k - gop.frames[0].pts_90k) / 90;
+                    gop.start_unix_ms + ms_from_90k(last.pts_90k - gop.frames[0].pts_90k);
                 open.dirty_since.get_or_insert(Instant::now());
                 self.last_end_unix_ms =
-                    Some(open.last_frame_unix_ms + open.last_frame_dur_90k / 90);
+                    Some(open.last_frame_unix_ms + ms_from_90k(open.last_frame_dur_90k));
                 self.end_gap(gop.start_unix_ms);
             }
             Err(e) => self.fail(&gop, "cannot write", &StoreWriteError::segment(e)),
@@ -415,7 +417,7 @@ impl CameraWriter {
         match open.writer.finish() {
             Ok(fin) => {
                 let closed = ClosedSegment {
-                    end_unix_ms: open.last_frame_unix_ms + open.last_frame_dur_90k / 90,
+                    end_unix_ms: open.last_frame_unix_ms + ms_from_90k(open.last_frame_dur_90k),
                     start_90k: open.start_90k,
                     end_90k: open.last_pts_90k + open.last_frame_dur_90k,
                     bytes: fin.bytes,
@@ -500,16 +502,16 @@ pub fn recover_one(
     camera: &str,
     id: SegmentId,
     path: &Path,
-) -> Result<Recovered, String> {
-    let Some(row) = cat.segment(id).map_err(|e| e.to_string())? else {
-        return Err(format!("segment {id} has no catalog row"));
+) -> Result<Recovered, RecoveryError> {
+    let Some(row) = cat.segment(id)? else {
+        return Err(RecoveryError::NoRow(id));
     };
     if !path.exists() {
-        cat.delete_segment_row(id).map_err(|e| e.to_string())?;
+        cat.delete_segment_row(id)?;
         return Ok(Recovered::Removed);
     }
-    let key =
-        segment::unwrap_key(kek.as_bytes(), id, &row.wrapped_key).map_err(|e| e.to_string())?;
+    let key = segment::unwrap_key(kek.as_bytes(), id, &row.wrapped_key)
+        .map_err(|_| RecoveryError::Key { id })?;
     // Only a file that holds nothing at all is removed. A first chunk that fails
     // authentication may be tampering: it stays, open, for `check` to report.
     let nothing_authentic = |e: &segment::SegmentError| match e {
@@ -534,15 +536,17 @@ pub fn recover_one(
                 key_frames: t.key_frames,
                 sha256: rep.sha256,
             };
-            cat.close_segment(id, &closed, true)
-                .map_err(|e| e.to_string())?;
+            cat.close_segment(id, &closed, true)?;
             Ok(Recovered::Repaired { frames: t.frames })
         }
-        Err(e) if !nothing_authentic(&e) => Err(e.to_string()),
+        Err(e) if !nothing_authentic(&e) => Err(RecoveryError::Segment { id, source: e }),
         _ => {
             // Remove the row first: a file without a row is garbage the next start removes.
-            cat.delete_segment_row(id).map_err(|e| e.to_string())?;
-            std::fs::remove_file(path).map_err(|e| e.to_string())?;
+            cat.delete_segment_row(id)?;
+            std::fs::remove_file(path).map_err(|source| RecoveryError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
             if let Some(dir) = path.parent() {
                 let _ = crate::store::sync_dir(dir);
             }

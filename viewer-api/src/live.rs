@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::ticks_90k_from_ms;
 use crate::mp4::{self, Sample, TrackParams};
 use crate::playback::{
     FootageSource, GopData, GopStream, Polled, SegmentKey, SourceError, frame_step, frame_unix_ms,
@@ -82,7 +83,7 @@ impl Timeline {
                         t + step
                     } else {
                         // A jump in the camera's clock (reconnect): follow the wall clock.
-                        t + ((wall - last_wall) * 90).max(1)
+                        t + ticks_90k_from_ms(wall - last_wall).max(1)
                     }
                 }
             };
@@ -405,8 +406,8 @@ impl LiveView {
 }
 
 /// A store whose segments are written while they are read, as the recorder's are
-/// (tests and benchmarks only; never used by the service).
-#[doc(hidden)]
+/// (tests and benchmarks only: built with the `testing` feature, never shipped).
+#[cfg(any(test, feature = "testing"))]
 pub mod growing {
     use std::sync::{Arc, Mutex};
 

@@ -15,6 +15,7 @@
 //! are written in presentation order, which is what the recorder stores (cameras in
 //! this deployment send no B-frames).
 
+use crate::clock::TICKS_90K_PER_MS;
 use thiserror::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +220,7 @@ fn write_moov(
     fragmented: bool,
 ) {
     let duration_90k: u64 = samples.iter().map(|s| u64::from(s.duration_90k)).sum();
-    let duration_ms = duration_90k / 90;
+    let duration_ms = duration_90k / TICKS_90K_PER_MS as u64;
     let created = (creation_unix_ms.max(0) as u64) / 1000 + MP4_EPOCH_OFFSET;
     let v1 = !fits32(duration_90k) || !fits32(created);
     w.boxed(b"moov", |w| {

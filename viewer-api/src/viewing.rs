@@ -234,7 +234,7 @@ fn describe(v: &Viewing) -> serde_json::Value {
         let mut d: Vec<u32> = v.index.samples.iter().map(|s| s.duration_90k).collect();
         d.sort_unstable();
         d.get(d.len() / 2)
-            .map(|x| f64::from(*x) / 90.0)
+            .map(|x| 1000.0 * crate::clock::secs_from_90k(i64::from(*x)))
             .unwrap_or(40.0)
     };
     let base = format!("/api/v1/viewings/{}", v.id);

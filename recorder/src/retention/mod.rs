@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
@@ -181,20 +181,7 @@ pub fn statvfs_free_bytes(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// A monotonic clock in milliseconds (since an arbitrary origin), for the jump check.
-pub struct MonotonicClock(Instant);
-
-impl Default for MonotonicClock {
-    fn default() -> Self {
-        MonotonicClock(Instant::now())
-    }
-}
-
-impl Clock for MonotonicClock {
-    fn now_unix_ms(&self) -> i64 {
-        self.0.elapsed().as_millis() as i64
-    }
-}
+pub use crate::clock::MonotonicClock;
 
 type FreeSpaceFn = Box<dyn Fn(&Path) -> io::Result<u64> + Send>;
 

@@ -12,7 +12,7 @@ impl Retention {
         let clock = self.clock_check();
         if let Err(why) = &clock {
             warn!(reason = %why, "retention: refusing to delete by age");
-            report.clock_refused = Some(why.clone());
+            report.clock_refused = Some(why.to_string());
         }
         self.holds_at = if clock.is_ok() { now } else { i64::MIN };
         let active = holds::active_on(self.cat.connection(), self.holds_at)?;

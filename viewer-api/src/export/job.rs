@@ -225,7 +225,7 @@ impl Exports {
             let last_dur_ms = idx
                 .samples
                 .last()
-                .map_or(0, |s| i64::from(s.duration_90k) / 90);
+                .map_or(0, |s| ms_from_90k(i64::from(s.duration_90k)));
             out.last_ms = Some(idx.end_unix_ms - last_dur_ms);
             for seg in &idx.segments {
                 if !used.contains(&seg.key) {

@@ -559,4 +559,5 @@ mod job;
 mod service;
 mod timeline;
 
+use crate::clock::{ms_from_90k, ticks_90k_from_ms};
 use timeline::*;

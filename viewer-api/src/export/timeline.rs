@@ -16,9 +16,9 @@ pub(super) fn follow_wall_clock(idx: &mut FrameIndex, tolerance_ms: i64) {
     let mut media_90k: i64 = 0;
     for g in 0..idx.gops.len() {
         if g > 0 && sample > 0 {
-            let wall_90k = (idx.gop_unix_ms[g] - idx.first_unix_ms) * 90;
+            let wall_90k = ticks_90k_from_ms(idx.gop_unix_ms[g] - idx.first_unix_ms);
             let late_90k = wall_90k - media_90k;
-            if late_90k > tolerance_ms * 90 {
+            if late_90k > ticks_90k_from_ms(tolerance_ms) {
                 let prev = &mut idx.samples[sample - 1];
                 let stretched = i64::from(prev.duration_90k) + late_90k;
                 prev.duration_90k = u32::try_from(stretched).unwrap_or(u32::MAX);

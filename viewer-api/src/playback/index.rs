@@ -8,7 +8,7 @@ pub(super) const LOOKBACK_MS: i64 = 60_000;
 
 /// Wall time of the frame at `pts` of a chunk.
 pub fn frame_unix_ms(gop: &GopData, pts: i64) -> i64 {
-    gop.start_unix_ms + (pts - gop.frames[0].pts_90k) / 90
+    gop.start_unix_ms + ms_from_90k(pts - gop.frames[0].pts_90k)
 }
 
 /// A chunk as [`build_index`] sees it: times and sizes, no image data.
@@ -20,7 +20,7 @@ pub(super) struct ChunkMeta {
 
 impl ChunkMeta {
     fn unix_ms(&self, pts: i64) -> i64 {
-        self.start_unix_ms + (pts - self.frames[0].pts_90k) / 90
+        self.start_unix_ms + ms_from_90k(pts - self.frames[0].pts_90k)
     }
 
     fn of_gop(gop: GopData) -> Self {
@@ -237,7 +237,7 @@ pub fn build_index(
             key: frames[i].key,
         });
     }
-    let last_dur_ms = i64::from(samples[samples.len() - 1].duration_90k) / 90;
+    let last_dur_ms = ms_from_90k(i64::from(samples[samples.len() - 1].duration_90k));
     Ok(Some(FrameIndex {
         camera: camera.to_string(),
         params,

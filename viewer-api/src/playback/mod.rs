@@ -15,11 +15,11 @@
 //! in-memory store and the real one ([`crate::store`]) is a thin adapter over the
 //! recorder's `footage` API.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::clock::ms_from_90k;
 use crate::mp4::{self, Layout, Sample, TrackParams};
 
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +246,7 @@ impl FrameIndex {
         let mut media_90k: i64 = 0;
         let mut sample = 0usize;
         for (g, wall) in self.gops.iter().zip(&self.gop_unix_ms) {
-            let media_ms = media_90k / 90;
+            let media_ms = ms_from_90k(media_90k);
             let predicted = out.last().map(|(m, w)| w + (media_ms - m));
             if predicted.is_none_or(|p| (p - wall).abs() > tolerance_ms) {
                 out.push((media_ms, *wall));
@@ -328,10 +328,12 @@ pub mod frame_step {
 }
 
 mod index;
+#[cfg(any(test, feature = "testing"))]
 mod memory;
 mod payload;
 
 pub use index::*;
+#[cfg(any(test, feature = "testing"))]
 pub use memory::*;
 pub use payload::*;
 

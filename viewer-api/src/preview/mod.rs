@@ -32,7 +32,7 @@
 
 pub mod live;
 mod pipeline;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testclip;
 mod thumb;
 mod transcode;
@@ -53,6 +53,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{debug, error, info};
 
 use crate::api::{ApiError, Caller, Shared, blocking, lookup, parse_time, token_from};
+use crate::clock::ms_from_90k;
 use crate::clock::rfc3339;
 use crate::playback::{FrameIndex, SourceError};
 use crate::viewing;
@@ -162,7 +163,7 @@ impl Iterator for Frames<'_> {
                 .get(self.gop)
                 .copied()
                 .unwrap_or(ix.first_unix_ms)
-                + (self.media - self.gop_media) / 90,
+                + ms_from_90k(self.media - self.gop_media),
             key: s.key,
         };
         self.sample += 1;
@@ -173,12 +174,13 @@ impl Iterator for Frames<'_> {
 
 /// Media duration of `index` in ms (the viewing's MP4's length).
 pub fn duration_ms(index: &FrameIndex) -> i64 {
-    index
-        .samples
-        .iter()
-        .map(|s| i64::from(s.duration_90k))
-        .sum::<i64>()
-        / 90
+    ms_from_90k(
+        index
+            .samples
+            .iter()
+            .map(|s| i64::from(s.duration_90k))
+            .sum::<i64>(),
+    )
 }
 
 /// The key frame at or before media time `media_ms` (the first frame when none is).
@@ -368,7 +370,7 @@ async fn preview(
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "video/mp4")
         .header(header::ACCEPT_RANGES, "none")
-        .header("x-preview-start-ms", start.media_90k / 90)
+        .header("x-preview-start-ms", ms_from_90k(start.media_90k))
         .header(
             header::CONTENT_DISPOSITION,
             format!(
@@ -454,7 +456,7 @@ async fn thumb(
         .header(header::CONTENT_TYPE, "image/jpeg")
         .header(header::CONTENT_LENGTH, jpeg.len())
         .header("x-frame-time", rfc3339(pos.unix_ms))
-        .header("x-media-ms", pos.media_90k / 90)
+        .header("x-media-ms", ms_from_90k(pos.media_90k))
         .body(Body::from(jpeg))
         .map_err(|_| ApiError::internal())
 }

@@ -40,6 +40,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tracing::warn;
 
+use crate::clock::{ms_from_90k, ticks_90k_from_ms};
 use crate::mp4::{self, Sample, TrackParams, VideoCodec};
 use crate::playback::{self, FootageSource, FrameIndex, SourceError};
 
@@ -366,7 +367,7 @@ fn feed(
                 let meta = FrameMeta {
                     media_90k: media,
                     duration_90k: s.duration_90k,
-                    unix_ms: index.gop_unix_ms[g] + (media - gop_media) / 90,
+                    unix_ms: index.gop_unix_ms[g] + ms_from_90k(media - gop_media),
                     ends_fragment: false,
                 };
                 if !feeder.push(buf.slice(off..off + len), s.key, meta) {
@@ -410,7 +411,7 @@ fn pull(
         seq: 0,
         frames: Vec::new(),
         data: Vec::new(),
-        max_90k: i64::from(settings.fragment_ms) * 90,
+        max_90k: ticks_90k_from_ms(i64::from(settings.fragment_ms)),
     };
     let mut last_progress = Instant::now();
     let in_flight = input.in_flight;
