@@ -9,6 +9,7 @@
 pub mod keys;
 mod secret_file;
 pub mod signing;
+pub mod storage;
 pub mod watchdog;
 
 pub use keys::{FileKeyProvider, Kek, KeyError, KeyProvider, MemoryKeyProvider};
