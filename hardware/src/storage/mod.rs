@@ -37,6 +37,12 @@
 //!
 //! A probe blocks (smartctl can take seconds on a busy disk, see [`SystemCommands`]):
 //! call it from a thread of its own, not from the async runtime.
+//!
+//! smartctl opens the raw disk: it needs read access to `/dev/<disk>` and, for ATA
+//! pass-through, `CAP_SYS_RAWIO`. A service user without them gets "Permission denied",
+//! which is reported as [`Alarm::Unknown`] (the disk may well have SMART; the probe
+//! may not ask), so the unit must grant them or the [`CommandRunner`] must go through
+//! a privileged helper.
 
 mod linux;
 pub mod smart;
