@@ -30,6 +30,9 @@ PACKAGES=(
   # tests/tests/syslog.rs (RFC 5425 on loopback).
   rsyslog
   rsyslog-gnutls
+  # smartmontools: smartctl, which the storage health probe runs; its test reads this
+  # machine's own disk through the real smartctl (hardware/src/storage/linux.rs).
+  smartmontools
 )
 
 missing=()
