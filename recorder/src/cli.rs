@@ -262,7 +262,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
             let clock = std::sync::Arc::new(crate::clock::SystemClock);
+            let storage = std::sync::Arc::new(crate::devices::StorageWatch::start(&config, None));
             let service = crate::service::Service::from_config(&config, clock)?
+                .with_storage(storage)
                 .listen(&config.service_socket())?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

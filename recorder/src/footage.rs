@@ -174,6 +174,10 @@ pub struct StoreHealth {
     /// Retention's last stored state (alarms, clock refusal); `None` before the
     /// recorder's retention has run once on this store.
     pub retention: Option<crate::retention::RetentionState>,
+    /// The disk under the store, as the recorder last probed it ([`crate::devices`]);
+    /// `None` where nothing watches it (the catalog alone was read).
+    #[serde(default)]
+    pub storage: Option<hardware::storage::StorageReport>,
 }
 
 /// Reads the health of the store at `store` from its catalog (read-only; safe beside
@@ -316,6 +320,7 @@ pub fn health(
         bytes: total.max(0) as u64,
         holds_active,
         retention,
+        storage: None,
     })
 }
 

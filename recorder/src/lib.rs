@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod devices;
 pub mod footage;
 pub mod holds;
 pub mod journal;

@@ -29,6 +29,12 @@ pub struct DeletionLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlarmLabel {
+    /// `read_only`, `io_errors`, `smart_failed`, `smart_warning`, `almost_full`, `unknown`.
+    pub kind: String,
+}
+
 /// The camera states, as exported and stored in the catalog.
 pub const STATES: [&str; 3] = ["connecting", "recording", "offline"];
 
@@ -55,6 +61,11 @@ pub struct Metrics {
     /// 1 while age retention refuses to act because the wall clock is not sane.
     pub retention_clock_refused: Gauge,
     pub holds_active: Gauge,
+    /// The disk under the store (devices.rs): 1 per alarm kind in force.
+    pub storage_alarm: Family<AlarmLabel, Gauge>,
+    pub storage_used_percent: Gauge,
+    pub storage_available_bytes: Gauge,
+    pub storage_io_errors: Gauge,
 }
 
 impl Default for Metrics {
@@ -85,6 +96,10 @@ impl Metrics {
             retention_alarm: Gauge::default(),
             retention_clock_refused: Gauge::default(),
             holds_active: Gauge::default(),
+            storage_alarm: Family::default(),
+            storage_used_percent: Gauge::default(),
+            storage_available_bytes: Gauge::default(),
+            storage_io_errors: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -172,6 +187,26 @@ impl Metrics {
             "holds_active",
             "Legal holds in force",
             m.holds_active.clone(),
+        );
+        registry.register(
+            "storage_alarm",
+            "1 while the store's disk has this alarm (read_only, io_errors, smart_failed, smart_warning, almost_full, unknown)",
+            m.storage_alarm.clone(),
+        );
+        registry.register(
+            "storage_used_percent",
+            "Share of the store's file system in use",
+            m.storage_used_percent.clone(),
+        );
+        registry.register(
+            "storage_available_bytes",
+            "Bytes free for the recorder on the store's file system",
+            m.storage_available_bytes.clone(),
+        );
+        registry.register(
+            "storage_io_errors",
+            "I/O errors the kernel counted on the store's disk and file system",
+            m.storage_io_errors.clone(),
         );
         Metrics { registry, ..m }
     }

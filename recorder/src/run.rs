@@ -47,9 +47,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // The viewer-api's only way into the store (dropped, and its socket removed, when
     // recording stops). Recording never depends on it: if it cannot start, the
     // cameras are recorded anyway and the error says why footage cannot be viewed.
+    let storage = Arc::new(crate::devices::StorageWatch::start(
+        &config,
+        Some(metrics.clone()),
+    ));
     let _service = match crate::service::Service::from_config(&config, clock.clone()).and_then(
         |s| {
             s.with_metrics(metrics.clone())
+                .with_storage(storage.clone())
                 .listen(&config.service_socket())
         },
     ) {

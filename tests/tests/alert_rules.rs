@@ -32,6 +32,11 @@ fn every_metric_an_alert_names_exists() {
     rec.set_state("gate", "recording");
     let _ = rec.frames_dropped.get_or_create(&cam);
     let _ = rec.write_errors.get_or_create(&cam);
+    let _ = rec
+        .storage_alarm
+        .get_or_create(&recorder::metrics::AlarmLabel {
+            kind: "read_only".into(),
+        });
     let mut known = exposed(&rec.encode());
     known.extend(exposed(&viewer_api::metrics::Metrics::new().encode()));
     assert!(

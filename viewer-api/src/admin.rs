@@ -520,6 +520,21 @@ async fn health(
                 "clock_refused": r.clock_refused.is_some(),
                 "clock_refused_reason": r.clock_refused,
             })),
+            // The disk under the store, as the recorder last probed it: SMART, I/O
+            // errors, a read-only remount, the free space retention cannot keep.
+            "disk": h.storage.as_ref().map(|d| json!({
+                "alarm": !d.alarms.is_empty(),
+                "alarms": d.alarms.iter().map(|a| json!({
+                    "kind": a.kind(),
+                    "critical": a.severity() == hardware::storage::Severity::Critical,
+                    "text": a.to_string(),
+                })).collect::<Vec<_>>(),
+                "read_only": d.mount.as_ref().map(|m| m.read_only),
+                "used_percent": d.fill.as_ref().map(|f| f.used_percent),
+                "io_errors": d.io_error_count(),
+                "device": d.disk,
+                "smart": d.smart,
+            })),
         })
     });
     // Where the access log is forwarded, for those who see the whole box.

@@ -63,6 +63,14 @@ pub trait StorageHealth: Send + Sync {
     fn probe(&self) -> StorageReport;
 }
 
+/// A shared probe: a test keeps one handle to change the simulated disk while a
+/// watcher probes it through the other.
+impl<T: StorageHealth + ?Sized> StorageHealth for std::sync::Arc<T> {
+    fn probe(&self) -> StorageReport {
+        (**self).probe()
+    }
+}
+
 /// When a finding becomes an alarm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thresholds {

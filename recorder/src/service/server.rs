@@ -41,6 +41,7 @@ pub struct Service {
     active: AtomicUsize,
     syslog: Option<crate::syslog::SyslogConfig>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    storage: Option<Arc<crate::devices::StorageWatch>>,
 }
 
 /// The running service; dropping it stops accepting and removes the socket.
@@ -146,12 +147,19 @@ impl Service {
             active: AtomicUsize::new(0),
             syslog: None,
             metrics: None,
+            storage: None,
         })
     }
 
     /// Answers `Metrics` with these (the recorder's, when it records).
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Service {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Answers `Health` with the disk's state as this watch last probed it.
+    pub fn with_storage(mut self, watch: Arc<crate::devices::StorageWatch>) -> Service {
+        self.storage = Some(watch);
         self
     }
 
@@ -560,10 +568,12 @@ impl Connection<'_> {
                     )?;
                 json(())
             }
-            Request::Health { since_ms } => json(
-                crate::footage::health(svc.footage.store(), since_ms, self.now())
-                    .map_err(footage_err)?,
-            ),
+            Request::Health { since_ms } => {
+                let mut h = crate::footage::health(svc.footage.store(), since_ms, self.now())
+                    .map_err(footage_err)?;
+                h.storage = svc.storage.as_ref().map(|w| w.report());
+                json(h)
+            }
             Request::Metrics => json(svc.metrics.as_ref().map(|m| m.encode()).unwrap_or_default()),
             Request::FsSpace => {
                 json(crate::footage::file_system_space(svc.footage.store()).map_err(failed)?)

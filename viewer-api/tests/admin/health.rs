@@ -402,3 +402,53 @@ async fn metrics_need_sign_in_and_include_the_recorders() {
         assert!(!text.contains(common::PW));
     }
 }
+
+/// The disk under the store (issue 11): a read-only remount and I/O errors that the
+/// recorder's storage watch finds reach `/api/v1/health` (for those who see the whole
+/// box), and the metrics; a contractor sees neither.
+#[tokio::test]
+async fn a_failing_disk_shows_in_health_and_metrics() {
+    let env = env().await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
+    let (_, disk) = common::service_and_disk(&env.config, clock);
+    let health = || async { env.get("ivan", "/api/v1/health").await.json() };
+    // Healthy at first: the disk's fill is reported, no alarm.
+    let h = health().await;
+    assert_eq!(h["store"]["disk"]["alarm"], false, "{h}");
+    assert_eq!(h["store"]["disk"]["used_percent"], 40, "{h}");
+
+    disk.set_read_only(true);
+    disk.set_io_errors(7);
+    let mut h = health().await;
+    for _ in 0..100 {
+        if h["store"]["disk"]["alarm"] == true && h["store"]["disk"]["io_errors"] == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        h = health().await;
+    }
+    let d = &h["store"]["disk"];
+    assert_eq!(d["alarm"], true, "{h}");
+    assert_eq!(d["read_only"], true, "{h}");
+    let kinds: Vec<&str> = d["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["read_only", "io_errors"], "{h}");
+    assert!(d["alarms"][0]["critical"].as_bool().unwrap(), "{h}");
+
+    let text = String::from_utf8(env.get("ada", "/api/v1/metrics").await.body).unwrap();
+    assert!(
+        text.contains("ringfence_storage_alarm{kind=\"read_only\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("ringfence_storage_io_errors 7"), "{text}");
+
+    // A contractor's health has no store part, so nothing about the disk.
+    let h = env.get("carl", "/api/v1/health").await.json();
+    assert!(h["store"].is_null(), "{h}");
+    disk.set_read_only(false);
+    disk.set_io_errors(0);
+}

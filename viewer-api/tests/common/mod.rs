@@ -377,24 +377,46 @@ pub fn store_config(dir: &Path, storage: &str, gate: &str, api: &str) -> Config 
 /// per store, kept until the test process ends; its socket is in the test's directory),
 /// and a client of it: what `viewer-api serve` talks to.
 pub fn service(config: &Config, clock: Arc<dyn recorder::clock::Clock>) -> Arc<Client> {
-    static RUNNING: std::sync::Mutex<Vec<(PathBuf, ServiceHandle, Arc<Client>)>> =
-        std::sync::Mutex::new(Vec::new());
+    service_and_disk(config, clock).0
+}
+
+/// [`service`], and the simulated disk under its store (healthy until a test changes
+/// it), which the service watches as `recorder run` watches the real one.
+pub fn service_and_disk(
+    config: &Config,
+    clock: Arc<dyn recorder::clock::Clock>,
+) -> (Arc<Client>, Arc<hardware::storage::Simulated>) {
+    type Running = (
+        PathBuf,
+        ServiceHandle,
+        Arc<Client>,
+        Arc<hardware::storage::Simulated>,
+    );
+    static RUNNING: std::sync::Mutex<Vec<Running>> = std::sync::Mutex::new(Vec::new());
     let socket = config.service_socket();
     let mut running = RUNNING.lock().unwrap();
-    if let Some((_, _, c)) = running.iter().find(|(p, _, _)| *p == socket) {
-        return c.clone();
+    if let Some((_, _, c, d)) = running.iter().find(|(p, _, _, _)| *p == socket) {
+        return (c.clone(), d.clone());
     }
     // with metrics, as `recorder run` has (what the viewer-api's metrics include)
     let metrics = Arc::new(recorder::metrics::Metrics::new());
     metrics.store_bytes.set(1234);
+    let disk = Arc::new(hardware::storage::Simulated::new(&config.storage.path));
+    let watch = recorder::devices::StorageWatch::with_probe(
+        &config.storage.path,
+        Box::new(disk.clone()),
+        Duration::from_millis(50),
+        Some(metrics.clone()),
+    );
     let handle = Service::from_config(config, clock)
         .unwrap()
         .with_metrics(metrics)
+        .with_storage(Arc::new(watch))
         .listen(&socket)
         .unwrap();
     let client = Arc::new(Client::new(&socket));
-    running.push((socket, handle, client.clone()));
-    client
+    running.push((socket, handle, client.clone(), disk.clone()));
+    (client, disk)
 }
 
 /// The store's footage through the recorder's service (see [`service`]).

@@ -22,6 +22,8 @@ export async function render(main, ctx) {
   const ret = (store && store.retention) || {};
   if (ret.alarm) alarms.push(...(ret.alarms && ret.alarms.length ? ret.alarms.map((a) => `${t('health.alarm_retention')} ${a}`) : [t('health.alarm_retention')]));
   if (ret.clock_refused) alarms.push(`${t('health.alarm_clock')}${ret.clock_refused_reason ? ` (${ret.clock_refused_reason})` : ''}`);
+  const disk = (store && store.disk) || {};
+  for (const a of disk.alarms || []) alarms.push(`${t(`health.disk_${a.kind}`)} (${a.text})`);
   const fwd = hlt.log_forwarding;
   if (fwd && !fwd.connected) alarms.push(`${t('health.alarm_syslog')}${fwd.last_error ? ` (${fwd.last_error})` : ''}`);
   const skew = Math.abs(Date.now() - now);
@@ -40,6 +42,7 @@ export async function render(main, ctx) {
         h('h2', {}, t('health.store')),
         pct !== null ? h('p', {}, h('meter', { min: 0, max: 100, value: pct, high: 90, 'aria-label': t('health.fill') }), ` ${pct} % — ${fmtBytes(used)} / ${fmtBytes(max)}`) : null,
         store.fs_free_bytes !== undefined ? h('p', {}, t('health.fs_free', { free: fmtBytes(store.fs_free_bytes), size: fmtBytes(store.fs_size_bytes) })) : null,
+        disk.device ? h('p', {}, t('health.disk', { dev: disk.device, n: disk.io_errors })) : null,
         store.holds_active !== undefined ? h('p', {}, t('health.holds', { n: store.holds_active })) : null,
         fwd && fwd.connected ? h('p', {}, t('health.syslog_ok', { n: fwd.forwarded_seq })) : null),
     );
