@@ -30,6 +30,14 @@ PACKAGES=(
   # tests/tests/syslog.rs (RFC 5425 on loopback).
   rsyslog
   rsyslog-gnutls
+  # TPM 2.0: libtss2-dev is the TSS (ESAPI, TCTIs) that the hardware crate's `tpm`
+  # feature (on by default) links through tss-esapi, so the workspace build needs it;
+  # swtpm (a software TPM) and swtpm-tools are what the TPM sealing tests run against
+  # (hardware/src/tpm/tests.rs); tpm2-tools to inspect a TPM by hand (tpm2_pcrread).
+  libtss2-dev
+  swtpm
+  swtpm-tools
+  tpm2-tools
 )
 
 missing=()

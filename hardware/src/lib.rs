@@ -3,12 +3,17 @@
 //!
 //! Built so far: key sealing (the key-encryption key that wraps every segment's data
 //! key: losing it loses the footage, replacing it silently would make the footage
-//! unreadable, so providers never overwrite an existing key), the device signing key,
-//! and the service manager's watchdog.
+//! unreadable, so providers never overwrite an existing key), in a root-only file or
+//! sealed by a TPM 2.0 to the boot chain (`tpm`, the cargo feature `tpm`, on by
+//! default), the device signing key (likewise), and the service manager's watchdog.
 
 pub mod keys;
 mod secret_file;
 pub mod signing;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub mod watchdog;
 
 pub use keys::{FileKeyProvider, Kek, KeyError, KeyProvider, MemoryKeyProvider};
+#[cfg(feature = "tpm")]
+pub use tpm::{PcrSelection, TpmKeyProvider, TpmSigningKeyProvider};
