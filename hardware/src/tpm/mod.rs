@@ -15,9 +15,10 @@
 //! computes the PCR policy (`TPM2_PolicyPCR` in a trial session) and seals the secret as
 //! a keyed-hash *sealed data object* whose only authorisation is that policy (no
 //! password: `userWithAuth` clear), under a primary key recreated from the owner
-//! hierarchy's seed with a fixed template (ECC P-256 storage key, as `tpm2_createprimary
-//! -C o -G ecc` makes): the same TPM always derives the same primary, so no persistent
-//! handle is taken and nothing on the TPM must be provisioned. It unseals the new object
+//! hierarchy's seed with a fixed template (an ECC P-256 storage key with AES-128-CFB for
+//! its children and the usual storage-root attributes): the same TPM always derives the
+//! same primary, so no persistent handle is taken and nothing on the TPM must be
+//! provisioned. It unseals the new object
 //! once to check it, then writes its public and private areas (the private one is
 //! encrypted by the TPM under that primary) to the key file. `load` recreates the
 //! primary, loads the blobs, satisfies the policy in a policy session (`TPM2_PolicyPCR`
@@ -50,7 +51,10 @@
 //! (existing segment keys no longer unwrap); a substituted signing key by whoever checks
 //! an export against the device's known public key. The owner hierarchy must have an
 //! empty authorisation value (the default); the TPM is reached through a TCTI, on the
-//! box `device:/dev/tpmrm0` (the kernel's resource manager), in tests swtpm.
+//! box `device:/dev/tpmrm0` (the kernel's resource manager; its user needs the `tss`
+//! group), in tests swtpm. A key sealed to PCR 7 stays sealed after a change of the
+//! secure boot state (a firmware or `dbx` update) until a resealing step exists. On a
+//! refusal libtss2 also logs its own lines to stderr (`TSS2_LOG=all+none` quiets them).
 
 mod sealer;
 #[cfg(test)]
