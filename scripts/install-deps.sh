@@ -33,6 +33,14 @@ PACKAGES=(
   # smartmontools: smartctl, which the storage health probe runs; its test reads this
   # machine's own disk through the real smartctl (hardware/src/storage/linux.rs).
   smartmontools
+  # TPM 2.0: libtss2-dev is the TSS (ESAPI, TCTIs) that the hardware crate's `tpm`
+  # feature (on by default) links through tss-esapi, so the workspace build needs it;
+  # swtpm (a software TPM) and swtpm-tools are what the TPM sealing tests run against
+  # (hardware/src/tpm/tests.rs); tpm2-tools to inspect a TPM by hand (tpm2_pcrread).
+  libtss2-dev
+  swtpm
+  swtpm-tools
+  tpm2-tools
 )
 
 missing=()

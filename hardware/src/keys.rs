@@ -1,5 +1,6 @@
-//! Key providers. The file provider keeps the KEK in a root-only file; a TPM-sealed
-//! provider will implement the same trait on the appliance.
+//! Key providers. The file provider keeps the KEK in a root-only file; on the appliance
+//! the TPM-sealed provider (`crate::tpm::TpmKeyProvider`) implements the same trait, and
+//! the file provider stays the fallback for boxes without a TPM.
 //!
 //! The file holds one text line, `ringfence-kek-v1:<64 hex digits>`, so that a
 //! truncated or foreign file is recognised and refused rather than used as a key.
@@ -53,6 +54,28 @@ pub enum KeyError {
     TooOpen { path: PathBuf, mode: u32 },
     #[error("key file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A TPM-sealed key file that is not one (`tpm::TpmKeyProvider`).
+    #[error(
+        "sealed key file {path} is not a Ringfence TPM-sealed key (expected one line `{prefix}sha256:<PCRs>:<public hex>:<private hex>` holding a PCR-bound sealed object)"
+    )]
+    SealedMalformed { path: PathBuf, prefix: &'static str },
+    /// The TPM refused to unseal: the PCRs the key is bound to hold other values now.
+    #[error(
+        "sealed key file {path} is sealed to other PCR values ({pcrs}): the boot chain changed (firmware, boot loader or secure boot state) and the TPM releases the key only under the boot chain it was sealed under; boot that one"
+    )]
+    PcrMismatch { path: PathBuf, pcrs: String },
+    /// The TPM could not load the sealed object under its key: another TPM's file.
+    #[error(
+        "sealed key file {path} was not sealed by this TPM (it is another TPM's, this TPM's owner hierarchy was cleared, or the file was altered): this TPM cannot unseal it"
+    )]
+    OtherTpm { path: PathBuf },
+    /// The TPM could not be reached, or failed a command.
+    #[error("TPM ({tcti}), {what}: {detail}")]
+    Tpm {
+        tcti: String,
+        what: &'static str,
+        detail: String,
+    },
 }
 
 /// Where the KEK lives.

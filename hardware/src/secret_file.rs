@@ -84,6 +84,85 @@ pub(crate) fn create_new(
     Ok(true)
 }
 
+/// Reads a small text file that only its owner may read (at most `max` bytes; longer
+/// is `Malformed`).
+#[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+pub(crate) fn read_private_text(
+    path: &Path,
+    max: u64,
+) -> Result<Zeroizing<String>, SecretFileError> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SecretFileError::Missing),
+        Err(e) => return Err(SecretFileError::Io(e)),
+    };
+    let mode = file
+        .metadata()
+        .map_err(SecretFileError::Io)?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecretFileError::TooOpen { mode });
+    }
+    let mut text = Zeroizing::new(String::new());
+    let n = Read::by_ref(&mut file)
+        .take(max + 1)
+        .read_to_string(&mut text)
+        .map_err(|_| SecretFileError::Malformed)?;
+    if n as u64 > max {
+        return Err(SecretFileError::Malformed);
+    }
+    Ok(text)
+}
+
+/// Writes `text` as a new file of mode 0600 unless `path` exists; returns whether it
+/// wrote. The text goes to a temporary file beside it first, synced, then is linked
+/// into place (a link never replaces an existing file), so that a crash leaves either
+/// no file or the whole one, never a cut one.
+#[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+pub(crate) fn create_new_text(path: &Path, text: &[u8]) -> Result<bool, SecretFileError> {
+    if fs::symlink_metadata(path).is_ok() {
+        return Ok(false);
+    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d,
+        None => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(SecretFileError::Io)?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| SecretFileError::Io(io::Error::other("the path names no file")))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".tmp-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(text)?;
+        file.sync_all()?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    let wrote = result.map_err(SecretFileError::Io)?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(SecretFileError::Io)?;
+    Ok(wrote)
+}
+
 fn parse_hex32(hex: &str) -> Option<Zeroizing<[u8; 32]>> {
     if hex.len() != 64 {
         return None;

@@ -3,8 +3,10 @@
 //! changed. Like the KEK it never leaves the box; only its public half is handed out.
 //!
 //! The file provider keeps it in a root-only file holding one text line,
-//! `ringfence-ed25519-v1:<64 hex digits of the secret seed>`. A TPM-backed provider
-//! will implement the same traits on the appliance (signing inside the TPM).
+//! `ringfence-ed25519-v1:<64 hex digits of the secret seed>`. On the appliance the
+//! TPM-sealed provider (`crate::tpm::TpmSigningKeyProvider`) implements the same traits:
+//! the seed is sealed by the TPM and unsealed at start; signing stays on the host (see
+//! that module for why not inside the TPM yet).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,28 @@ pub enum SigningKeyError {
     TooOpen { path: PathBuf, mode: u32 },
     #[error("signing key file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A TPM-sealed key file that is not one (`tpm::TpmSigningKeyProvider`).
+    #[error(
+        "sealed signing key file {path} is not a Ringfence TPM-sealed key (expected one line `{prefix}sha256:<PCRs>:<public hex>:<private hex>` holding a PCR-bound sealed object)"
+    )]
+    SealedMalformed { path: PathBuf, prefix: &'static str },
+    /// The TPM refused to unseal: the PCRs the key is bound to hold other values now.
+    #[error(
+        "sealed signing key file {path} is sealed to other PCR values ({pcrs}): the boot chain changed (firmware, boot loader or secure boot state) and the TPM releases the key only under the boot chain it was sealed under; boot that one"
+    )]
+    PcrMismatch { path: PathBuf, pcrs: String },
+    /// The TPM could not load the sealed object under its key: another TPM's file.
+    #[error(
+        "sealed signing key file {path} was not sealed by this TPM (it is another TPM's, this TPM's owner hierarchy was cleared, or the file was altered): this TPM cannot unseal it"
+    )]
+    OtherTpm { path: PathBuf },
+    /// The TPM could not be reached, or failed a command.
+    #[error("TPM ({tcti}), {what}: {detail}")]
+    Tpm {
+        tcti: String,
+        what: &'static str,
+        detail: String,
+    },
 }
 
 /// Signs with the device key; the secret never leaves the implementation.
