@@ -80,6 +80,26 @@ pub struct KeysConfig {
     /// The device's Ed25519 export-signing key; default `signing.key` beside `kek_file`.
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,
+    /// Where the keys are kept: `file` (root-only files) or `tpm` (the files hold the
+    /// keys sealed by the box's TPM 2.0 to its boot chain; nothing else can open them).
+    #[serde(default)]
+    pub provider: KeyStorage,
+    /// The TPM's TSS TCTI (`tpm` only); default `device:/dev/tpmrm0`.
+    #[serde(default)]
+    pub tpm_tcti: Option<String>,
+    /// The PCRs the keys are sealed to (`tpm` only), e.g. `sha256:7` (the default: the
+    /// secure boot state) or `sha256:0,2,4,7`.
+    #[serde(default)]
+    pub tpm_pcrs: Option<String>,
+}
+
+/// `[keys] provider`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStorage {
+    #[default]
+    File,
+    Tpm,
 }
 
 impl Default for KeysConfig {
@@ -87,6 +107,9 @@ impl Default for KeysConfig {
         KeysConfig {
             kek_file: default_kek_file(),
             signing_key_file: None,
+            provider: KeyStorage::File,
+            tpm_tcti: None,
+            tpm_pcrs: None,
         }
     }
 }
@@ -321,6 +344,7 @@ impl Config {
         if let Some(s) = &self.syslog {
             s.validate()?;
         }
+        self.validate_keys()?;
         if let Some(m) = &self.metrics
             && !m.addr.ip().is_loopback()
         {
@@ -330,6 +354,30 @@ impl Config {
                 m.addr
             ));
         }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_keys(&self) -> Result<(), String> {
+        let k = &self.keys;
+        if k.provider == KeyStorage::File {
+            if k.tpm_tcti.is_some() || k.tpm_pcrs.is_some() {
+                return Err("keys.tpm_tcti and keys.tpm_pcrs need keys.provider = \"tpm\"".into());
+            }
+            return Ok(());
+        }
+        #[cfg(feature = "tpm")]
+        if let Some(p) = &k.tpm_pcrs {
+            p.parse::<hardware::PcrSelection>()
+                .map_err(|e| format!("keys.tpm_pcrs = {p:?}: {e}"))?;
+        }
+        #[cfg(not(feature = "tpm"))]
+        return Err(
+            "keys.provider = \"tpm\", but this recorder was built without TPM support (feature `tpm`)"
+                .into(),
+        );
+        #[cfg(feature = "tpm")]
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use hardware::{FileKeyProvider, Kek, KeyError, KeyProvider};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{self, Catalog, CatalogError};
-use crate::config::Config;
+use crate::config::{Config, KeyStorage};
 
 const KEK_CHECK_KEY: &str = "kek_check";
 const LOCK_FILE: &str = "recorder.lock";
@@ -62,13 +62,124 @@ fn kek_check(kek: &Kek) -> String {
     hex::encode(h.finalize())
 }
 
-pub fn key_provider(config: &Config) -> FileKeyProvider {
-    FileKeyProvider::new(&config.keys.kek_file)
+/// The KEK as `[keys]` says: a root-only file, or sealed by the TPM.
+pub fn key_provider(config: &Config) -> ConfiguredKeys {
+    ConfiguredKeys(config.keys.clone())
 }
 
-/// The device's export-signing key (`[keys] signing_key_file`).
-pub fn signing_key_provider(config: &Config) -> hardware::signing::FileSigningKeyProvider {
-    hardware::signing::FileSigningKeyProvider::new(config.keys.signing_key_path())
+/// The device's export-signing key (`[keys] signing_key_file`), likewise.
+pub fn signing_key_provider(config: &Config) -> ConfiguredSigningKey {
+    ConfiguredSigningKey(ConfiguredKeys(config.keys.clone()))
+}
+
+/// The key providers `[keys]` names. A TPM is reached only when a key is loaded or
+/// created, so a config is checked without one.
+#[derive(Debug, Clone)]
+pub struct ConfiguredKeys(crate::config::KeysConfig);
+
+/// The signing key's provider that `[keys]` names.
+#[derive(Debug, Clone)]
+pub struct ConfiguredSigningKey(ConfiguredKeys);
+
+#[cfg(feature = "tpm")]
+impl ConfiguredKeys {
+    fn tcti(&self) -> &str {
+        self.0
+            .tpm_tcti
+            .as_deref()
+            .unwrap_or(hardware::tpm::DEFAULT_TCTI)
+    }
+
+    fn pcrs(&self) -> hardware::PcrSelection {
+        // Checked when the config was loaded.
+        self.0
+            .tpm_pcrs
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default()
+    }
+
+    fn tpm_kek(&self) -> std::result::Result<hardware::TpmKeyProvider, KeyError> {
+        hardware::TpmKeyProvider::new(self.tcti(), &self.0.kek_file, self.pcrs())
+    }
+
+    fn tpm_signing(
+        &self,
+    ) -> std::result::Result<hardware::TpmSigningKeyProvider, hardware::signing::SigningKeyError>
+    {
+        hardware::TpmSigningKeyProvider::new(self.tcti(), self.0.signing_key_path(), self.pcrs())
+    }
+}
+
+impl KeyProvider for ConfiguredKeys {
+    fn load(&self) -> std::result::Result<Kek, KeyError> {
+        match self.0.provider {
+            KeyStorage::File => FileKeyProvider::new(&self.0.kek_file).load(),
+            #[cfg(feature = "tpm")]
+            KeyStorage::Tpm => self.tpm_kek()?.load(),
+            #[cfg(not(feature = "tpm"))]
+            KeyStorage::Tpm => unreachable!("refused when the config was loaded"),
+        }
+    }
+
+    fn create_if_absent(&self) -> std::result::Result<bool, KeyError> {
+        match self.0.provider {
+            KeyStorage::File => FileKeyProvider::new(&self.0.kek_file).create_if_absent(),
+            #[cfg(feature = "tpm")]
+            KeyStorage::Tpm => self.tpm_kek()?.create_if_absent(),
+            #[cfg(not(feature = "tpm"))]
+            KeyStorage::Tpm => unreachable!("refused when the config was loaded"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.0.provider {
+            KeyStorage::File => FileKeyProvider::new(&self.0.kek_file).describe(),
+            KeyStorage::Tpm => format!("TPM-sealed key file {}", self.0.kek_file.display()),
+        }
+    }
+}
+
+impl hardware::signing::SigningKeyProvider for ConfiguredSigningKey {
+    fn load(
+        &self,
+    ) -> std::result::Result<
+        Box<dyn hardware::signing::DeviceSigner>,
+        hardware::signing::SigningKeyError,
+    > {
+        match self.0.0.provider {
+            KeyStorage::File => {
+                hardware::signing::FileSigningKeyProvider::new(self.0.0.signing_key_path()).load()
+            }
+            #[cfg(feature = "tpm")]
+            KeyStorage::Tpm => self.0.tpm_signing()?.load(),
+            #[cfg(not(feature = "tpm"))]
+            KeyStorage::Tpm => unreachable!("refused when the config was loaded"),
+        }
+    }
+
+    fn create_if_absent(&self) -> std::result::Result<bool, hardware::signing::SigningKeyError> {
+        match self.0.0.provider {
+            KeyStorage::File => {
+                hardware::signing::FileSigningKeyProvider::new(self.0.0.signing_key_path())
+                    .create_if_absent()
+            }
+            #[cfg(feature = "tpm")]
+            KeyStorage::Tpm => self.0.tpm_signing()?.create_if_absent(),
+            #[cfg(not(feature = "tpm"))]
+            KeyStorage::Tpm => unreachable!("refused when the config was loaded"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.0.0.provider {
+            KeyStorage::File => format!("key file {}", self.0.0.signing_key_path().display()),
+            KeyStorage::Tpm => format!(
+                "TPM-sealed key file {}",
+                self.0.0.signing_key_path().display()
+            ),
+        }
+    }
 }
 
 /// `recorder init`: creates the store and the KEK when absent. Idempotent; never
@@ -108,7 +219,7 @@ pub fn init(config: &Config, keys: &dyn KeyProvider) -> Result<Vec<String>> {
     {
         use hardware::signing::SigningKeyProvider;
         let created = signing.create_if_absent().map_err(|e| StoreError::Io {
-            path: signing.path().to_path_buf(),
+            path: config.keys.signing_key_path(),
             source: io::Error::other(e.to_string()),
         })?;
         if created {

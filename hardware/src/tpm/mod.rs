@@ -57,6 +57,8 @@
 //! refusal libtss2 also logs its own lines to stderr (`TSS2_LOG=all+none` quiets them).
 
 mod sealer;
+#[cfg(any(test, feature = "testing"))]
+pub mod swtpm;
 #[cfg(test)]
 mod tests;
 
