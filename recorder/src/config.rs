@@ -51,6 +51,10 @@ pub struct Config {
     /// (`recorder::syslog`); none: kept on the box only.
     #[serde(default)]
     pub syslog: Option<crate::syslog::SyslogConfig>,
+    /// `[tamper]`: the case-open switch (`chip`, `line_offset`, `active_low`, `bias`,
+    /// `debounce_ms`); absent on boxes without one.
+    #[serde(default)]
+    pub tamper: Option<hardware::tamper::GpioSwitchConfig>,
     /// The viewer-api's section; validated by the viewer-api.
     #[serde(default)]
     pub api: Option<toml::Table>,

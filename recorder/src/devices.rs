@@ -1,4 +1,5 @@
-//! The box's own hardware as the recorder watches it: the disk under the store.
+//! The box's own hardware as the recorder watches it: the disk under the store, and
+//! the case-open switch.
 //!
 //! A store on a failing disk loses footage silently: the kernel remounts the file
 //! system read-only after an error, a card wears out, SMART sees sectors go bad long
@@ -15,6 +16,11 @@ use std::time::Duration;
 
 use hardware::storage::{
     Alarm, LinuxStorage, StorageHealth, StorageReport, SystemCommands, Thresholds,
+};
+
+use hardware::tamper::{
+    AckError, Acknowledgement, GpioSwitch, TamperError, TamperInput, TamperMonitor, TamperNotice,
+    TamperStatus, UnixMs,
 };
 
 use crate::config::Config;
@@ -148,6 +154,229 @@ fn publish(report: &StorageReport, metrics: Option<&Metrics>) {
         .set(i64::try_from(report.io_error_count()).unwrap_or(i64::MAX));
 }
 
+// ---------------------------------------------------------------------------------
+// The case-open switch.
+//
+// An opened case at a site nobody may enter is an event the people filmed, and a court,
+// may ask about: it is latched until an IT user acknowledges it, kept across restarts
+// (`tamper-latch.json` in the store), and every notice (opened, found open, closed,
+// input failed, acknowledged) is journalled with a sequence number
+// (`tamper-events.jsonl`) so that the viewer-api writes each into the access log exactly
+// in order, after restarts of either process. The recorder cannot write the access log
+// itself (the design's privilege split); it only keeps what happened.
+
+/// The latch, in the store.
+pub const TAMPER_LATCH_FILE: &str = "tamper-latch.json";
+/// The journal of notices, in the store.
+pub const TAMPER_EVENTS_FILE: &str = "tamper-events.jsonl";
+/// How long after a failure the switch is opened again.
+const TAMPER_REOPEN: Duration = Duration::from_secs(10);
+/// How often the watch looks at its stop flag while waiting for edges.
+const TAMPER_POLL: Duration = Duration::from_millis(500);
+
+/// One journalled notice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TamperRecord {
+    pub seq: u64,
+    pub notice: TamperNotice,
+}
+
+/// Opens the switch's input; called again after each failure.
+pub type OpenInput = Box<dyn Fn() -> Result<Box<dyn TamperInput>, TamperError> + Send>;
+
+struct Journal {
+    path: std::path::PathBuf,
+    records: Vec<TamperRecord>,
+}
+
+impl Journal {
+    fn open(path: std::path::PathBuf) -> Result<Journal, TamperError> {
+        let bad = |reason: String| TamperError::LatchFile {
+            path: path.clone(),
+            reason,
+        };
+        let records = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).map_err(|e| bad(e.to_string())))
+                .collect::<Result<Vec<TamperRecord>, _>>()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        Ok(Journal { path, records })
+    }
+
+    fn append(&mut self, notice: TamperNotice) {
+        use std::io::Write;
+        let record = TamperRecord {
+            seq: self.records.last().map_or(1, |r| r.seq + 1),
+            notice,
+        };
+        let line = serde_json::to_string(&record).expect("a notice serialises");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| {
+                f.write_all(format!("{line}\n").as_bytes())?;
+                f.sync_data()
+            });
+        if let Err(e) = written {
+            // Kept in memory still: the viewer-api gets it until the recorder restarts.
+            tracing::error!(file = %self.path.display(), error = %e, "cannot journal a tamper notice");
+        }
+        self.records.push(record);
+    }
+}
+
+/// The case-open switch, watched by a thread of its own.
+pub struct TamperWatch {
+    monitor: Arc<TamperMonitor>,
+    journal: Arc<Mutex<Journal>>,
+    metrics: Option<Arc<Metrics>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TamperWatch {
+    /// Watches the switch `[tamper]` names, if it names one. An unreadable latch or
+    /// journal is an error (the recorder does not start on a doubt about an alarm);
+    /// a switch that cannot be opened is not: it is an alarm-worthy notice, retried.
+    pub fn start(
+        config: &Config,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Option<TamperWatch>, TamperError> {
+        let Some(switch) = config.tamper.clone() else {
+            return Ok(None);
+        };
+        let open: OpenInput = Box::new(move || {
+            GpioSwitch::open(&switch).map(|s| Box::new(s) as Box<dyn TamperInput>)
+        });
+        TamperWatch::with_input(
+            &config.storage.path,
+            open,
+            hardware::tamper::system_clock(),
+            metrics,
+            TAMPER_REOPEN,
+        )
+        .map(Some)
+    }
+
+    /// Watches any input (a simulated one in tests); `reopen` after a failure.
+    pub fn with_input(
+        store: &Path,
+        open: OpenInput,
+        clock: UnixMs,
+        metrics: Option<Arc<Metrics>>,
+        reopen: Duration,
+    ) -> Result<TamperWatch, TamperError> {
+        let monitor = Arc::new(TamperMonitor::with_latch_file(
+            clock,
+            store.join(TAMPER_LATCH_FILE),
+        )?);
+        let journal = Arc::new(Mutex::new(Journal::open(store.join(TAMPER_EVENTS_FILE))?));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (monitor, journal, stop, metrics) = (
+                monitor.clone(),
+                journal.clone(),
+                stop.clone(),
+                metrics.clone(),
+            );
+            std::thread::Builder::new()
+                .name("tamper".into())
+                .spawn(move || {
+                    let note = |n: TamperNotice| {
+                        match &n {
+                            TamperNotice::Opened { .. } | TamperNotice::FoundOpen { .. } => {
+                                tracing::error!(notice = ?n, "the case was opened")
+                            }
+                            _ => tracing::warn!(notice = ?n, "tamper input"),
+                        }
+                        journal.lock().unwrap_or_else(|p| p.into_inner()).append(n);
+                        publish_tamper(&monitor.status(), metrics.as_deref());
+                    };
+                    while !stop.load(Ordering::SeqCst) {
+                        let result = open().and_then(|input| {
+                            publish_tamper(&monitor.status(), metrics.as_deref());
+                            hardware::tamper::watch(
+                                &monitor,
+                                &*input,
+                                TAMPER_POLL,
+                                &stop,
+                                &mut |n| note(n),
+                            )
+                        });
+                        if let Err(e) = result {
+                            if let Some(n) = monitor.on_input_error(&e.to_string()) {
+                                note(n);
+                            }
+                            publish_tamper(&monitor.status(), metrics.as_deref());
+                        }
+                        let mut left = reopen;
+                        while !left.is_zero() && !stop.load(Ordering::SeqCst) {
+                            let step = left.min(Duration::from_millis(50));
+                            std::thread::sleep(step);
+                            left -= step;
+                        }
+                    }
+                })
+                .ok()
+        };
+        Ok(TamperWatch {
+            monitor,
+            journal,
+            metrics,
+            stop,
+            thread,
+        })
+    }
+
+    pub fn status(&self) -> TamperStatus {
+        self.monitor.status()
+    }
+
+    /// Notices after `seq`, oldest first, at most `limit`.
+    pub fn events_after(&self, seq: u64, limit: usize) -> Vec<TamperRecord> {
+        let j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        j.records
+            .iter()
+            .filter(|r| r.seq > seq)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// An IT user's acknowledgement (journalled like every notice).
+    pub fn acknowledge(&self, by: &str) -> Result<Acknowledgement, AckError> {
+        let ack = self.monitor.acknowledge(by)?;
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(TamperNotice::Acknowledged(ack.clone()));
+        publish_tamper(&self.monitor.status(), self.metrics.as_deref());
+        Ok(ack)
+    }
+}
+
+impl Drop for TamperWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn publish_tamper(status: &TamperStatus, metrics: Option<&Metrics>) {
+    let Some(m) = metrics else { return };
+    m.tamper_alarm.set(i64::from(status.alarm.is_some()));
+    m.tamper_input_ok.set(i64::from(
+        status.input_error.is_none() && status.state != hardware::tamper::CaseState::Unknown,
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +446,69 @@ mod tests {
             sim.probe().alarms.as_slice(),
             [Alarm::AlmostFull { .. }]
         ));
+    }
+
+    /// A watch over a simulated switch in `store` (one input; a reopen fails).
+    pub(crate) fn simulated_watch(
+        store: &Path,
+        initial: hardware::tamper::CaseState,
+        metrics: Option<Arc<Metrics>>,
+    ) -> (hardware::tamper::SimulatedSwitch, TamperWatch) {
+        let (switch, input) = hardware::tamper::simulated(initial);
+        let slot = Mutex::new(Some(input));
+        let open: OpenInput = Box::new(move || {
+            slot.lock()
+                .unwrap()
+                .take()
+                .map(|i| Box::new(i) as Box<dyn TamperInput>)
+                .ok_or(TamperError::Simulated(
+                    "the simulated switch is gone".into(),
+                ))
+        });
+        let clock: UnixMs = Arc::new(|| 1_000);
+        let w = TamperWatch::with_input(store, open, clock, metrics, Duration::from_secs(3600))
+            .unwrap();
+        (switch, w)
+    }
+
+    fn wait_events(w: &TamperWatch, n: usize) -> Vec<TamperRecord> {
+        for _ in 0..500 {
+            let e = w.events_after(0, 100);
+            if e.len() >= n {
+                return e;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("expected {n} notices, have {:?}", w.events_after(0, 100));
+    }
+
+    #[test]
+    fn an_opening_is_latched_journalled_and_kept_until_acknowledged() {
+        use hardware::tamper::CaseState;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (switch, w) = simulated_watch(dir.path(), CaseState::Closed, Some(metrics.clone()));
+        switch.open(5_000);
+        switch.close(6_000);
+        let e = wait_events(&w, 2);
+        assert_eq!(e[0].seq, 1);
+        assert_eq!(e[0].notice, TamperNotice::Opened { at_unix_ms: 5_000 });
+        assert_eq!(e[1].notice, TamperNotice::Closed { at_unix_ms: 6_000 });
+        assert_eq!(w.status().alarm.unwrap().opened_at_unix_ms, 5_000);
+        assert!(metrics.encode().contains("ringfence_tamper_alarm 1"));
+        // Closing the case does not clear the alarm, and neither does a restart.
+        drop(w);
+        let (_switch, w) = simulated_watch(dir.path(), CaseState::Closed, None);
+        assert!(w.status().alarm.is_some());
+        assert_eq!(w.events_after(1, 100).len(), 1);
+        // An IT user's acknowledgement clears it, and is a notice too.
+        let ack = w.acknowledge("ivan").unwrap();
+        assert_eq!(ack.alarm.opened_at_unix_ms, 5_000);
+        let e = w.events_after(2, 100);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].seq, 3);
+        assert!(matches!(&e[0].notice, TamperNotice::Acknowledged(a) if a.by == "ivan"));
+        assert!(w.status().alarm.is_none());
+        assert_eq!(w.acknowledge("ivan").unwrap_err(), AckError::NothingLatched);
     }
 }

@@ -178,6 +178,10 @@ pub struct StoreHealth {
     /// `None` where nothing watches it (the catalog alone was read).
     #[serde(default)]
     pub storage: Option<hardware::storage::StorageReport>,
+    /// The case-open switch ([`crate::devices::TamperWatch`]); `None` where the box has
+    /// none configured.
+    #[serde(default)]
+    pub tamper: Option<hardware::tamper::TamperStatus>,
 }
 
 /// Reads the health of the store at `store` from its catalog (read-only; safe beside
@@ -321,6 +325,7 @@ pub fn health(
         holds_active,
         retention,
         storage: None,
+        tamper: None,
     })
 }
 

@@ -66,6 +66,10 @@ pub struct Metrics {
     pub storage_used_percent: Gauge,
     pub storage_available_bytes: Gauge,
     pub storage_io_errors: Gauge,
+    /// The case-open switch (devices.rs): 1 while an opening is latched.
+    pub tamper_alarm: Gauge,
+    /// 1 while the switch can be read.
+    pub tamper_input_ok: Gauge,
 }
 
 impl Default for Metrics {
@@ -100,6 +104,8 @@ impl Metrics {
             storage_used_percent: Gauge::default(),
             storage_available_bytes: Gauge::default(),
             storage_io_errors: Gauge::default(),
+            tamper_alarm: Gauge::default(),
+            tamper_input_ok: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -207,6 +213,16 @@ impl Metrics {
             "storage_io_errors",
             "I/O errors the kernel counted on the store's disk and file system",
             m.storage_io_errors.clone(),
+        );
+        registry.register(
+            "tamper_alarm",
+            "1 while an opening of the case is latched (until an IT user acknowledges it)",
+            m.tamper_alarm.clone(),
+        );
+        registry.register(
+            "tamper_input_ok",
+            "1 while the case-open switch can be read (absent where none is configured)",
+            m.tamper_input_ok.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -51,11 +51,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &config,
         Some(metrics.clone()),
     ));
+    // A latch or journal that cannot be read stops the start: an alarm must not be
+    // forgotten because a file was damaged.
+    let tamper = crate::devices::TamperWatch::start(&config, Some(metrics.clone()))
+        .map_err(|e| anyhow::anyhow!("tamper input: {e}"))?
+        .map(Arc::new);
     let _service = match crate::service::Service::from_config(&config, clock.clone()).and_then(
         |s| {
-            s.with_metrics(metrics.clone())
-                .with_storage(storage.clone())
-                .listen(&config.service_socket())
+            let s = s
+                .with_metrics(metrics.clone())
+                .with_storage(storage.clone());
+            match &tamper {
+                Some(t) => s.with_tamper(t.clone()),
+                None => s,
+            }
+            .listen(&config.service_socket())
         },
     ) {
         Ok(s) => Some(s),

@@ -26,7 +26,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use recorder::holds::{Hold, HoldCameras, NewHold};
 use recorder::retention::Policy;
@@ -72,6 +72,7 @@ pub fn router(state: Shared, settings: &Settings, recorder: Arc<dyn RecorderSide
         .route("/api/v1/health", get(health))
         .route("/api/v1/journal", get(journal))
         .route("/api/v1/metrics", get(metrics))
+        .route("/api/v1/tamper/ack", post(acknowledge_tamper))
         .layer(Extension(ctx))
         .layer(DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::map_response(security_headers))
@@ -440,6 +441,34 @@ async fn release_hold(
     }
 }
 
+/// An IT user has looked at the box and acknowledges the latched alarm of its
+/// case-open switch: logged first (as every decision), then cleared by the recorder.
+async fn acknowledge_tamper(
+    State(state): State<Shared>,
+    Extension(ctx): Extension<Arc<Ctx>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let d = decide(
+        &state,
+        &caller,
+        Action::AcknowledgeTamper,
+        Resource::default(),
+    );
+    let mut entry = caller.entry(Action::AcknowledgeTamper.as_str());
+    entry.outcome = d.outcome();
+    let logged = log(&state, entry).await?;
+    allowed(d)?;
+    let by = caller.principal.name.clone();
+    let at = log_ref(&logged);
+    let ack = recorder(&ctx, move |r| r.tamper_ack(&at, &by)).await??;
+    Ok(Json(json!({
+        "acknowledged_by": ack.by,
+        "at": rfc3339(ack.at_unix_ms),
+        "opened_at": rfc3339(ack.alarm.opened_at_unix_ms),
+        "openings": ack.alarm.openings,
+    })))
+}
+
 // ---------------------------------------------------------------------------------------
 // health
 
@@ -534,6 +563,16 @@ async fn health(
                 "io_errors": d.io_error_count(),
                 "device": d.disk,
                 "smart": d.smart,
+            })),
+            // The case-open switch, where the box has one: latched until acknowledged.
+            "tamper": h.tamper.as_ref().map(|t| json!({
+                "state": t.state,
+                "alarm": t.alarm.is_some(),
+                "opened_at": t.alarm.as_ref().map(|a| rfc3339(a.opened_at_unix_ms)),
+                "openings": t.alarm.as_ref().map(|a| a.openings),
+                "found_open_at_start": t.alarm.as_ref().map(|a| a.found_open_at_start),
+                "input_error": t.input_error,
+                "last_acknowledged_by": t.last_acknowledged.as_ref().map(|a| a.by.clone()),
             })),
         })
     });

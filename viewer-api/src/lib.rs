@@ -29,6 +29,7 @@ pub mod recorder_side;
 pub mod remote;
 pub mod server;
 pub mod streams;
+pub mod tamper;
 #[cfg(any(test, feature = "testing"))]
 pub mod testdata;
 pub mod throttle;

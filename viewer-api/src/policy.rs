@@ -166,10 +166,12 @@ pub enum Action {
     SubjectAccess,
     /// Read the deletion journal (what retention deleted, when and why; no images).
     ReadJournal,
+    /// Acknowledge the latched alarm of the case-open switch (after looking at the box).
+    AcknowledgeTamper,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::ViewCamera,
         Action::ViewRecordings,
         Action::Live,
@@ -185,6 +187,7 @@ impl Action {
         Action::ReadAudit,
         Action::SubjectAccess,
         Action::ReadJournal,
+        Action::AcknowledgeTamper,
     ];
 
     /// The name written to the access log.
@@ -205,6 +208,7 @@ impl Action {
             Action::ReadAudit => "audit.read",
             Action::SubjectAccess => "audit.subject-access",
             Action::ReadJournal => "journal.read",
+            Action::AcknowledgeTamper => "tamper.acknowledge",
         }
     }
 
@@ -319,9 +323,11 @@ pub fn authorize(p: &Principal, action: Action, r: &Resource<'_>) -> Decision {
 
         // --- it: administers, may look with a purpose, may not export
         (It, ViewCamera | ViewRecordings | Live | Playback) => Decision::Allow,
-        (It, HoldList | ManageCameras | ManageUsers | ManageGrants | SystemHealth) => {
-            Decision::Allow
-        }
+        (
+            It,
+            HoldList | ManageCameras | ManageUsers | ManageGrants | SystemHealth
+            | AcknowledgeTamper,
+        ) => Decision::Allow,
         (It, ReadAudit | ReadJournal) => Decision::Allow,
 
         // --- contractor: only what an active grant says
@@ -502,16 +508,15 @@ mod tests {
                     HoldCreate | HoldRelease | HoldList | ReadAudit => {
                         action != HoldCreate || reason
                     }
-                    ManageCameras | ManageUsers | ManageGrants | SubjectAccess | ReadJournal => {
-                        false
-                    }
+                    ManageCameras | ManageUsers | ManageGrants | SubjectAccess | ReadJournal
+                    | AcknowledgeTamper => false,
                 }
             }
             Role::It => match action {
                 ViewCamera | ViewRecordings | Live | Playback => true,
                 Export | HoldCreate | HoldRelease | SubjectAccess => false,
                 HoldList | ManageCameras | ManageUsers | ManageGrants | SystemHealth
-                | ReadAudit | ReadJournal => true,
+                | ReadAudit | ReadJournal | AcknowledgeTamper => true,
             },
             Role::Contractor => {
                 // ScopedOut holds a grant for a camera outside its own scope: no.

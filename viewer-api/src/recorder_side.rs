@@ -67,6 +67,25 @@ pub trait RecorderSide: Send + Sync + 'static {
     /// The catalog's health of every camera since `since_ms`.
     fn health(&self, since_ms: i64, now_ms: i64) -> Result<StoreHealth, SideError>;
     fn fs_space(&self) -> Result<FsSpace, SideError>;
+    /// The case-open switch's notices after `after_seq`, oldest first (none where the
+    /// box has no switch).
+    fn tamper_events(
+        &self,
+        _after_seq: u64,
+        _limit: usize,
+    ) -> Result<Vec<recorder::devices::TamperRecord>, SideError> {
+        Ok(Vec::new())
+    }
+    /// Acknowledges the latched tamper alarm, as logged in `log`.
+    fn tamper_ack(
+        &self,
+        _log: &LogRef,
+        _by: &str,
+    ) -> Result<hardware::tamper::Acknowledgement, SideError> {
+        Err(SideError::Invalid(
+            "this box has no case-open switch".into(),
+        ))
+    }
     /// The recorder's Prometheus metrics (text); empty when it does not record.
     fn metrics_text(&self) -> Result<String, SideError> {
         Ok(String::new())

@@ -312,6 +312,33 @@ impl RecorderSide for RemoteRecorder {
             .map_err(side_err)
     }
 
+    fn tamper_events(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<recorder::devices::TamperRecord>, SideError> {
+        self.client
+            .call(&Request::TamperEvents { after_seq, limit })
+            .map_err(side_err)
+    }
+
+    fn tamper_ack(
+        &self,
+        log: &LogRef,
+        by: &str,
+    ) -> Result<hardware::tamper::Acknowledgement, SideError> {
+        self.client
+            .call(&Request::TamperAck {
+                entry: log.clone(),
+                by: by.into(),
+            })
+            .map_err(|e| match e.kind {
+                // Nothing latched, or no switch: the caller's mistake, said as it is.
+                ErrorKind::NotFound => SideError::Invalid(e.message),
+                _ => side_err(e),
+            })
+    }
+
     fn release_hold(&self, log: &LogRef, id: i64, by: &str, _now_ms: i64) -> Result<(), SideError> {
         self.client
             .call(&Request::ReleaseHold {

@@ -256,6 +256,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         recorder.clone(),
     )?;
     let _export_worker = exports.spawn_worker();
+    tokio::spawn(crate::tamper::copy_forever(
+        recorder.clone(),
+        state.audit.clone(),
+        settings.state_dir(),
+    ));
     let (cert, key) = tls_files(&settings)?;
     let tls = load_tls(&cert, &key).await?;
     let app = api::router(state.clone())

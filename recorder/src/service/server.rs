@@ -42,6 +42,7 @@ pub struct Service {
     syslog: Option<crate::syslog::SyslogConfig>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     storage: Option<Arc<crate::devices::StorageWatch>>,
+    tamper: Option<Arc<crate::devices::TamperWatch>>,
 }
 
 /// The running service; dropping it stops accepting and removes the socket.
@@ -148,6 +149,7 @@ impl Service {
             syslog: None,
             metrics: None,
             storage: None,
+            tamper: None,
         })
     }
 
@@ -160,6 +162,12 @@ impl Service {
     /// Answers `Health` with the disk's state as this watch last probed it.
     pub fn with_storage(mut self, watch: Arc<crate::devices::StorageWatch>) -> Service {
         self.storage = Some(watch);
+        self
+    }
+
+    /// Answers `Health` and the tamper requests from this case-open switch.
+    pub fn with_tamper(mut self, watch: Arc<crate::devices::TamperWatch>) -> Service {
+        self.tamper = Some(watch);
         self
     }
 
@@ -572,7 +580,32 @@ impl Connection<'_> {
                 let mut h = crate::footage::health(svc.footage.store(), since_ms, self.now())
                     .map_err(footage_err)?;
                 h.storage = svc.storage.as_ref().map(|w| w.report());
+                h.tamper = svc.tamper.as_ref().map(|w| w.status());
                 json(h)
+            }
+            Request::TamperEvents { after_seq, limit } => json(
+                svc.tamper
+                    .as_ref()
+                    .map(|w| w.events_after(after_seq, limit.min(1000)))
+                    .unwrap_or_default(),
+            ),
+            Request::TamperAck { entry, by } => {
+                check_entry(&entry)?;
+                let Some(w) = &svc.tamper else {
+                    return Err(err(ErrorKind::NotFound, "this box has no case-open switch"));
+                };
+                let ack = w.acknowledge(&by).map_err(|e| match e {
+                    hardware::tamper::AckError::NothingLatched => {
+                        err(ErrorKind::NotFound, e.to_string())
+                    }
+                    hardware::tamper::AckError::NoName => err(ErrorKind::Invalid, e.to_string()),
+                    hardware::tamper::AckError::NotSaved(_) => failed(e),
+                })?;
+                svc.served
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record(self.now(), &entry, "tamper.acknowledge", None, None, None)?;
+                json(ack)
             }
             Request::Metrics => json(svc.metrics.as_ref().map(|m| m.encode()).unwrap_or_default()),
             Request::FsSpace => {

@@ -99,6 +99,17 @@ pub enum Request {
         after_id: i64,
         limit: usize,
     },
+    /// The case-open switch's notices after `after_seq`, oldest first (for the access
+    /// log); empty where no switch is configured.
+    TamperEvents {
+        after_seq: u64,
+        limit: usize,
+    },
+    /// An IT user acknowledges the latched tamper alarm, as logged in `entry`.
+    TamperAck {
+        entry: LogRef,
+        by: String,
+    },
 }
 
 /// Why the service refused or failed.

@@ -410,7 +410,7 @@ async fn metrics_need_sign_in_and_include_the_recorders() {
 async fn a_failing_disk_shows_in_health_and_metrics() {
     let env = env().await;
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
-    let (_, disk) = common::service_and_disk(&env.config, clock);
+    let disk = common::service_and_devices(&env.config, clock).disk;
     let health = || async { env.get("ivan", "/api/v1/health").await.json() };
     // Healthy at first: the disk's fill is reported, no alarm.
     let h = health().await;
@@ -451,4 +451,87 @@ async fn a_failing_disk_shows_in_health_and_metrics() {
     assert!(h["store"].is_null(), "{h}");
     disk.set_read_only(false);
     disk.set_io_errors(0);
+}
+
+/// The case-open switch (issue 11): an opening is latched, shown in health and the
+/// metrics, copied into the access log as the device's own entry, and cleared only by
+/// an IT user's acknowledgement, itself logged. Nobody else may acknowledge.
+#[tokio::test]
+async fn an_opened_case_is_logged_alarmed_and_acknowledged_by_it() {
+    let env = env().await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
+    let devices = common::service_and_devices(&env.config, clock);
+    let h = env.get("ivan", "/api/v1/health").await.json();
+    assert_eq!(h["store"]["tamper"]["alarm"], false, "{h}");
+
+    devices.case.open(NOW - 5_000);
+    devices.case.close(NOW - 1_000);
+    let side = common::remote_recorder(&env.config, &env.clock);
+    let cursor = common::state_dir(&env.config).join(viewer_api::tamper::CURSOR_FILE);
+    let all = || {
+        env.state
+            .audit
+            .query(&viewer_api::audit::Filter::default())
+            .unwrap()
+    };
+    let mut copied = 0;
+    for _ in 0..200 {
+        copied += viewer_api::tamper::copy_once(&*side, &env.state.audit, &cursor).unwrap();
+        if copied >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(copied, 2);
+    // Copied once: a second pass finds nothing new.
+    assert_eq!(
+        viewer_api::tamper::copy_once(&*side, &env.state.audit, &cursor).unwrap(),
+        0
+    );
+    let log = all();
+    let device: Vec<&Entry> = log.iter().filter(|e| e.actor == "device").collect();
+    assert_eq!(
+        device.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["tamper.opened", "tamper.closed"]
+    );
+    assert!(
+        device[0].outcome.contains(&rfc3339(NOW - 5_000)),
+        "{:?}",
+        device[0]
+    );
+
+    let h = env.get("ivan", "/api/v1/health").await.json();
+    let t = &h["store"]["tamper"];
+    assert_eq!(t["alarm"], true, "{h}");
+    assert_eq!(t["state"], "closed", "{h}");
+    assert_eq!(t["opened_at"], rfc3339(NOW - 5_000), "{h}");
+    let text = String::from_utf8(env.get("ivan", "/api/v1/metrics").await.body).unwrap();
+    assert!(text.contains("ringfence_tamper_alarm 1"), "{text}");
+
+    // Only IT acknowledges; the refusals are logged too.
+    for user in ["ada", "paul", "carl"] {
+        let r = env.post(user, "/api/v1/tamper/ack", json!({})).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{user}");
+    }
+    let r = env.post("ivan", "/api/v1/tamper/ack", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.error());
+    assert_eq!(r.json()["acknowledged_by"], "ivan");
+    let h = env.get("ivan", "/api/v1/health").await.json();
+    assert_eq!(h["store"]["tamper"]["alarm"], false, "{h}");
+    assert_eq!(h["store"]["tamper"]["last_acknowledged_by"], "ivan", "{h}");
+    // Nothing left to acknowledge: said plainly.
+    let r = env.post("ivan", "/api/v1/tamper/ack", json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.error().contains("no tamper alarm"), "{}", r.error());
+    let acks = env.entries("tamper.acknowledge");
+    assert_eq!(acks.len(), 5, "{acks:?}");
+    assert!(
+        acks.iter()
+            .filter(|e| e.outcome.starts_with("denied"))
+            .count()
+            == 3
+    );
+    // The acknowledgement is not copied a second time as the device's.
+    viewer_api::tamper::copy_once(&*side, &env.state.audit, &cursor).unwrap();
+    assert_eq!(all().iter().filter(|e| e.actor == "device").count(), 2);
 }

@@ -377,26 +377,27 @@ pub fn store_config(dir: &Path, storage: &str, gate: &str, api: &str) -> Config 
 /// per store, kept until the test process ends; its socket is in the test's directory),
 /// and a client of it: what `viewer-api serve` talks to.
 pub fn service(config: &Config, clock: Arc<dyn recorder::clock::Clock>) -> Arc<Client> {
-    service_and_disk(config, clock).0
+    service_and_devices(config, clock).client
 }
 
-/// [`service`], and the simulated disk under its store (healthy until a test changes
-/// it), which the service watches as `recorder run` watches the real one.
-pub fn service_and_disk(
-    config: &Config,
-    clock: Arc<dyn recorder::clock::Clock>,
-) -> (Arc<Client>, Arc<hardware::storage::Simulated>) {
-    type Running = (
-        PathBuf,
-        ServiceHandle,
-        Arc<Client>,
-        Arc<hardware::storage::Simulated>,
-    );
-    static RUNNING: std::sync::Mutex<Vec<Running>> = std::sync::Mutex::new(Vec::new());
+/// A store's service, and the simulated hardware it watches as `recorder run` watches
+/// the real one: the disk under the store (healthy until a test changes it) and a
+/// case-open switch (closed).
+#[derive(Clone)]
+pub struct Devices {
+    pub client: Arc<Client>,
+    pub disk: Arc<hardware::storage::Simulated>,
+    pub case: hardware::tamper::SimulatedSwitch,
+}
+
+/// [`service`] with its [`Devices`].
+pub fn service_and_devices(config: &Config, clock: Arc<dyn recorder::clock::Clock>) -> Devices {
+    static RUNNING: std::sync::Mutex<Vec<(PathBuf, ServiceHandle, Devices)>> =
+        std::sync::Mutex::new(Vec::new());
     let socket = config.service_socket();
     let mut running = RUNNING.lock().unwrap();
-    if let Some((_, _, c, d)) = running.iter().find(|(p, _, _, _)| *p == socket) {
-        return (c.clone(), d.clone());
+    if let Some((_, _, d)) = running.iter().find(|(p, _, _)| *p == socket) {
+        return d.clone();
     }
     // with metrics, as `recorder run` has (what the viewer-api's metrics include)
     let metrics = Arc::new(recorder::metrics::Metrics::new());
@@ -408,15 +409,40 @@ pub fn service_and_disk(
         Duration::from_millis(50),
         Some(metrics.clone()),
     );
+    let (case, input) = hardware::tamper::simulated(hardware::tamper::CaseState::Closed);
+    let input = std::sync::Mutex::new(Some(input));
+    let tamper = recorder::devices::TamperWatch::with_input(
+        &config.storage.path,
+        Box::new(move || {
+            input
+                .lock()
+                .unwrap()
+                .take()
+                .map(|i| Box::new(i) as Box<dyn hardware::tamper::TamperInput>)
+                .ok_or(hardware::tamper::TamperError::Closed)
+        }),
+        {
+            let clock = clock.clone();
+            Arc::new(move || clock.now_unix_ms())
+        },
+        Some(metrics.clone()),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
     let handle = Service::from_config(config, clock)
         .unwrap()
         .with_metrics(metrics)
         .with_storage(Arc::new(watch))
+        .with_tamper(Arc::new(tamper))
         .listen(&socket)
         .unwrap();
-    let client = Arc::new(Client::new(&socket));
-    running.push((socket, handle, client.clone(), disk.clone()));
-    (client, disk)
+    let devices = Devices {
+        client: Arc::new(Client::new(&socket)),
+        disk,
+        case,
+    };
+    running.push((socket, handle, devices.clone()));
+    devices
 }
 
 /// The store's footage through the recorder's service (see [`service`]).

@@ -5,6 +5,24 @@ import { h } from '../dom.js';
 import { fmtBytes, fmtDuration, t, timeEl, utc, rangeEl } from '../i18n.js';
 import { stateText } from './cameras.js';
 
+// The IT user who has looked at the box clears the case-open alarm (logged).
+function ackButton(main, ctx) {
+  const msg = h('span', { class: 'hint', role: 'status' });
+  const b = h('button', { type: 'button', class: 'primary' }, t('health.tamper_ack'));
+  b.addEventListener('click', async () => {
+    b.disabled = true;
+    try {
+      await api('/tamper/ack', { method: 'POST', body: {} });
+      main.replaceChildren();
+      await render(main, ctx);
+    } catch (e) {
+      msg.textContent = e.message;
+      b.disabled = false;
+    }
+  });
+  return h('p', {}, b, ' ', msg);
+}
+
 export async function render(main, ctx) {
   main.append(h('div', { class: 'page-head' }, h('h1', {}, t('health.title'))));
   const body = h('div', { class: 'health' });
@@ -24,6 +42,9 @@ export async function render(main, ctx) {
   if (ret.clock_refused) alarms.push(`${t('health.alarm_clock')}${ret.clock_refused_reason ? ` (${ret.clock_refused_reason})` : ''}`);
   const disk = (store && store.disk) || {};
   for (const a of disk.alarms || []) alarms.push(`${t(`health.disk_${a.kind}`)} (${a.text})`);
+  const tamper = (store && store.tamper) || null;
+  if (tamper && tamper.alarm) alarms.push(t(tamper.found_open_at_start ? 'health.tamper_found_open' : 'health.tamper_opened', { at: new Date(Date.parse(tamper.opened_at)).toISOString().replace('T', ' ').slice(0, 19), n: tamper.openings }));
+  if (tamper && tamper.input_error) alarms.push(`${t('health.tamper_input')} (${tamper.input_error})`);
   const fwd = hlt.log_forwarding;
   if (fwd && !fwd.connected) alarms.push(`${t('health.alarm_syslog')}${fwd.last_error ? ` (${fwd.last_error})` : ''}`);
   const skew = Math.abs(Date.now() - now);
@@ -31,6 +52,7 @@ export async function render(main, ctx) {
     h('section', { class: `card summary ${alarms.length ? 'bad' : 'ok'}` },
       h('h2', {}, alarms.length ? t('health.alarms') : t('health.all_ok')),
       alarms.length ? h('ul', {}, alarms.map((a) => h('li', {}, a))) : null,
+      tamper && tamper.alarm && ctx.me.role === 'it' ? ackButton(main, ctx) : null,
       h('p', {}, t('health.server_time'), ' ', timeEl(now), skew > 5000 ? h('span', { class: 'badge warn' }, t('health.skew', { s: Math.round(skew / 1000) })) : null)),
   );
   if (store) {
