@@ -28,8 +28,6 @@ pub mod clock;
 pub mod config;
 pub mod devices;
 pub mod footage;
-pub mod holds;
-pub mod journal;
 pub mod metrics;
 pub mod retention;
 pub mod run;
@@ -38,6 +36,10 @@ pub mod service;
 pub mod sqlite;
 pub mod store;
 pub mod syslog;
+
+// Holds and the deletion journal are tables of the catalog; their types and calls are
+// the viewer-api's too.
+pub use catalog::{holds, journal};
 
 internal! {
     camera_state;

@@ -67,7 +67,18 @@ pub const DOCUMENT: &str = r##"{
         "retention": {"type": "object", "nullable": true, "description": "retention's last stored state; null before the recorder's retention ran on this store", "properties": {
           "since": {"type": "string", "format": "date-time", "description": "when this state was first reported"},
           "alarm": {"type": "boolean"}, "alarms": {"type": "array", "items": {"type": "string"}},
-          "clock_refused": {"type": "boolean"}, "clock_refused_reason": {"type": "string", "nullable": true}}}}},
+          "clock_refused": {"type": "boolean"}, "clock_refused_reason": {"type": "string", "nullable": true}}},
+        "disk": {"type": "object", "nullable": true, "description": "the disk under the store as the recorder last probed it (every minute); null where nothing watches it", "properties": {
+          "alarm": {"type": "boolean"},
+          "alarms": {"type": "array", "items": {"type": "object", "properties": {
+            "kind": {"type": "string", "enum": ["read_only", "io_errors", "smart_failed", "smart_warning", "almost_full", "unknown"]}, "critical": {"type": "boolean"}, "text": {"type": "string"}}}},
+          "read_only": {"type": "boolean", "nullable": true}, "used_percent": {"type": "integer", "nullable": true}, "io_errors": {"type": "integer"},
+          "device": {"type": "string", "nullable": true}, "smart": {"type": "object", "description": "SMART as smartctl reported it, or why not available"}}},
+        "tamper": {"type": "object", "nullable": true, "description": "the case-open switch; null where the box has none configured", "properties": {
+          "state": {"type": "string", "enum": ["closed", "open", "unknown"]}, "alarm": {"type": "boolean", "description": "an opening latched until an IT user acknowledges it"},
+          "opened_at": {"type": "string", "format": "date-time", "nullable": true}, "openings": {"type": "integer", "nullable": true},
+          "found_open_at_start": {"type": "boolean", "nullable": true}, "input_error": {"type": "string", "nullable": true},
+          "last_acknowledged_by": {"type": "string", "nullable": true}}}}},
       "Health": {"type": "object", "properties": {
         "now": {"type": "string", "format": "date-time", "description": "the server's clock"},
         "cameras": {"type": "array", "items": {"$ref": "#/components/schemas/HealthCamera"}},
@@ -187,6 +198,10 @@ pub const DOCUMENT: &str = r##"{
       "responses": {"204": {"description": "released"}, "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
     "/health": {"get": {"summary": "System health: each camera the caller may see (state, footage held, gaps of the last 24 h), the store and the forwarding of the access log to the log collector (not for contractors), the server's time",
       "responses": {"200": {"description": "health", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}, "403": {"$ref": "#/components/responses/Error"}}}},
+    "/tamper/ack": {"post": {"summary": "Acknowledge the latched alarm of the case-open switch (it), after looking at the box. Logged as tamper.acknowledge before it takes effect, allowed or denied",
+      "responses": {"200": {"description": "acknowledged", "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "acknowledged_by": {"type": "string"}, "at": {"type": "string", "format": "date-time"}, "opened_at": {"type": "string", "format": "date-time"}, "openings": {"type": "integer"}}}}}},
+        "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
     "/journal": {"get": {"summary": "The deletion journal (it, auditor), newest first, by pages",
       "parameters": [{"name": "camera", "in": "query", "schema": {"type": "string"}}, {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "deleted at or after"},
         {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "only entries before this seq (next_before of the previous page)"},
@@ -230,6 +245,7 @@ mod tests {
             "/holds",
             "/holds/{id}",
             "/health",
+            "/tamper/ack",
             "/journal",
             "/exports",
             "/exports/{id}",

@@ -47,12 +47,7 @@ impl Retention {
         }
         let newest: Option<i64> = self
             .cat
-            .connection()
-            .query_row(
-                "SELECT MAX(end_unix_ms) FROM segments WHERE state='closed'",
-                [],
-                |r| r.get(0),
-            )
+            .newest_closed_end_unix_ms()
             .map_err(|e| ClockDistrust::Unreadable(e.to_string()))?;
         if let Some(newest) = newest
             && newest > now + FOOTAGE_AHEAD_TOLERANCE_MS

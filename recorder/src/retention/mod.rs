@@ -29,17 +29,16 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+use crate::catalog::retention::{Candidate, DeleteError, Scan};
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::clock::{Clock, rfc3339};
 use crate::config::Config;
 use crate::holds::{self, ActiveHolds};
 use crate::journal::{self, Reason};
 use crate::metrics::{DeletionLabel, Metrics};
-use crate::segment::SegmentId;
 
 /// Retention passes run at least this often (and whenever a segment closes).
 pub const PASS_INTERVAL: Duration = Duration::from_secs(10);
@@ -163,18 +162,6 @@ impl PassReport {
     }
 }
 
-/// A segment that may be deleted.
-#[derive(Debug, Clone)]
-struct Candidate {
-    rowid: i64,
-    id: SegmentId,
-    camera: String,
-    start_unix_ms: i64,
-    end_unix_ms: i64,
-    bytes: u64,
-    sha256: Option<String>,
-}
-
 /// Free bytes for an unprivileged user on the file system holding `path` (statvfs).
 pub fn statvfs_free_bytes(path: &Path) -> io::Result<u64> {
     let st = rustix::fs::statvfs(path)?;
@@ -253,22 +240,6 @@ impl Retention {
 
 /// A candidate row; `None` for a row whose id does not parse (left alone: `check`
 /// reports it).
-fn candidate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Candidate>> {
-    let uuid: String = r.get(1)?;
-    let Ok(id) = uuid.parse::<SegmentId>() else {
-        return Ok(None);
-    };
-    Ok(Some(Candidate {
-        rowid: r.get(0)?,
-        id,
-        camera: r.get(2)?,
-        start_unix_ms: r.get(3)?,
-        end_unix_ms: r.get(4)?,
-        bytes: r.get::<_, i64>(5)? as u64,
-        sha256: r.get(6)?,
-    }))
-}
-
 /// The retention state last stored by a running (or the last) recorder.
 pub fn stored_state(cat: &Catalog) -> Option<RetentionState> {
     cat.meta(STATE_META_KEY)

@@ -163,21 +163,12 @@ impl Retention {
     }
 
     pub(super) fn used_bytes(&self, camera: Option<&str>) -> Result<u64> {
-        let b: i64 = self.cat.connection().query_row(
-            "SELECT COALESCE(SUM(bytes), 0) FROM segment_usage WHERE (?1 IS NULL OR camera_id = ?1)",
-            [camera],
-            |r| r.get(0),
-        )?;
-        Ok(b as u64)
+        Ok(self.cat.usage_bytes(camera)?)
     }
 
     /// Cameras with segments (configured or not).
     pub(super) fn camera_ids(&self) -> Result<Vec<String>> {
-        let mut stmt = self.cat.connection().prepare_cached(
-            "SELECT camera_id FROM segment_usage WHERE segments > 0 ORDER BY camera_id",
-        )?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(self.cat.cameras_with_segments()?)
     }
 
     pub(super) fn held_alarm(
@@ -200,29 +191,7 @@ impl Retention {
         camera: Option<&str>,
         active: &ActiveHolds,
     ) -> Result<(u64, u64)> {
-        let mut seen = BTreeSet::new();
-        let mut bytes = 0u64;
-        let conn = self.cat.connection();
-        let mut stmt = conn.prepare_cached(
-            "SELECT rowid, camera_id, bytes FROM segments
-             WHERE (?1 IS NULL OR camera_id = ?1) AND start_unix_ms < ?2 AND end_unix_ms >= ?3",
-        )?;
-        for h in &active.0 {
-            let rows = stmt.query_map(params![camera, h.to_unix_ms, h.from_unix_ms], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (rowid, cam, b) = row?;
-                if h.cameras.covers(&cam) && seen.insert(rowid) {
-                    bytes += b as u64;
-                }
-            }
-        }
-        Ok((seen.len() as u64, bytes))
+        Ok(self.cat.held_usage(camera, active)?)
     }
 
     /// Deletes closed, unheld segments that ended at or before `cutoff`: of one camera,
@@ -236,41 +205,13 @@ impl Retention {
     ) -> Result<(u64, u64)> {
         let mut cursor = (i64::MIN, i64::MIN);
         let (mut n, mut bytes) = (0, 0);
-        let except = serde_json::to_string(except).expect("serialisable");
+        let scan = Scan::Expired {
+            camera,
+            except,
+            cutoff_unix_ms: cutoff,
+        };
         loop {
-            let batch: Vec<Candidate> = {
-                let sql = if camera.is_some() {
-                    "SELECT rowid, uuid, camera_id, start_unix_ms, end_unix_ms, bytes, sha256
-                     FROM segments
-                     WHERE camera_id = ?1 AND ?6 IS NOT NULL AND start_unix_ms <= ?2
-                       AND end_unix_ms <= ?2 AND state = 'closed'
-                       AND (start_unix_ms, rowid) > (?3, ?4)
-                     ORDER BY start_unix_ms, rowid LIMIT ?5"
-                } else {
-                    "SELECT rowid, uuid, camera_id, start_unix_ms, end_unix_ms, bytes, sha256
-                     FROM segments
-                     WHERE ?1 IS NULL AND end_unix_ms <= ?2 AND state = 'closed'
-                       AND (end_unix_ms, rowid) > (?3, ?4)
-                       AND camera_id NOT IN (SELECT value FROM json_each(?6))
-                     ORDER BY end_unix_ms, rowid LIMIT ?5"
-                };
-                let mut stmt = self.cat.connection().prepare_cached(sql)?;
-                let rows = stmt.query_map(
-                    params![
-                        camera,
-                        cutoff,
-                        cursor.0,
-                        cursor.1,
-                        self.batch_rows as i64,
-                        except
-                    ],
-                    candidate_from_row,
-                )?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
-                    .into_iter()
-                    .flatten()
-                    .collect()
-            };
+            let batch = self.cat.candidates(&scan, cursor, self.batch_rows)?;
             let Some(last) = batch.last() else { break };
             cursor = if camera.is_some() {
                 (last.start_unix_ms, last.rowid)
@@ -300,30 +241,9 @@ impl Retention {
     ) -> Result<(u64, u64, bool)> {
         let (mut n, mut freed) = (0u64, 0u64);
         let mut cursor = (i64::MIN, i64::MIN);
-        // Store-wide: oldest by end time (indexed); one camera: by start time (indexed).
-        let sql = if camera.is_some() {
-            "SELECT rowid, uuid, camera_id, start_unix_ms, end_unix_ms, bytes, sha256
-             FROM segments WHERE camera_id = ?1 AND state = 'closed'
-               AND (start_unix_ms, rowid) > (?2, ?3)
-             ORDER BY start_unix_ms, rowid LIMIT ?4"
-        } else {
-            "SELECT rowid, uuid, camera_id, start_unix_ms, end_unix_ms, bytes, sha256
-             FROM segments WHERE ?1 IS NULL AND state = 'closed'
-               AND (end_unix_ms, rowid) > (?2, ?3)
-             ORDER BY end_unix_ms, rowid LIMIT ?4"
-        };
+        let scan = Scan::Oldest { camera };
         while freed < excess {
-            let page: Vec<Candidate> = {
-                let mut stmt = self.cat.connection().prepare_cached(sql)?;
-                let rows = stmt.query_map(
-                    params![camera, cursor.0, cursor.1, self.batch_rows as i64],
-                    candidate_from_row,
-                )?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
-                    .into_iter()
-                    .flatten()
-                    .collect()
-            };
+            let page = self.cat.candidates(&scan, cursor, self.batch_rows)?;
             let Some(last) = page.last() else {
                 return Ok((n, freed, true));
             };
@@ -362,43 +282,20 @@ impl Retention {
             return Ok((0, 0));
         }
         let now = self.clock.now_unix_ms();
-        let mut deleted = Vec::with_capacity(batch.len());
-        {
-            let tx =
-                Transaction::new_unchecked(self.cat.connection(), TransactionBehavior::Immediate)?;
-            let active = holds::active_on(&tx, self.holds_at)?;
-            {
-                let mut del = tx.prepare_cached(
-                    "DELETE FROM segments WHERE rowid = ?1 AND uuid = ?2 AND state = 'closed'",
-                )?;
-                for c in batch {
-                    if active.protects(&c.camera, c.start_unix_ms, c.end_unix_ms) {
-                        continue;
-                    }
-                    if del.execute(params![c.rowid, c.id.to_string()])? != 1 {
-                        continue; // gone already (another deleter)
-                    }
-                    journal::append(
-                        &tx,
-                        &journal::Entry {
-                            segment: c.id.to_string(),
-                            camera: c.camera.clone(),
-                            from_unix_ms: c.start_unix_ms,
-                            to_unix_ms: c.end_unix_ms,
-                            bytes: c.bytes,
-                            sha256: c.sha256.clone(),
-                            deleted_unix_ms: now,
-                            reason: reason.as_str().to_string(),
-                        },
-                    )?;
-                    deleted.push(c);
-                }
-            }
-            if self.crash_after == Some(DeleteStep::RowsAndJournal) {
+        let deleted: Vec<&Candidate> = match self.cat.delete_unheld(
+            batch,
+            self.holds_at,
+            reason,
+            now,
+            self.crash_after == Some(DeleteStep::RowsAndJournal),
+        ) {
+            Ok(i) => i.into_iter().map(|i| &batch[i]).collect(),
+            Err(DeleteError::Aborted) => {
                 return Err(RetentionError::InjectedCrash(DeleteStep::RowsAndJournal));
             }
-            tx.commit()?;
-        }
+            Err(DeleteError::Sql(e)) => return Err(e.into()),
+            Err(DeleteError::Holds(e)) => return Err(e.into()),
+        };
         if self.crash_after == Some(DeleteStep::Commit) {
             return Err(RetentionError::InjectedCrash(DeleteStep::Commit));
         }

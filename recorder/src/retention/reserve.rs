@@ -87,10 +87,7 @@ impl Retention {
                 camera,
                 "disk full: catalog needs room; truncating its write-ahead log"
             );
-            let _ = self
-                .cat
-                .connection()
-                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            let _ = self.cat.truncate_wal();
             r = attempt(self);
         }
         self.ensure_reserve();

@@ -113,19 +113,23 @@ pub fn entries(
          WHERE (?1 IS NULL OR camera_id = ?1) AND (?2 IS NULL OR deleted_unix_ms >= ?2)
          ORDER BY deleted_unix_ms, rowid",
     )?;
-    let rows = stmt.query_map(params![camera, since_unix_ms], |r| {
-        Ok(Entry {
-            segment: r.get(0)?,
-            camera: r.get(1)?,
-            from_unix_ms: r.get(2)?,
-            to_unix_ms: r.get(3)?,
-            bytes: r.get::<_, i64>(4)? as u64,
-            sha256: r.get(5)?,
-            deleted_unix_ms: r.get(6)?,
-            reason: r.get(7)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![camera, since_unix_ms], |r| entry_from(r, 0))?;
     rows.collect()
+}
+
+/// An entry from a row's columns `segment, camera_id, from_unix_ms, to_unix_ms, bytes,
+/// sha256, deleted_unix_ms, reason`, starting at column `first`.
+fn entry_from(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        segment: r.get(first)?,
+        camera: r.get(first + 1)?,
+        from_unix_ms: r.get(first + 2)?,
+        to_unix_ms: r.get(first + 3)?,
+        bytes: r.get::<_, i64>(first + 4)? as u64,
+        sha256: r.get(first + 5)?,
+        deleted_unix_ms: r.get(first + 6)?,
+        reason: r.get(first + 7)?,
+    })
 }
 
 /// Removes entries older than a year before `now`; returns how many.
@@ -160,19 +164,7 @@ pub fn page(
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = stmt.query_map(params![camera, since_unix_ms, before_seq, limit], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            Entry {
-                segment: r.get(1)?,
-                camera: r.get(2)?,
-                from_unix_ms: r.get(3)?,
-                to_unix_ms: r.get(4)?,
-                bytes: r.get::<_, i64>(5)? as u64,
-                sha256: r.get(6)?,
-                deleted_unix_ms: r.get(7)?,
-                reason: r.get(8)?,
-            },
-        ))
+        Ok((r.get::<_, i64>(0)?, entry_from(r, 1)?))
     })?;
     rows.collect()
 }

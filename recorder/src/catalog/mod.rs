@@ -6,6 +6,11 @@
 //! is garbage, and a closed row never claims bytes that are not on disk. Wrapped keys
 //! live only here, with `secure_delete` on, so deleting a row erases the footage.
 
+pub mod holds;
+pub mod journal;
+pub(crate) mod retention;
+pub(crate) mod status;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -141,6 +146,17 @@ pub struct Catalog {
 }
 
 /// Where the copy made before upgrading a catalog of version `from` goes.
+/// A gap from a row's columns `rowid, camera_id, from_unix_ms, to_unix_ms, reason`.
+pub(crate) fn gap_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GapRow> {
+    Ok(GapRow {
+        rowid: r.get(0)?,
+        camera: r.get(1)?,
+        from_unix_ms: r.get(2)?,
+        to_unix_ms: r.get(3)?,
+        reason: r.get(4)?,
+    })
+}
+
 pub fn backup_path(catalog: &Path, from: i64) -> PathBuf {
     let mut s = catalog.as_os_str().to_owned();
     s.push(format!(".v{from}.bak"));
@@ -566,15 +582,7 @@ impl Catalog {
             "SELECT rowid, camera_id, from_unix_ms, to_unix_ms, reason FROM gaps
              WHERE camera_id=?1 ORDER BY from_unix_ms, rowid",
         ))?;
-        let rows = self.sql(stmt.query_map([camera], |r| {
-            Ok(GapRow {
-                rowid: r.get(0)?,
-                camera: r.get(1)?,
-                from_unix_ms: r.get(2)?,
-                to_unix_ms: r.get(3)?,
-                reason: r.get(4)?,
-            })
-        }))?;
+        let rows = self.sql(stmt.query_map([camera], gap_row))?;
         rows.map(|r| self.sql(r)).collect()
     }
 
