@@ -582,7 +582,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 4 * 15 * 9 * 4);
+        assert_eq!(checked, 4 * Action::ALL.len() * 9 * 4);
         assert!(allowed > 100, "{allowed}");
     }
 

@@ -150,7 +150,8 @@ export async function render(main, ctx) {
     const ok = results.some((r) => r.status === 'fulfilled');
     setEnabled(ok);
     const failed = results.filter((r) => r.status === 'rejected' && r.reason && r.reason.status === 403);
-    if (failed.length) alert.show(failed[0].reason.message);
+    // A single camera's tile says why itself; over several, the page says it once.
+    if (failed.length && players.length > 1) alert.show(failed[0].reason.message);
   }
 
   function seekAll(wall) {
