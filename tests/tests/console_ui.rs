@@ -690,6 +690,24 @@ async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
             b.screenshot("subject-access").await?;
         }
     }
+    // The health page: every camera's state, the store, the disk under it as the
+    // recorder probed it, and no alarm on a healthy box.
+    b.goto("/health").await?;
+    let seen = b
+        .wait_js(
+            "the health page with both cameras and the store",
+            "const rows = [...document.querySelectorAll('main tr[data-camera]')].map((r) => r.dataset.camera); \
+             const h2 = [...document.querySelectorAll('main h2')].map((e) => e.textContent.trim()); \
+             return rows.includes('gate') && rows.includes('hall') && h2.includes('Storage') \
+               ? { rows, h2 } : null;",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        seen["h2"][0] == "No alarm",
+        "a healthy box shows an alarm: {seen}"
+    );
+    b.screenshot("health").await?;
     Ok(())
 }
 
