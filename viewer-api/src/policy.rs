@@ -157,8 +157,6 @@ pub enum Action {
     HoldCreate,
     HoldRelease,
     HoldList,
-    ManageCameras,
-    ManageUsers,
     ManageGrants,
     SystemHealth,
     /// Read access-log entries (`Resource::owner`: whose entries; `None` = everyone's).
@@ -171,7 +169,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 14] = [
         Action::ViewCamera,
         Action::ViewRecordings,
         Action::Live,
@@ -180,8 +178,6 @@ impl Action {
         Action::HoldCreate,
         Action::HoldRelease,
         Action::HoldList,
-        Action::ManageCameras,
-        Action::ManageUsers,
         Action::ManageGrants,
         Action::SystemHealth,
         Action::ReadAudit,
@@ -201,8 +197,6 @@ impl Action {
             Action::HoldCreate => "hold.create",
             Action::HoldRelease => "hold.release",
             Action::HoldList => "hold.list",
-            Action::ManageCameras => "camera.manage",
-            Action::ManageUsers => "user.manage",
             Action::ManageGrants => "grant.manage",
             Action::SystemHealth => "health",
             Action::ReadAudit => "audit.read",
@@ -323,11 +317,7 @@ pub fn authorize(p: &Principal, action: Action, r: &Resource<'_>) -> Decision {
 
         // --- it: administers, may look with a purpose, may not export
         (It, ViewCamera | ViewRecordings | Live | Playback) => Decision::Allow,
-        (
-            It,
-            HoldList | ManageCameras | ManageUsers | ManageGrants | SystemHealth
-            | AcknowledgeTamper,
-        ) => Decision::Allow,
+        (It, HoldList | ManageGrants | SystemHealth | AcknowledgeTamper) => Decision::Allow,
         (It, ReadAudit | ReadJournal) => Decision::Allow,
 
         // --- contractor: only what an active grant says
@@ -508,15 +498,14 @@ mod tests {
                     HoldCreate | HoldRelease | HoldList | ReadAudit => {
                         action != HoldCreate || reason
                     }
-                    ManageCameras | ManageUsers | ManageGrants | SubjectAccess | ReadJournal
-                    | AcknowledgeTamper => false,
+                    ManageGrants | SubjectAccess | ReadJournal | AcknowledgeTamper => false,
                 }
             }
             Role::It => match action {
                 ViewCamera | ViewRecordings | Live | Playback => true,
                 Export | HoldCreate | HoldRelease | SubjectAccess => false,
-                HoldList | ManageCameras | ManageUsers | ManageGrants | SystemHealth
-                | ReadAudit | ReadJournal | AcknowledgeTamper => true,
+                HoldList | ManageGrants | SystemHealth | ReadAudit | ReadJournal
+                | AcknowledgeTamper => true,
             },
             Role::Contractor => {
                 // ScopedOut holds a grant for a camera outside its own scope: no.
