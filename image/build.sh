@@ -23,13 +23,15 @@ t0=$(date +%s)
 
 ensure_binfmt
 bins="$(bash "$IMAGE_DIR/sysroot.sh" | tail -n1)"
-[ -x "$bins/recorder" ] && [ -x "$bins/viewer-api" ] || die "cross-build gave no binaries in $bins"
+if [ ! -x "$bins/recorder" ] || [ ! -x "$bins/viewer-api" ]; then
+  die "cross-build gave no binaries in $bins"
+fi
 base="$(bash "$IMAGE_DIR/rootfs.sh" | tail -n1)"
 
 W="$OUT/work"
 ROOT="$W/rootfs"
 log "root file system: $base + image/rootfs + binaries"
-rm -rf "$W" && mkdir -p "$W" "$OUT"
+rm -rf --one-file-system "$W" && mkdir -p "$W" "$OUT"
 cp -a "$base" "$ROOT"
 rm -f "$ROOT/.ringfence-complete"
 cp -a --no-preserve=ownership "$IMAGE_DIR/rootfs/." "$ROOT/"
@@ -76,6 +78,7 @@ log "file systems"
 root_mb=$(( $(du -sm "$ROOT" | cut -f1) * 5 / 4 + 64 ))
 rm -f "$W/root.ext4"
 mke2fs -q -t ext4 -L rf-root -d "$ROOT" -E root_owner=0:0 "$W/root.ext4" "${root_mb}M"
+rm -rf --one-file-system "$ROOT"   # the disk is shared: keep only what is still needed
 
 DATA="$W/data"
 install -d -m 0755 "$DATA" "$DATA/etc" "$DATA/etc/ssh" "$DATA/etc/ssh/authorized_keys"
@@ -89,14 +92,15 @@ fi
 rm -f "$W/data.ext4"
 mke2fs -q -t ext4 -L rf-data -d "$DATA" -E root_owner=0:0 "$W/data.ext4" "$DATA_SIZE"
 
-ESP="$W/esp"
-mkdir -p "$ESP"
-cp "$OUT/vmlinuz" "$OUT/initrd.img" "$OUT/cmdline.txt" "$ESP/"
+cp "$OUT/vmlinuz" "$OUT/initrd.img" "$OUT/cmdline.txt" "$W/"
+mkdir -p "$W/empty"
 cat > "$W/genimage.cfg" <<CFG
 image esp.vfat {
-  vfat { label = "RF-ESP" }
+  vfat {
+    label = "RF-ESP"
+    files = { "vmlinuz", "initrd.img", "cmdline.txt" }
+  }
   size = 256M
-  mountpoint = "/"
 }
 image ringfence-arm64.img {
   hdimage { partition-table-type = "gpt" }
@@ -117,9 +121,10 @@ image ringfence-arm64.img {
 CFG
 log "disk image (genimage)"
 rm -rf "$W/genimage-tmp" "$OUT/ringfence-arm64.img"
-genimage --config "$W/genimage.cfg" --rootpath "$ESP" --tmppath "$W/genimage-tmp" \
+genimage --config "$W/genimage.cfg" --rootpath "$W/empty" --tmppath "$W/genimage-tmp" \
   --inputpath "$W" --outputpath "$OUT" >"$W/genimage.log" 2>&1 \
   || { cat "$W/genimage.log" >&2; die "genimage failed"; }
-rm -rf "$W/genimage-tmp" "$OUT/esp.vfat" "$ROOT"
+rm -rf --one-file-system "$W"
+rm -f "$OUT/esp.vfat"
 size=$(stat -c %s "$OUT/ringfence-arm64.img")
 log "image: $OUT/ringfence-arm64.img ($((size / 1048576)) MiB; root $root_mb MiB, data $DATA_SIZE) in $(( $(date +%s) - t0 )) s"

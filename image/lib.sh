@@ -1,5 +1,5 @@
 # Shared by image/build.sh and image/test.sh (sourced).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 IMAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$IMAGE_DIR/.." && pwd)"
 CACHE="${IMAGE_CACHE:-$REPO/target/image-cache}"

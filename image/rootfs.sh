@@ -13,8 +13,9 @@ base="$CACHE/rootfs-base-$key"
 if [ ! -f "$base/.ringfence-complete" ]; then
   ensure_binfmt
   mkdir -p "$CACHE"
-  rm -rf "$base.tmp"
+  rm -rf --one-file-system "$base.tmp"
   log "base rootfs (arm64 minbase, maintainer scripts under qemu-user; a few minutes)"
+  # shellcheck disable=SC2016 # \$1 is the hook's, expanded by mmdebstrap's shell
   debian_sources | mmdebstrap --quiet --arch=arm64 --variant=minbase \
     --include="$pkgs" \
     --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -25,8 +26,8 @@ if [ ! -f "$base/.ringfence-complete" ]; then
     --customize-hook='rm -f "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*_Packages' \
     bookworm "$base.tmp" -
   touch "$base.tmp/.ringfence-complete"
-  rm -rf "$base" && mv "$base.tmp" "$base"
+  rm -rf --one-file-system "$base" && mv "$base.tmp" "$base"
   # older bases (another package list) are dropped
-  find "$CACHE" -maxdepth 1 -name 'rootfs-base-*' ! -name "$(basename "$base")" -exec rm -rf {} +
+  find "$CACHE" -maxdepth 1 -name 'rootfs-base-*' ! -name "$(basename "$base")" -exec rm -rf --one-file-system {} +
 fi
 echo "$base"
