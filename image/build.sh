@@ -41,8 +41,8 @@ for b in recorder viewer-api; do
   chmod 0755 "$ROOT/usr/bin/$b"
 done
 install -d "$ROOT/usr/share/doc/ringfence"
-install -m 0644 "$REPO/README.md" "$IMAGE_DIR/README.md" "$ROOT/usr/share/doc/ringfence/" 2>/dev/null \
-  || install -m 0644 "$REPO/README.md" "$ROOT/usr/share/doc/ringfence/"
+install -m 0644 "$REPO/README.md" "$ROOT/usr/share/doc/ringfence/README.md"
+install -m 0644 "$IMAGE_DIR/README.md" "$ROOT/usr/share/doc/ringfence/appliance.md"
 git -C "$REPO" describe --always --dirty > "$ROOT/etc/ringfence-version" 2>/dev/null || true
 
 # users (fixed ids: the config's allow_uids names the viewer-api's), units, read-only root
@@ -56,9 +56,9 @@ useradd -m -s /bin/bash -G ringfence-admin -c "Ringfence remote admin" admin
 usermod -p '*' admin
 systemctl enable ringfence-site.service ringfence-firstboot.service \
   ringfence-recorder.service ringfence-api.service systemd-networkd.service \
-  nftables.service chrony.service ssh.service >/dev/null 2>&1
+  nftables.service chrony.service ssh.service >/dev/null
 systemctl mask systemd-random-seed.service apt-daily.timer apt-daily-upgrade.timer \
-  systemd-networkd-wait-online.service >/dev/null 2>&1
+  systemd-networkd-wait-online.service >/dev/null
 rm -f /etc/ssh/ssh_host_*
 : > /etc/machine-id
 echo ringfence > /etc/hostname

@@ -29,9 +29,10 @@ cross_build() {
   export PKG_CONFIG_SYSROOT_DIR="$SYSROOT"
   export PKG_CONFIG_LIBDIR="$libdir/pkgconfig:$SYSROOT/usr/share/pkgconfig"
   export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-  # libc from the cross toolchain (same glibc 2.36 as bookworm arm64); the rest, and
-  # the libraries those depend on, from the sysroot
+  export RINGFENCE_SYSROOT="$SYSROOT"
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$IMAGE_DIR/cross-linker"
+  # everything from the sysroot (the linker passes --sysroot); -rpath-link for the
+  # libraries GStreamer's depend on
   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-L$libdir -C link-arg=-Wl,-rpath-link,$libdir"
   export CARGO_TARGET_DIR="$REPO/target/cross-arm64"
   # no debug info: the image strips it anyway, and the disk is shared
