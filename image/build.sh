@@ -58,7 +58,9 @@ systemctl enable ringfence-site.service ringfence-firstboot.service \
   ringfence-recorder.service ringfence-api.service systemd-networkd.service \
   nftables.service chrony.service ssh.service >/dev/null
 systemctl mask systemd-random-seed.service apt-daily.timer apt-daily-upgrade.timer \
-  systemd-networkd-wait-online.service >/dev/null
+  dpkg-db-backup.timer systemd-networkd-wait-online.service >/dev/null
+# state directories systemd's own units want, made now: the root is read-only
+mkdir -p /var/lib/systemd/linger /var/lib/systemd/pstore /var/lib/systemd/rfkill /var/lib/systemd/backlight
 rm -f /etc/ssh/ssh_host_*
 : > /etc/machine-id
 echo ringfence > /etc/hostname
