@@ -47,7 +47,10 @@ sed -e 's|^ADMIN_NETS=.*|ADMIN_NETS="10.0.2.2/32"|' \
     -e 's|^NTS_SERVERS=.*|NTS_SERVERS="time.cloudflare.com"|' \
     -e 's|^DNS_SERVERS=.*|DNS_SERVERS="10.0.2.3"|' \
     "$IMAGE_DIR/site/site.conf" > "$SEED/site.conf"
+# the test's data partition is small: keep the ring inside it (the defaults want 1 GiB free)
 sed -e 's|^segment_secs = .*|segment_secs = 4|' \
+    -e 's|^min_free_bytes = .*|min_free_bytes = 67108864|' \
+    -e 's|^max_bytes = .*|max_bytes = 268435456|' \
     -e '/^\[\[cameras\]\]/,$d' "$IMAGE_DIR/site/ringfence.toml" > "$SEED/ringfence.toml"
 printf '[[cameras]]\nid = "a"\nname = "Test camera (host)"\nurl = "%s"\n' "$guest_cam_url" >> "$SEED/ringfence.toml"
 
@@ -118,7 +121,7 @@ acct="$(grep -a -m1 -o 'RINGFENCE-FIRST-ACCOUNT user=[^ ]* password=[^ [:cntrl:]
 user="$(printf '%s' "$acct" | sed -n 's/.*user=\([^ ]*\).*/\1/p')"
 pw="$(printf '%s' "$acct" | sed -n 's/.*password=\([^ ]*\).*/\1/p')"
 [ -n "$pw" ]; row "first-boot IT account on the serial console" "$(ok $?)" "user ${user:-none}"
-inj="$(g "sudo journalctl -b --no-pager | grep -c -F -- '${pw:-none}'" 2>/dev/null || echo 0)"
+inj="$(g "sudo journalctl -b --no-pager | grep -c -F -- '${pw:-none}' || true" 2>/dev/null)"
 [ -n "$pw" ] && [ "$inj" = 0 ]; row "its password is not in the journal" "$(ok $?)" "$inj matches"
 B="https://127.0.0.1:$HTTPS_P"
 token="$(curl -sk --max-time 30 -X POST "$B/api/v1/login" -H 'content-type: application/json' \
