@@ -79,7 +79,7 @@ echo "$CMDLINE" > "$OUT/cmdline.txt"
 log "file systems"
 root_mb=$(( $(du -sm "$ROOT" | cut -f1) * 5 / 4 + 64 ))
 rm -f "$W/root.ext4"
-mke2fs -q -t ext4 -L rf-root -d "$ROOT" -E root_owner=0:0 "$W/root.ext4" "${root_mb}M"
+mke2fs -q -t ext4 -L rf-root -d "$ROOT" -E root_owner=0:0 "$W/root.ext4" "${root_mb}M" >/dev/null
 rm -rf --one-file-system "$ROOT"   # the disk is shared: keep only what is still needed
 
 DATA="$W/data"
@@ -92,7 +92,7 @@ else
   log "no SSH_AUTHORIZED_KEYS: nobody can sign in over SSH until keys are put in /etc/ringfence/ssh/authorized_keys/admin"
 fi
 rm -f "$W/data.ext4"
-mke2fs -q -t ext4 -L rf-data -d "$DATA" -E root_owner=0:0 "$W/data.ext4" "$DATA_SIZE"
+mke2fs -q -t ext4 -L rf-data -d "$DATA" -E root_owner=0:0 "$W/data.ext4" "$DATA_SIZE" >/dev/null
 
 cp "$OUT/vmlinuz" "$OUT/initrd.img" "$OUT/cmdline.txt" "$W/"
 mkdir -p "$W/empty"

@@ -180,6 +180,8 @@ row "SSH: key only, no root login" "$(ok $?)" "password: $(printf '%s' "$pwd_aut
 row "root file system read-only" "$(refused 'sudo touch /usr/ringfence-ro-test')" "$(g 'findmnt -no OPTIONS /' 2>/dev/null | cut -d, -f1)"
 nts="$(g 'cat /run/ringfence/chrony/nts.sources; systemctl is-active chrony' 2>/dev/null | tr '\n' ' ')"
 printf '%s' "$nts" | grep -q 'nts.*active'; row "chrony active with NTS sources" "$(ok $?)" "$nts"
+sync="$(g "sudo chronyc -n -c sources 2>/dev/null | awk -F, '\$2==\"*\" {print \"synced to \"\$3}'; sudo chronyc -n -c authdata 2>/dev/null | awk -F, '{print \$1\" \"\$2\" cookies=\"\$9}'" 2>/dev/null | tr '\n' ' ')"
+row "chrony synchronised over NTS (needs the internet)" INFO "${sync:-not synchronised}"
 wd="$(g 'cat /sys/class/watchdog/watchdog0/identity /sys/class/watchdog/watchdog0/state 2>/dev/null; systemctl show -p RuntimeWatchdogUSec --value' 2>/dev/null | tr '\n' ' ')"
 printf '%s' "$wd" | grep -q active; row "systemd drives the hardware watchdog" "$(ok $?)" "$wd"
 failed_units="$(g 'systemctl --failed --no-legend --plain | cut -d" " -f1 | tr "\n" " "' 2>/dev/null || true)"
