@@ -56,3 +56,16 @@ bench-ui: deps
 
 clean-demo:
 	rm -rf demo
+
+# The appliance (issue 11): the arm64 Debian 12 disk image (mmdebstrap, no Docker) in
+# target/image/, and its test: built with a test seed, booted in qemu-system-aarch64
+# (TCG), checked over SSH, HTTPS and the serial console. Both need root. See image/README.md.
+.PHONY: image image-test image-deps
+image-deps:
+	bash image/install-deps.sh
+
+image: image-deps
+	bash image/build.sh
+
+image-test: image-deps
+	bash image/test.sh
