@@ -224,7 +224,26 @@ fn hold_command(command: HoldCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Frames of at least this size get a mapping of their own (see [`fix_mmap_threshold`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD_BYTES: libc::c_int = 128 * 1024;
+
+/// glibc's allocator raises its mmap threshold to the size of the largest mapped block
+/// freed. After the first large key frame, every frame is then carved from the heap, and
+/// the heap, fragmented by frames of every size freed on the writer threads, is not
+/// given back: at 16 cameras the recorder kept about 4 MiB more than it used. With the
+/// threshold fixed (glibc's default, without the raising), frames of 128 KiB and more
+/// get mappings of their own, returned to the system as soon as they are written.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fix_mmap_threshold() {
+    // SAFETY: mallopt only changes the allocator's settings, and this runs first in
+    // main, before any other thread exists.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) };
+}
+
 pub fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fix_mmap_threshold();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -4,8 +4,10 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use ring::digest::Context as Sha256;
 
@@ -41,6 +43,57 @@ pub(crate) struct Faults {
     pub truncate_fails: bool,
 }
 
+/// Chunk buffers kept for the next chunk, shared by every writer of the process.
+///
+/// A chunk is sealed in place, so it needs one contiguous buffer, but only while it is
+/// sealed and written. A buffer kept by each writer would cost a chunk's size per camera
+/// for as long as the recorder runs (about 250 KB at 4 Mbit/s, more for a long GOP);
+/// shared, the store keeps only as many as chunks are written at once.
+static CHUNK_BUFS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Buffers [`CHUNK_BUFS`] keeps: more than the chunks written at once on a small box
+/// (one per core); a buffer given back beyond them is freed.
+const KEPT_CHUNK_BUFS: usize = 4;
+
+/// A buffer from [`CHUNK_BUFS`] (or a new one), given back when dropped.
+struct ChunkBuf(Vec<u8>);
+
+impl ChunkBuf {
+    /// A buffer holding `CHUNK_HDR_LEN` placeholder bytes, for the plaintext to follow.
+    fn take() -> ChunkBuf {
+        let mut buf = CHUNK_BUFS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        buf.clear();
+        buf.resize(CHUNK_HDR_LEN, 0);
+        ChunkBuf(buf)
+    }
+}
+
+impl Drop for ChunkBuf {
+    fn drop(&mut self) {
+        let mut kept = CHUNK_BUFS.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < KEPT_CHUNK_BUFS {
+            kept.push(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+impl Deref for ChunkBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl DerefMut for ChunkBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
 /// Writes one segment file. Not thread-safe by design: one writer per camera task.
 pub struct SegmentWriter {
     file: File,
@@ -53,7 +106,6 @@ pub struct SegmentWriter {
     bytes: u64,
     chunks: u64,
     hasher: Sha256,
-    buf: Vec<u8>,
     acc: TrailerAcc,
     poisoned: bool,
     #[cfg(test)]
@@ -111,7 +163,6 @@ impl SegmentWriter {
             bytes: 0,
             chunks: 0,
             hasher: sha256_new(),
-            buf: Vec::new(),
             acc: TrailerAcc::default(),
             poisoned: false,
             #[cfg(test)]
@@ -119,13 +170,12 @@ impl SegmentWriter {
         };
         // header and params chunk go out in one write, as one "chunk" for rollback purposes
         let r = (|| {
-            w.buf.clear();
-            w.buf.resize(CHUNK_HDR_LEN, 0);
-            codec::encode_params(&mut w.buf, params, start_unix_ms);
-            let tag = w.sealer.seal(0, 0, &[0; TAG_LEN], &mut w.buf)?;
+            let mut buf = ChunkBuf::take();
+            codec::encode_params(&mut buf, params, start_unix_ms);
+            let tag = w.sealer.seal(0, 0, &[0; TAG_LEN], &mut buf)?;
             w.next_index = 1;
             let mut first = header;
-            first.extend_from_slice(&w.buf);
+            first.extend_from_slice(&buf);
             w.file.write_all_at(&first, 0)?;
             w.hasher.update(&first);
             w.bytes = first.len() as u64;
@@ -157,20 +207,20 @@ impl SegmentWriter {
                 "a GOP needs at least one frame".into(),
             ));
         }
-        self.buf.clear();
-        self.buf.resize(CHUNK_HDR_LEN, 0);
-        codec::encode_gop(&mut self.buf, gop);
+        let mut buf = ChunkBuf::take();
+        codec::encode_gop(&mut buf, gop);
         let at = ChunkAt {
             index: self.next_index,
             offset: self.bytes,
-            len: (self.buf.len() - CHUNK_HDR_LEN) as u64,
+            len: (buf.len() - CHUNK_HDR_LEN) as u64,
         };
-        let n = self.write_chunk(0)?;
+        let n = self.write_chunk(&mut buf, 0)?;
         self.acc.add(gop, at);
         Ok(n)
     }
 
-    fn write_chunk(&mut self, flags: u8) -> Result<u64, SegmentError> {
+    /// Seals `buf` (see [`Sealer::seal`]) and writes it at the end of the file.
+    fn write_chunk(&mut self, buf: &mut Vec<u8>, flags: u8) -> Result<u64, SegmentError> {
         if self.poisoned {
             return Err(SegmentError::Poisoned);
         }
@@ -180,32 +230,30 @@ impl SegmentWriter {
             ));
         }
         let index = self.next_index;
-        let tag = self
-            .sealer
-            .seal(index, flags, &self.prev_tag, &mut self.buf)?;
+        let tag = self.sealer.seal(index, flags, &self.prev_tag, buf)?;
         // The nonce is used from here on, whether or not the write lands: never reuse it.
         self.next_index += 1;
-        if let Err(e) = self.write_buf() {
+        if let Err(e) = self.write_buf(buf) {
             if self.rollback().is_err() {
                 self.poisoned = true;
             }
             return Err(e.into());
         }
-        self.hasher.update(&self.buf);
-        self.bytes += self.buf.len() as u64;
+        self.hasher.update(buf);
+        self.bytes += buf.len() as u64;
         self.chunks += 1;
         self.prev_tag = tag;
-        Ok(self.buf.len() as u64)
+        Ok(buf.len() as u64)
     }
 
-    fn write_buf(&mut self) -> io::Result<()> {
+    fn write_buf(&mut self, buf: &[u8]) -> io::Result<()> {
         #[cfg(test)]
         if let Some(n) = self.faults.write_only.take() {
-            let n = n.min(self.buf.len());
-            self.file.write_all_at(&self.buf[..n], self.bytes)?;
+            let n = n.min(buf.len());
+            self.file.write_all_at(&buf[..n], self.bytes)?;
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
-        self.file.write_all_at(&self.buf, self.bytes)
+        self.file.write_all_at(buf, self.bytes)
     }
 
     fn rollback(&mut self) -> io::Result<()> {
@@ -264,10 +312,10 @@ impl SegmentWriter {
     /// for [`recover`].
     pub fn finish(mut self) -> Result<Finished, SegmentError> {
         let trailer = self.trailer_so_far();
-        self.buf.clear();
-        self.buf.resize(CHUNK_HDR_LEN, 0);
-        self.acc.final_plaintext(self.start_unix_ms, &mut self.buf);
-        self.write_chunk(FLAG_FINAL)?;
+        let mut buf = ChunkBuf::take();
+        self.acc.final_plaintext(self.start_unix_ms, &mut buf);
+        self.write_chunk(&mut buf, FLAG_FINAL)?;
+        drop(buf);
         self.file.sync_all()?;
         fsync_dir(&self.dir)?;
         Ok(Finished {
