@@ -225,6 +225,12 @@ fn user_cmd(cmd: UserCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Threads for blocking work (reads from the recorder's service, the access log's
+/// commits, sign-in lookups): one per stream the API allows at once, and a few for the
+/// rest. tokio's default (512) would let a burst of requests start hundreds of threads
+/// on the box's two cores, beside the recorder.
+const BLOCKING_THREADS: usize = viewer_api::streams::TOTAL + 16;
+
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -232,6 +238,7 @@ fn run() -> anyhow::Result<ExitCode> {
             let settings = Settings::load(&config)?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .max_blocking_threads(BLOCKING_THREADS)
                 .build()?
                 .block_on(server::serve(settings))?;
         }
