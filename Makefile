@@ -45,12 +45,13 @@ bench-export: deps
 	$(CARGO) build --release -p viewer-api -p recorder $(BENCH_FEATURES)
 	bash scripts/bench-export.sh
 
-# Review console in headless Chromium: page load, JS+CSS gzipped, View → first frame
-# (H.264, H.265 preview), preview CPU; LOADS=10 VIEWS=5 by default.
+# Recording while officers play clips and watch live views (CAMERAS=32 PLAYERS=20 LIVE=4).
 bench-mixed: deps
 	$(CARGO) build --release -p recorder -p viewer-api -p ringfence-tests --bin recorder --bin viewer-api --bin test-camera $(BENCH_FEATURES)
 	bash scripts/bench-mixed.sh
 
+# Review console in headless Chromium: page load, JS+CSS gzipped, View → first frame
+# (H.264, H.265 preview), preview CPU; LOADS=10 VIEWS=5 by default.
 bench-ui: deps
 	bash scripts/bench-ui.sh
 
