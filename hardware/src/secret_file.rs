@@ -18,26 +18,8 @@ pub(crate) enum SecretFileError {
 }
 
 pub(crate) fn read(path: &Path, prefix: &str) -> Result<Zeroizing<[u8; 32]>, SecretFileError> {
-    let mut file = match fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(SecretFileError::Missing),
-        Err(e) => return Err(SecretFileError::Io(e)),
-    };
-    let mode = file
-        .metadata()
-        .map_err(SecretFileError::Io)?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(SecretFileError::TooOpen { mode });
-    }
-    let mut text = Zeroizing::new(String::new());
     // A key file is tiny; anything larger is not ours.
-    Read::by_ref(&mut file)
-        .take(256)
-        .read_to_string(&mut text)
-        .map_err(|_| SecretFileError::Malformed)?;
+    let text = read_private_text(path, 256)?;
     let hex = text
         .trim_end()
         .strip_prefix(prefix)
@@ -86,7 +68,6 @@ pub(crate) fn create_new(
 
 /// Reads a small text file that only its owner may read (at most `max` bytes; longer
 /// is `Malformed`).
-#[cfg_attr(not(feature = "tpm"), allow(dead_code))]
 pub(crate) fn read_private_text(
     path: &Path,
     max: u64,
