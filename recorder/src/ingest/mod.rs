@@ -24,9 +24,24 @@ use crate::metrics::Metrics;
 use crate::segment::{Codec, CodecParams, Frame, Gop};
 use crate::writer::WriterMsg;
 
+mod low_water;
+pub use low_water::LowWater;
+use low_water::SessionMark;
+
 /// Frames in hand are handed to the writer at least this often (media time), even in
 /// the middle of a long GOP: it bounds what a crash loses and how late live view is.
 pub const CHUNK_FLUSH_90K: i64 = 45_000;
+
+/// ... or as soon as they hold this many bytes: what a camera's frames in hand cost in
+/// memory stays bounded whatever its bitrate (at 16 cameras the frames in hand were
+/// most of the recorder's peak memory). Below 3 Mbit/s the half second comes first.
+pub const CHUNK_FLUSH_BYTES: usize = 192 * 1024;
+
+/// Whether the frames in hand, spanning `span_90k` of media time and holding
+/// `in_hand_bytes`, go to the writer now rather than with the next key frame.
+fn hand_over_now(span_90k: i64, in_hand_bytes: usize) -> bool {
+    span_90k >= CHUNK_FLUSH_90K || in_hand_bytes >= CHUNK_FLUSH_BYTES
+}
 
 /// No frame for this long: the camera is treated as offline.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +67,8 @@ pub struct CameraTask {
     pub clock: Arc<dyn Clock>,
     pub session_group: Arc<SessionGroup>,
     pub state: StateFn,
+    /// The receive low-water marks of every camera's connection ([`low_water`]).
+    pub low_water: Arc<LowWater>,
 }
 
 impl CameraTask {
@@ -130,7 +147,7 @@ impl CameraTask {
             .session_group(self.session_group.clone());
         let mut session = or_stop!(tokio::time::timeout(
             CONNECT_TIMEOUT,
-            Session::describe(url, opts)
+            Session::describe(url.clone(), opts)
         ))
         .map_err(|_| SessionError::NoAnswer("DESCRIBE"))?
         .map_err(|e| describe_error(&e))?;
@@ -159,6 +176,17 @@ impl CameraTask {
             .demuxed()
             .map_err(|e| SessionError::Stream(e.to_string()))?;
         info!(camera = %cam.id, "camera connected");
+        // Over TCP, the kernel is asked to wake the recorder for ~100 ms of the stream at a
+        // time rather than for each packet (UDP packets come one by one whatever the mark).
+        let mut mark = match cam.transport {
+            config::Transport::Tcp => Some(SessionMark::new(
+                self.low_water.clone(),
+                &cam.id,
+                peer_addrs(&url).await,
+                tokio::time::Instant::now(),
+            )),
+            config::Transport::Udp => None,
+        };
 
         let label = Metrics::cam(&cam.id);
         let frames_c = self.metrics.frames.get_or_create(&label).clone();
@@ -167,6 +195,8 @@ impl CameraTask {
         let dropped_c = self.metrics.frames_dropped.get_or_create(&label).clone();
         let mut params: Option<Arc<CodecParams>> = None;
         let mut gop: Option<Gop> = None;
+        // The bytes of the frames in `gop`.
+        let mut in_hand_bytes = 0usize;
         let mut announced = false;
         // One ticking timer for the silence check, rather than a timer armed per frame.
         let mut silence_check = tokio::time::interval(Duration::from_secs(1));
@@ -176,8 +206,12 @@ impl CameraTask {
             let next = tokio::select! {
                 n = demuxed.next() => n,
                 _ = silence_check.tick() => {
-                    if last_video.elapsed() >= FRAME_TIMEOUT {
+                    let silent_for = last_video.elapsed();
+                    if silent_for >= FRAME_TIMEOUT {
                         break Err(SessionError::Silent);
+                    }
+                    if let Some(m) = &mut mark {
+                        m.tick(tokio::time::Instant::now(), silent_for);
                     }
                     continue;
                 }
@@ -196,6 +230,9 @@ impl CameraTask {
             }
             last_video = tokio::time::Instant::now();
             bytes_c.inc_by(frame.data().len() as u64);
+            if let Some(m) = &mut mark {
+                m.received(frame.data().len());
+            }
             let key = frame.is_random_access_point();
             if frame.has_new_parameters() || params.is_none() {
                 let new = stream_params(&demuxed.streams()[stream_i])?;
@@ -230,13 +267,15 @@ impl CameraTask {
             let g = gop.as_mut().expect("set above");
             if g.frames.is_empty() {
                 g.start_unix_ms = self.clock.now_unix_ms();
+                in_hand_bytes = 0;
             }
+            in_hand_bytes += frame.data().len();
             g.frames.push(Frame {
                 pts_90k,
                 key,
                 data: frame.into_data(),
             });
-            if pts_90k - g.frames[0].pts_90k >= CHUNK_FLUSH_90K
+            if hand_over_now(pts_90k - g.frames[0].pts_90k, in_hand_bytes)
                 && let (Some(p), Some(full)) = (
                     &params,
                     gop.replace(Gop {
@@ -309,6 +348,23 @@ async fn send_waiting(
     }
 }
 
+/// The addresses the camera's RTSP connection may have: the URL's host (resolved when
+/// it is a name) and port. Empty when the name does not resolve now: no mark is set.
+async fn peer_addrs(url: &url::Url) -> Vec<std::net::SocketAddr> {
+    let port = url.port_or_known_default().unwrap_or(554);
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
+        Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
+        Some(url::Host::Domain(name)) => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((name, port))).await {
+                Ok(Ok(addrs)) => addrs.collect(),
+                _ => Vec::new(),
+            }
+        }
+        None => Vec::new(),
+    }
+}
+
 /// Why DESCRIBE failed, from the RTSP status when the camera answered one: a camera
 /// that refuses the credentials must read differently from one that is unreachable.
 fn describe_error(e: &retina::Error) -> SessionError {
@@ -371,6 +427,20 @@ fn stream_params(stream: &retina::client::Stream) -> Result<CodecParams, Session
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frames in hand are bounded in time (what a crash loses) and in bytes (what a
+    /// high-bitrate camera costs in memory), whichever comes first.
+    #[test]
+    fn frames_in_hand_are_bounded_in_time_and_in_bytes() {
+        // 2 Mbit/s: 0.4 s is about 100 KB, kept until the half second.
+        assert!(!hand_over_now(36_000, 100_000));
+        assert!(hand_over_now(45_000, 125_000));
+        // 8 Mbit/s: 192 KiB are reached after about 0.2 s.
+        assert!(!hand_over_now(18_000, 180_000));
+        assert!(hand_over_now(18_000, 200_000));
+        // One key frame larger than the bound is handed over alone.
+        assert!(hand_over_now(0, 400_000));
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
