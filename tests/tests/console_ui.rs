@@ -708,6 +708,30 @@ async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
         "a healthy box shows an alarm: {seen}"
     );
     b.screenshot("health").await?;
+
+    // The same page in French, as a French-speaking IT officer reads it.
+    b.js(
+        "localStorage.setItem('rf-lang', 'fr'); return null;",
+        vec![],
+    )
+    .await?;
+    b.goto("/health").await?;
+    let fr = b
+        .wait_js(
+            "the health page in French",
+            "const h2 = [...document.querySelectorAll('main h2')].map((e) => e.textContent.trim()); \
+             const rows = document.querySelectorAll('main tr[data-camera]').length; \
+             return document.documentElement.lang === 'fr' && rows >= 2 && h2.length ? h2 : null;",
+            vec![],
+        )
+        .await?;
+    ensure!(fr[0] == "Aucune alarme", "the French health page: {fr}");
+    b.screenshot("health-fr").await?;
+    b.js(
+        "localStorage.setItem('rf-lang', 'en'); return null;",
+        vec![],
+    )
+    .await?;
     Ok(())
 }
 

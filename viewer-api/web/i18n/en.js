@@ -183,7 +183,8 @@ export default {
 
   'audit.title': 'Access log',
   'audit.chain_checking': 'Checking the log\'s chain…',
-  'audit.chain_ok': 'Chain intact: {n} entries verified.',
+  'audit.chain_ok': 'Chain intact: entries #1 to #{n} verified.',
+  'audit.chain_empty': 'Chain intact: no entries yet.',
   'audit.chain_broken': 'Chain BROKEN at entry {seq}: {why}',
   'audit.own_only': 'Your own entries.',
   'audit.log': 'Entries',

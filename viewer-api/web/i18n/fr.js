@@ -183,7 +183,8 @@ export default {
 
   'audit.title': 'Journal des accès',
   'audit.chain_checking': 'Vérification de la chaîne du journal…',
-  'audit.chain_ok': 'Chaîne intacte : {n} entrées vérifiées.',
+  'audit.chain_ok': 'Chaîne intacte : entrées n° 1 à {n} vérifiées.',
+  'audit.chain_empty': 'Chaîne intacte : aucune entrée pour l’instant.',
   'audit.chain_broken': 'Chaîne ROMPUE à l\'entrée {seq} : {why}',
   'audit.own_only': 'Vos propres entrées.',
   'audit.log': 'Entrées',

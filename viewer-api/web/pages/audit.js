@@ -79,7 +79,8 @@ export async function render(main, ctx) {
   else {
     api('/audit/verify')
       .then((r) => {
-        chain.textContent = r.intact ? t('audit.chain_ok', { n: r.entries }) : t('audit.chain_broken', { seq: r.first_bad_seq, why: r.why });
+        const ok = r.entries > 0 ? t('audit.chain_ok', { n: r.entries }) : t('audit.chain_empty');
+        chain.textContent = r.intact ? ok : t('audit.chain_broken', { seq: r.first_bad_seq, why: r.why });
         chain.className = `chain ${r.intact ? 'ok' : 'bad'}`;
       })
       .catch((e) => {
