@@ -5,6 +5,8 @@ CARGO ?= cargo
 # The test fakes and the benchmarks' `bench-fill` command are built only for tests and
 # benchmarks (feature `testing`), never into the binaries `make run` starts.
 TEST_FEATURES = --features viewer-api/testing,recorder/testing
+# `viewer-api/testing` names the feature of viewer-api as a dependency (of the tests
+# crate): it is on only when the build selects a package that depends on viewer-api.
 BENCH_FEATURES = --features viewer-api/testing
 
 .PHONY: run test deps build lint bench bench-api bench-export bench-ui bench-mixed clean-demo
@@ -37,12 +39,14 @@ bench: deps
 
 # Playback benchmark of the viewer-api (HOURS=4 N=20 by default); see README.md.
 bench-api: deps
-	$(CARGO) build --release -p viewer-api -p recorder $(BENCH_FEATURES)
+	$(CARGO) build --release -p viewer-api --features testing
+	$(CARGO) build --release -p recorder
 	bash scripts/bench-api.sh
 
 # Export benchmark: 1 h of one 4 Mbit/s camera beside ffmpeg -c copy; see README.md.
 bench-export: deps
-	$(CARGO) build --release -p viewer-api -p recorder $(BENCH_FEATURES)
+	$(CARGO) build --release -p viewer-api --features testing
+	$(CARGO) build --release -p recorder
 	bash scripts/bench-export.sh
 
 # Recording while officers play clips and watch live views (CAMERAS=32 PLAYERS=20 LIVE=4).

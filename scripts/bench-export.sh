@@ -22,7 +22,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[ -x "$BIN/viewer-api" ] || cargo build --release -p viewer-api --features viewer-api/testing
+# bench-fill is in a build with the feature `testing` only: say so rather than fail later.
+"$BIN/viewer-api" bench-fill --help > /dev/null 2>&1 || cargo build --release -p viewer-api --features testing
 source scripts/bench-lib.sh
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b-a)/1000}'; }
 

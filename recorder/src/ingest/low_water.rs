@@ -58,33 +58,52 @@ pub(crate) fn mark_for_rate(bytes_per_sec: f64) -> u32 {
 /// The marks the cameras ask for, by peer address; shared by every camera task.
 #[derive(Default)]
 pub struct LowWater {
-    peers: Mutex<HashMap<SocketAddr, HashMap<String, u32>>>,
+    peers: Mutex<HashMap<SocketAddr, PeerMarks>>,
+}
+
+/// The cameras behind one address, and the mark all its sockets have.
+struct PeerMarks {
+    wishes: HashMap<String, u32>,
+    /// What every socket to the peer was last set to; a new connection has the
+    /// kernel's default, [`OFF`], which a camera's first wish (off) keeps true.
+    applied: u32,
 }
 
 impl LowWater {
-    /// Records `camera`'s wish for `peers` and returns, for each peer, the mark its
-    /// sockets should have now (the smallest wish).
-    fn ask(&self, camera: &str, peers: &[SocketAddr], bytes: Option<u32>) -> Vec<(SocketAddr, u32)> {
+    /// Records `camera`'s wish for `peers` (`None`: it is gone) and sets the sockets of
+    /// each peer whose smallest wish changed: the descriptors are scanned only then (at
+    /// 128 cameras behind one address, a scan each time a camera asked cost a second of
+    /// CPU at start).
+    fn ask(&self, camera: &str, peers: &[SocketAddr], bytes: Option<u32>) {
         let mut all = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers
-            .iter()
-            .map(|peer| {
-                let wishes = all.entry(*peer).or_default();
-                match bytes {
-                    Some(b) => {
-                        wishes.insert(camera.to_string(), b);
-                    }
-                    None => {
-                        wishes.remove(camera);
+        for peer in peers {
+            let marks = all.entry(*peer).or_insert_with(|| PeerMarks {
+                wishes: HashMap::new(),
+                applied: OFF,
+            });
+            match bytes {
+                Some(b) => {
+                    marks.wishes.insert(camera.to_string(), b);
+                }
+                None => {
+                    marks.wishes.remove(camera);
+                }
+            }
+            if marks.wishes.is_empty() {
+                // The last connection to the peer is closing: nothing to set.
+                all.remove(peer);
+                continue;
+            }
+            let mark = marks.wishes.values().copied().min().unwrap_or(OFF);
+            if mark != marks.applied {
+                match set_on_peer_sockets(*peer, mark) {
+                    Ok(_) => marks.applied = mark,
+                    Err(e) => {
+                        tracing::debug!(camera, error = %e, "cannot set the receive low-water mark")
                     }
                 }
-                let mark = wishes.values().copied().min().unwrap_or(OFF);
-                if wishes.is_empty() {
-                    all.remove(peer);
-                }
-                (*peer, mark)
-            })
-            .collect()
+            }
+        }
     }
 }
 
@@ -150,11 +169,7 @@ impl SessionMark {
         if let Some(b) = bytes {
             self.asked = b;
         }
-        for (peer, mark) in self.shared.ask(&self.camera, &self.peers, bytes) {
-            if let Err(e) = set_on_peer_sockets(peer, mark) {
-                tracing::debug!(camera = %self.camera, error = %e, "cannot set the receive low-water mark");
-            }
-        }
+        self.shared.ask(&self.camera, &self.peers, bytes);
     }
 }
 

@@ -177,16 +177,17 @@ impl CameraTask {
             .map_err(|e| SessionError::Stream(e.to_string()))?;
         info!(camera = %cam.id, "camera connected");
         // Over TCP, the kernel is asked to wake the recorder for ~100 ms of the stream at a
-        // time rather than for each packet (UDP packets come one by one whatever the mark).
-        let mut mark = match cam.transport {
-            config::Transport::Tcp => Some(SessionMark::new(
-                self.low_water.clone(),
-                &cam.id,
-                peer_addrs(&url).await,
-                tokio::time::Instant::now(),
-            )),
-            config::Transport::Udp => None,
-        };
+        // time rather than for each packet. Over UDP the packets come one by one whatever
+        // the mark, and the RTSP connection carries only the answers to keepalives, which
+        // must never wait for a mark: the camera asks for none, which also keeps a TCP
+        // camera behind the same address from setting one on that connection.
+        let mut mark = SessionMark::new(
+            self.low_water.clone(),
+            &cam.id,
+            peer_addrs(&url).await,
+            tokio::time::Instant::now(),
+        );
+        let batching = matches!(cam.transport, config::Transport::Tcp);
 
         let label = Metrics::cam(&cam.id);
         let frames_c = self.metrics.frames.get_or_create(&label).clone();
@@ -210,8 +211,8 @@ impl CameraTask {
                     if silent_for >= FRAME_TIMEOUT {
                         break Err(SessionError::Silent);
                     }
-                    if let Some(m) = &mut mark {
-                        m.tick(tokio::time::Instant::now(), silent_for);
+                    if batching {
+                        mark.tick(tokio::time::Instant::now(), silent_for);
                     }
                     continue;
                 }
@@ -230,9 +231,7 @@ impl CameraTask {
             }
             last_video = tokio::time::Instant::now();
             bytes_c.inc_by(frame.data().len() as u64);
-            if let Some(m) = &mut mark {
-                m.received(frame.data().len());
-            }
+            mark.received(frame.data().len());
             let key = frame.is_random_access_point();
             if frame.has_new_parameters() || params.is_none() {
                 let new = stream_params(&demuxed.streams()[stream_i])?;
