@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# bench-fill is in a build with the feature `testing` only: say so rather than fail later.
+# bench-fill is only in a build with the feature `testing`: build one if this is not.
 "$BIN/viewer-api" bench-fill --help > /dev/null 2>&1 || cargo build --release -p viewer-api --features testing
 source scripts/bench-lib.sh
 

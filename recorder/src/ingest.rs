@@ -189,8 +189,7 @@ impl CameraTask {
             let next = tokio::select! {
                 n = demuxed.next() => n,
                 _ = silence_check.tick() => {
-                    let silent_for = last_video.elapsed();
-                    if silent_for >= FRAME_TIMEOUT {
+                    if last_video.elapsed() >= FRAME_TIMEOUT {
                         break Err(SessionError::Silent);
                     }
                     continue;
