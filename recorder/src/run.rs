@@ -96,6 +96,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let low_water = Arc::new(crate::ingest::LowWater::default());
     let session_group = Arc::new(SessionGroup::default());
     // What must show life for the watchdog to be pinged: every camera's writer (and
     // the runtime, which runs the pinger).
@@ -148,6 +149,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             clock: clock.clone(),
             session_group: session_group.clone(),
+            low_water: low_water.clone(),
             state: state.clone(),
         };
         tasks.push(rt.spawn(task.run(shutdown_rx.clone())));

@@ -19,10 +19,7 @@ use crate::catalog::{self, Catalog, ClosedSegment};
 use crate::metrics::Metrics;
 use crate::recovery::RecoveryError;
 use crate::segment::{self, CodecParams, DataKey, Gop, SegmentId, SegmentWriter};
-use crate::clock::ms_from_90k;
-
-/// A media-time jump larger than this (forwards) starts a new segment.
-const MAX_FORWARD_JUMP_90K: i64 = 10 * 90_000;
+use crate::clock::{media_time_broke, ms_from_90k};
 
 pub enum WriterMsg {
     /// Frames with the parameters in force: a GOP that starts with a key frame, or
@@ -221,7 +218,7 @@ impl CameraWriter {
         };
         let first = gop.frames[0].pts_90k;
         let params_changed = !Arc::ptr_eq(&open.params, params) && *open.params != **params;
-        let jumped = first <= open.last_pts_90k || first - open.last_pts_90k > MAX_FORWARD_JUMP_90K;
+        let jumped = media_time_broke(open.last_pts_90k, first);
         // A segment starts on a key frame: continuation chunks never rotate on length.
         let long_enough = gop.frames[0].key
             && first - open.start_90k >= i64::from(self.cfg.segment_secs) * 90_000;
@@ -246,7 +243,7 @@ impl CameraWriter {
         if rotate {
             if let Some(open) = &self.open {
                 let first = gop.frames[0].pts_90k;
-                if first <= open.last_pts_90k || first - open.last_pts_90k > MAX_FORWARD_JUMP_90K {
+                if media_time_broke(open.last_pts_90k, first) {
                     warn!(camera = %self.cfg.camera, from_90k = open.last_pts_90k, to_90k = first,
                           "media timestamps jumped; starting a new segment");
                 }

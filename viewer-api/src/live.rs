@@ -11,9 +11,10 @@
 //! then sends one fragment (`prft` + `moof` + `mdat`) per chunk as it appears, polling
 //! every [`POLL`]. When the segment closes, it follows to the next one; when the
 //! codec parameters change, it ends (the client reconnects and gets a new
-//! initialization segment). Each `prft` box carries the wall-clock time at which the
-//! recorder received the fragment's first frame, which is what clients (and the
-//! latency test) use to measure how far behind real time they are.
+//! initialization segment). Each `prft` box carries the wall-clock time of the
+//! fragment's first frame (from the camera's media clock, set by the frames that reached
+//! the recorder soonest), which is what clients (and the latency test) use to measure
+//! how far behind real time they are.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

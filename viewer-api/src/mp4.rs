@@ -346,7 +346,7 @@ pub fn init_segment(params: &TrackParams, creation_unix_ms: i64) -> Result<Vec<u
 }
 
 /// The boxes of one fragment before its sample bytes: `prft` (the wall-clock time of
-/// the first sample, as the recorder received it), `moof` (sequence `seq`, decode time
+/// the first sample, as the recorder timed it), `moof` (sequence `seq`, decode time
 /// `base_90k`, one `trun` entry per sample) and the `mdat` header. The samples' bytes,
 /// back to back, complete the fragment.
 pub fn fragment_header(

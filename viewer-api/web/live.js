@@ -1,7 +1,8 @@
 // Live view through Media Source Extensions: the server sends fragmented MP4 (an init
 // segment, then one `prft` + `moof` + `mdat` per stored chunk) over one chunked
 // response. Each fragment is appended as it arrives; the `prft` box carries the wall time
-// the recorder received the fragment's first frame, which gives the latency shown (this
+// of the fragment's first frame (the camera's clock, as the recorder set it), which gives
+// the latency shown (this
 // assumes the viewing computer's clock is in time with the device's, as NTP keeps it).
 //
 // With `preview`, the same from `live-preview.mp4`: the server's H.264 transcoding of the

@@ -24,7 +24,7 @@
 //! * **Timeline**: one fragment per stored chunk (so a chunk's frames leave as soon as
 //!   they are encoded; the first frame alone first, to start fast), on one continuous
 //!   media timeline from 0 ([`Timeline`], as `live.mp4`'s). Each fragment's `prft`
-//!   carries the wall-clock time at which the recorder received its first frame, so
+//!   carries the wall-clock time of its first frame, so
 //!   the console shows the latency as it does for `live.mp4`.
 //! * **Latency**: the decoder uses slice threads only (frame threads would hold a
 //!   picture back until the next chunk is stored, ~0.5 s) and x264 has no look-ahead

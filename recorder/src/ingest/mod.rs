@@ -18,11 +18,15 @@ use retina::codec::{CodecItem, ParametersRef};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, MediaClock, ms_from_90k};
 use crate::config::{self, CameraConfig};
 use crate::metrics::Metrics;
 use crate::segment::{Codec, CodecParams, Frame, Gop};
 use crate::writer::WriterMsg;
+
+mod low_water;
+pub use low_water::LowWater;
+use low_water::SessionMark;
 
 /// Frames in hand are handed to the writer at least this often (media time), even in
 /// the middle of a long GOP: it bounds what a crash loses and how late live view is.
@@ -37,6 +41,19 @@ pub const CHUNK_FLUSH_BYTES: usize = 192 * 1024;
 /// `in_hand_bytes`, go to the writer now rather than with the next key frame.
 fn hand_over_now(span_90k: i64, in_hand_bytes: usize) -> bool {
     span_90k >= CHUNK_FLUSH_90K || in_hand_bytes >= CHUNK_FLUSH_BYTES
+}
+
+/// The wall-clock time of a chunk whose first frame the camera's clock puts at
+/// `frame_unix_ms`, when the chunk before it ended with a frame at `prev_last_unix_ms`.
+/// Chunks never overlap when the [`MediaClock`] only corrected its estimate (by at most
+/// a frame's delay): footage time goes forward frame by frame, so an export's bounds
+/// and a player's clock agree with the store. A larger step back is the wall clock set
+/// back, and is kept.
+fn chunk_start_unix_ms(frame_unix_ms: i64, prev_last_unix_ms: Option<i64>) -> i64 {
+    match prev_last_unix_ms {
+        Some(last) if frame_unix_ms <= last && last - frame_unix_ms < 1000 => last + 1,
+        _ => frame_unix_ms,
+    }
 }
 
 /// No frame for this long: the camera is treated as offline.
@@ -62,6 +79,8 @@ pub struct CameraTask {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub session_group: Arc<SessionGroup>,
+    /// The receive low-water marks of every camera's connection ([`low_water`]).
+    pub low_water: Arc<LowWater>,
     pub state: StateFn,
 }
 
@@ -141,7 +160,7 @@ impl CameraTask {
             .session_group(self.session_group.clone());
         let mut session = or_stop!(tokio::time::timeout(
             CONNECT_TIMEOUT,
-            Session::describe(url, opts)
+            Session::describe(url.clone(), opts)
         ))
         .map_err(|_| SessionError::NoAnswer("DESCRIBE"))?
         .map_err(|e| describe_error(&e))?;
@@ -171,6 +190,18 @@ impl CameraTask {
             .map_err(|e| SessionError::Stream(e.to_string()))?;
         info!(camera = %cam.id, "camera connected");
 
+        // Over TCP, the kernel is asked to wake the recorder for ~100 ms of the stream at a
+        // time rather than for each packet. Over UDP the packets come one by one whatever
+        // the mark, and the RTSP connection carries only the answers to keepalives, which
+        // must never wait for a mark: the camera asks for none, which also keeps a TCP
+        // camera behind the same address from setting one on that connection.
+        let mut mark = SessionMark::new(
+            self.low_water.clone(),
+            &cam.id,
+            peer_addrs(&url).await,
+            tokio::time::Instant::now(),
+        );
+        let batching = matches!(cam.transport, config::Transport::Tcp);
         let label = Metrics::cam(&cam.id);
         let frames_c = self.metrics.frames.get_or_create(&label).clone();
         let key_c = self.metrics.key_frames.get_or_create(&label).clone();
@@ -178,6 +209,9 @@ impl CameraTask {
         let dropped_c = self.metrics.frames_dropped.get_or_create(&label).clone();
         let mut params: Option<Arc<CodecParams>> = None;
         let mut gop: Option<Gop> = None;
+        let mut media_clock = MediaClock::default();
+        // The wall-clock time of the last frame put in a chunk.
+        let mut last_frame_unix_ms: Option<i64> = None;
         // The bytes of the frames in `gop`.
         let mut in_hand_bytes = 0usize;
         let mut announced = false;
@@ -189,8 +223,12 @@ impl CameraTask {
             let next = tokio::select! {
                 n = demuxed.next() => n,
                 _ = silence_check.tick() => {
-                    if last_video.elapsed() >= FRAME_TIMEOUT {
+                    let silent_for = last_video.elapsed();
+                    if silent_for >= FRAME_TIMEOUT {
                         break Err(SessionError::Silent);
+                    }
+                    if batching {
+                        mark.tick(tokio::time::Instant::now(), silent_for);
                     }
                     continue;
                 }
@@ -208,7 +246,10 @@ impl CameraTask {
                 continue;
             }
             last_video = tokio::time::Instant::now();
+            let pts_90k = frame.timestamp().timestamp();
+            let frame_unix_ms = media_clock.frame_unix_ms(pts_90k, self.clock.now_unix_ms());
             bytes_c.inc_by(frame.data().len() as u64);
+            mark.received(frame.data().len());
             let key = frame.is_random_access_point();
             if frame.has_new_parameters() || params.is_none() {
                 let new = stream_params(&demuxed.streams()[stream_i])?;
@@ -231,7 +272,7 @@ impl CameraTask {
                     continue; // before the first key frame: nothing to decode from
                 }
                 gop = Some(Gop {
-                    start_unix_ms: self.clock.now_unix_ms(),
+                    start_unix_ms: 0,
                     frames: Vec::with_capacity(64),
                 });
             }
@@ -239,12 +280,13 @@ impl CameraTask {
             if key {
                 key_c.inc();
             }
-            let pts_90k = frame.timestamp().timestamp();
             let g = gop.as_mut().expect("set above");
             if g.frames.is_empty() {
-                g.start_unix_ms = self.clock.now_unix_ms();
+                g.start_unix_ms = chunk_start_unix_ms(frame_unix_ms, last_frame_unix_ms);
                 in_hand_bytes = 0;
             }
+            last_frame_unix_ms =
+                Some(g.start_unix_ms + ms_from_90k(pts_90k - g.frames.first().map_or(pts_90k, |f| f.pts_90k)));
             in_hand_bytes += frame.data().len();
             g.frames.push(Frame {
                 pts_90k,
@@ -294,6 +336,23 @@ impl CameraTask {
                 dropped.inc_by(n);
             }
         }
+    }
+}
+
+/// The addresses the camera's RTSP connection may have: the URL's host (resolved when
+/// it is a name) and port. Empty when the name does not resolve now: no mark is set.
+async fn peer_addrs(url: &url::Url) -> Vec<std::net::SocketAddr> {
+    let port = url.port_or_known_default().unwrap_or(554);
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
+        Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
+        Some(url::Host::Domain(name)) => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((name, port))).await {
+                Ok(Ok(addrs)) => addrs.collect(),
+                _ => Vec::new(),
+            }
+        }
+        None => Vec::new(),
     }
 }
 
@@ -399,6 +458,19 @@ mod tests {
         assert!(hand_over_now(18_000, 200_000));
         // One key frame larger than the bound is handed over alone.
         assert!(hand_over_now(0, 400_000));
+    }
+
+    /// Chunks follow one another in footage time when the clock's estimate only moved
+    /// back by a frame's delay; a wall clock set back is kept.
+    #[test]
+    fn chunks_never_overlap_but_a_clock_set_back_shows() {
+        assert_eq!(chunk_start_unix_ms(5_000, None), 5_000);
+        assert_eq!(chunk_start_unix_ms(5_040, Some(5_000)), 5_040);
+        // The estimate moved back 70 ms: the chunk starts just after the last frame.
+        assert_eq!(chunk_start_unix_ms(4_970, Some(5_000)), 5_001);
+        assert_eq!(chunk_start_unix_ms(5_000, Some(5_000)), 5_001);
+        // The wall clock was set back an hour.
+        assert_eq!(chunk_start_unix_ms(5_000 - 3_600_000, Some(5_000)), 5_000 - 3_600_000);
     }
 
     #[test]
