@@ -721,11 +721,24 @@ async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
             "the health page in French",
             "const h2 = [...document.querySelectorAll('main h2')].map((e) => e.textContent.trim()); \
              const rows = document.querySelectorAll('main tr[data-camera]').length; \
-             return document.documentElement.lang === 'fr' && rows >= 2 && h2.length ? h2 : null;",
+             const text = document.querySelector('main').textContent; \
+             const sizes = { \
+               french: /\\d(,\\d)?\\s(ko|Mo|Go|To)\\b/.test(text), \
+               english: /\\d\\s?(kB|KB|MB|GB|TB)\\b/.test(text), \
+             }; \
+             return document.documentElement.lang === 'fr' && rows >= 2 && h2.length ? {h2, sizes, text} : null;",
             vec![],
         )
         .await?;
-    ensure!(fr[0] == "Aucune alarme", "the French health page: {fr}");
+    ensure!(
+        fr["h2"][0] == "Aucune alarme",
+        "the French health page: {fr}"
+    );
+    // Sizes in French units (octets): "12,5 Mo", never "MB".
+    ensure!(
+        fr["sizes"]["french"] == true && fr["sizes"]["english"] == false,
+        "the French health page's sizes: {fr}"
+    );
     b.screenshot("health-fr").await?;
     b.js(
         "localStorage.setItem('rf-lang', 'en'); return null;",

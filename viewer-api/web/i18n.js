@@ -111,15 +111,22 @@ export function rangeEl(fromMs, toMs) {
   return h('span', { class: 'range' }, timeEl(fromMs), ' – ', end);
 }
 
+// Sizes in decimal units, written as the reader's language writes them (kB, MB … in
+// English; ko, Mo … in French, where a byte is an octet).
+const BYTE_UNITS = ['byte', 'kilobyte', 'megabyte', 'gigabyte', 'terabyte'];
+
 export function fmtBytes(n) {
   if (n === null || n === undefined) return '—';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
+  while (n >= 1000 && i < BYTE_UNITS.length - 1) {
     n /= 1000;
     i += 1;
   }
-  return `${n.toLocaleString(lang, { maximumFractionDigits: n < 10 && i ? 1 : 0 })} ${units[i]}`;
+  const digits = { maximumFractionDigits: n < 10 && i ? 1 : 0 };
+  const loc = lang === 'fr' ? 'fr-FR' : 'en-GB';
+  // (CLDR's short English byte is "byte": bytes take the language's own symbol)
+  if (i === 0) return `${n.toLocaleString(loc, digits)} ${t('unit.bytes')}`;
+  return new Intl.NumberFormat(loc, { style: 'unit', unit: BYTE_UNITS[i], unitDisplay: 'short', ...digits }).format(n);
 }
 
 export function fmtDuration(ms) {

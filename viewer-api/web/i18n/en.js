@@ -17,6 +17,7 @@ export default {
   'error.network': 'The server cannot be reached.',
   'common.cancel': 'Cancel',
   'common.zone': 'Times in {zone}',
+  'unit.bytes': 'B',
   'unit.days': 'days',
 
   'signin.title': 'Sign in',

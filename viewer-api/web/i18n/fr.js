@@ -17,6 +17,7 @@ export default {
   'error.network': 'Le serveur est injoignable.',
   'common.cancel': 'Annuler',
   'common.zone': 'Heures de {zone}',
+  'unit.bytes': 'o',
   'unit.days': 'jours',
 
   'signin.title': 'Connexion',
