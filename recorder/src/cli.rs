@@ -244,14 +244,7 @@ fn fix_mmap_threshold() {
 pub fn main() -> ExitCode {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fix_mmap_threshold();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    crate::init_diagnostics();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,

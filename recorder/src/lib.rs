@@ -37,6 +37,20 @@ pub mod sqlite;
 pub mod store;
 pub mod syslog;
 
+/// Diagnostics (never footage, secrets or access-log content) to standard error, which
+/// systemd gives to journald: filtered by `RUST_LOG` (default `info`), coloured only on a
+/// terminal. Both processes call it first thing, so the journal reads one format.
+pub fn init_diagnostics() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 // Holds and the deletion journal are tables of the catalog; their types and calls are
 // the viewer-api's too.
 pub use catalog::{holds, journal};
