@@ -42,33 +42,89 @@ impl std::fmt::Debug for Kek {
     }
 }
 
+/// Which of the device's two keys a [`KeyError`] is about: both live in the same kinds
+/// of file (plain 0600 or TPM-sealed) and fail in the same ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// The key-encryption key, which wraps every segment's data key.
+    Kek,
+    /// The device's Ed25519 key, which signs exports and checkpoints.
+    Signing,
+}
+
+impl KeyKind {
+    /// What its file holds, in one line.
+    fn line_format(self) -> &'static str {
+        match self {
+            KeyKind::Kek => "`ringfence-kek-v1:` + 64 hex digits",
+            KeyKind::Signing => "`ringfence-ed25519-v1:` + 64 hex digits",
+        }
+    }
+
+    /// What to do when it is missing: a signing key is made by `recorder init`; a KEK
+    /// missing from a store that has footage must be found, never made anew.
+    fn missing_hint(self) -> &'static str {
+        match self {
+            KeyKind::Kek => "",
+            KeyKind::Signing => " (run `recorder init`)",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyKind::Kek => "key file",
+            KeyKind::Signing => "signing key file",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key file {path} does not exist")]
-    Missing { path: PathBuf },
+    #[error("{kind} {path} does not exist{hint}", hint = kind.missing_hint())]
+    Missing { kind: KeyKind, path: PathBuf },
     #[error(
-        "key file {path} is not a Ringfence key file (expected one line `ringfence-kek-v1:` + 64 hex digits)"
+        "{kind} {path} is not a Ringfence {kind} (expected one line {format})",
+        format = kind.line_format()
     )]
-    Malformed { path: PathBuf },
-    #[error("key file {path} is readable by group or others (mode {mode:o}); make it 0600")]
-    TooOpen { path: PathBuf, mode: u32 },
-    #[error("key file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    /// A TPM-sealed key file that is not one (`tpm::TpmKeyProvider`).
+    Malformed { kind: KeyKind, path: PathBuf },
+    #[error("{kind} {path} is readable by group or others (mode {mode:o}); make it 0600")]
+    TooOpen {
+        kind: KeyKind,
+        path: PathBuf,
+        mode: u32,
+    },
+    #[error("{kind} {path}: {source}")]
+    Io {
+        kind: KeyKind,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// A TPM-sealed key file that is not one (`tpm::TpmKeyProvider`,
+    /// `tpm::TpmSigningKeyProvider`).
     #[error(
-        "sealed key file {path} is not a Ringfence TPM-sealed key (expected one line `{prefix}sha256:<PCRs>:<public hex>:<private hex>` holding a PCR-bound sealed object)"
+        "sealed {kind} {path} is not a Ringfence TPM-sealed key (expected one line `{prefix}sha256:<PCRs>:<public hex>:<private hex>` holding a PCR-bound sealed object)"
     )]
-    SealedMalformed { path: PathBuf, prefix: &'static str },
+    SealedMalformed {
+        kind: KeyKind,
+        path: PathBuf,
+        prefix: &'static str,
+    },
     /// The TPM refused to unseal: the PCRs the key is bound to hold other values now.
     #[error(
-        "sealed key file {path} is sealed to other PCR values ({pcrs}): the boot chain changed (firmware, boot loader or secure boot state) and the TPM releases the key only under the boot chain it was sealed under; boot that one"
+        "sealed {kind} {path} is sealed to other PCR values ({pcrs}): the boot chain changed (firmware, boot loader or secure boot state) and the TPM releases the key only under the boot chain it was sealed under; boot that one"
     )]
-    PcrMismatch { path: PathBuf, pcrs: String },
+    PcrMismatch {
+        kind: KeyKind,
+        path: PathBuf,
+        pcrs: String,
+    },
     /// The TPM could not load the sealed object under its key: another TPM's file.
     #[error(
-        "sealed key file {path} was not sealed by this TPM (it is another TPM's, this TPM's owner hierarchy was cleared, or the file was altered): this TPM cannot unseal it"
+        "sealed {kind} {path} was not sealed by this TPM (it is another TPM's, this TPM's owner hierarchy was cleared, or the file was altered): this TPM cannot unseal it"
     )]
-    OtherTpm { path: PathBuf },
+    OtherTpm { kind: KeyKind, path: PathBuf },
     /// The TPM could not be reached, or failed a command.
     #[error("TPM ({tcti}), {what}: {detail}")]
     Tpm {
@@ -76,6 +132,19 @@ pub enum KeyError {
         what: &'static str,
         detail: String,
     },
+}
+
+impl KeyError {
+    /// The error of a plain key file of `kind` at `path`.
+    pub(crate) fn of_file(kind: KeyKind, path: &Path, e: SecretFileError) -> Self {
+        let path = path.to_path_buf();
+        match e {
+            SecretFileError::Missing => KeyError::Missing { kind, path },
+            SecretFileError::Malformed => KeyError::Malformed { kind, path },
+            SecretFileError::TooOpen { mode } => KeyError::TooOpen { kind, path, mode },
+            SecretFileError::Io(source) => KeyError::Io { kind, path, source },
+        }
+    }
 }
 
 /// Where the KEK lives.
@@ -104,13 +173,7 @@ impl FileKeyProvider {
     }
 
     fn error(&self, e: SecretFileError) -> KeyError {
-        let path = self.path.clone();
-        match e {
-            SecretFileError::Missing => KeyError::Missing { path },
-            SecretFileError::Malformed => KeyError::Malformed { path },
-            SecretFileError::TooOpen { mode } => KeyError::TooOpen { path, mode },
-            SecretFileError::Io(source) => KeyError::Io { path, source },
-        }
+        KeyError::of_file(KeyKind::Kek, &self.path, e)
     }
 }
 
@@ -152,6 +215,7 @@ impl KeyProvider for MemoryKeyProvider {
             .expect("key mutex")
             .clone()
             .ok_or_else(|| KeyError::Missing {
+                kind: KeyKind::Kek,
                 path: PathBuf::from("<memory>"),
             })
     }
@@ -214,12 +278,37 @@ mod tests {
         );
     }
 
+    /// One error type for both keys, and each message names which key and what to do.
+    #[test]
+    fn errors_name_the_key_and_the_remedy() {
+        let path = Path::new("/k");
+        let kek = KeyError::of_file(KeyKind::Kek, path, SecretFileError::Missing).to_string();
+        assert_eq!(kek, "key file /k does not exist");
+        let signing =
+            KeyError::of_file(KeyKind::Signing, path, SecretFileError::Missing).to_string();
+        assert_eq!(
+            signing,
+            "signing key file /k does not exist (run `recorder init`)"
+        );
+        let bad = KeyError::of_file(KeyKind::Signing, path, SecretFileError::Malformed).to_string();
+        assert!(
+            bad.contains("`ringfence-ed25519-v1:` + 64 hex digits"),
+            "{bad}"
+        );
+        let open = KeyError::of_file(KeyKind::Kek, path, SecretFileError::TooOpen { mode: 0o644 });
+        assert_eq!(
+            open.to_string(),
+            "key file /k is readable by group or others (mode 644); make it 0600"
+        );
+    }
+
     #[test]
     fn debug_never_shows_key() {
         let k = Kek::from_bytes([0x5a; 32]);
         let s = format!("{k:?}");
         assert!(!s.contains("5a") && !s.contains("90"));
         let e = KeyError::Malformed {
+            kind: KeyKind::Kek,
             path: PathBuf::from("/x"),
         };
         assert!(!e.to_string().contains("5a5a"));

@@ -19,6 +19,6 @@ pub mod tamper;
 pub mod tpm;
 pub mod watchdog;
 
-pub use keys::{FileKeyProvider, Kek, KeyError, KeyProvider, MemoryKeyProvider};
+pub use keys::{FileKeyProvider, Kek, KeyError, KeyKind, KeyProvider, MemoryKeyProvider};
 #[cfg(feature = "tpm")]
 pub use tpm::{PcrSelection, TpmKeyProvider, TpmSigningKeyProvider};

@@ -8,13 +8,13 @@
 //! the seed is sealed by the TPM and unsealed at start; signing stays on the host (see
 //! that module for why not inside the TPM yet).
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
+use crate::keys::{KeyError, KeyKind};
 use crate::secret_file::{self, SecretFileError};
 
 const FILE_PREFIX: &str = "ringfence-ed25519-v1:";
@@ -23,42 +23,6 @@ const FILE_PREFIX: &str = "ringfence-ed25519-v1:";
 const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum SigningKeyError {
-    #[error("signing key file {path} does not exist (run `recorder init`)")]
-    Missing { path: PathBuf },
-    #[error(
-        "signing key file {path} is not a Ringfence signing key (expected one line `ringfence-ed25519-v1:` + 64 hex digits)"
-    )]
-    Malformed { path: PathBuf },
-    #[error("signing key file {path} is readable by group or others (mode {mode:o}); make it 0600")]
-    TooOpen { path: PathBuf, mode: u32 },
-    #[error("signing key file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    /// A TPM-sealed key file that is not one (`tpm::TpmSigningKeyProvider`).
-    #[error(
-        "sealed signing key file {path} is not a Ringfence TPM-sealed key (expected one line `{prefix}sha256:<PCRs>:<public hex>:<private hex>` holding a PCR-bound sealed object)"
-    )]
-    SealedMalformed { path: PathBuf, prefix: &'static str },
-    /// The TPM refused to unseal: the PCRs the key is bound to hold other values now.
-    #[error(
-        "sealed signing key file {path} is sealed to other PCR values ({pcrs}): the boot chain changed (firmware, boot loader or secure boot state) and the TPM releases the key only under the boot chain it was sealed under; boot that one"
-    )]
-    PcrMismatch { path: PathBuf, pcrs: String },
-    /// The TPM could not load the sealed object under its key: another TPM's file.
-    #[error(
-        "sealed signing key file {path} was not sealed by this TPM (it is another TPM's, this TPM's owner hierarchy was cleared, or the file was altered): this TPM cannot unseal it"
-    )]
-    OtherTpm { path: PathBuf },
-    /// The TPM could not be reached, or failed a command.
-    #[error("TPM ({tcti}), {what}: {detail}")]
-    Tpm {
-        tcti: String,
-        what: &'static str,
-        detail: String,
-    },
-}
 
 /// Signs with the device key; the secret never leaves the implementation.
 pub trait DeviceSigner: Send + Sync {
@@ -71,9 +35,9 @@ pub trait DeviceSigner: Send + Sync {
 /// Where the device signing key lives.
 pub trait SigningKeyProvider: Send + Sync {
     /// Loads the existing key; never creates one.
-    fn load(&self) -> Result<Box<dyn DeviceSigner>, SigningKeyError>;
+    fn load(&self) -> Result<Box<dyn DeviceSigner>, KeyError>;
     /// Creates a fresh key if, and only if, none exists. Returns whether it created one.
-    fn create_if_absent(&self) -> Result<bool, SigningKeyError>;
+    fn create_if_absent(&self) -> Result<bool, KeyError>;
     /// Where the key is, for messages (never the key itself).
     fn describe(&self) -> String;
 }
@@ -124,24 +88,18 @@ impl FileSigningKeyProvider {
         &self.path
     }
 
-    fn error(&self, e: SecretFileError) -> SigningKeyError {
-        let path = self.path.clone();
-        match e {
-            SecretFileError::Missing => SigningKeyError::Missing { path },
-            SecretFileError::Malformed => SigningKeyError::Malformed { path },
-            SecretFileError::TooOpen { mode } => SigningKeyError::TooOpen { path, mode },
-            SecretFileError::Io(source) => SigningKeyError::Io { path, source },
-        }
+    fn error(&self, e: SecretFileError) -> KeyError {
+        KeyError::of_file(KeyKind::Signing, &self.path, e)
     }
 }
 
 impl SigningKeyProvider for FileSigningKeyProvider {
-    fn load(&self) -> Result<Box<dyn DeviceSigner>, SigningKeyError> {
+    fn load(&self) -> Result<Box<dyn DeviceSigner>, KeyError> {
         let seed = secret_file::read(&self.path, FILE_PREFIX).map_err(|e| self.error(e))?;
         Ok(Box::new(MemorySigner::from_seed(*seed)))
     }
 
-    fn create_if_absent(&self) -> Result<bool, SigningKeyError> {
+    fn create_if_absent(&self) -> Result<bool, KeyError> {
         let mut seed = Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(&mut *seed);
         secret_file::create_new(&self.path, FILE_PREFIX, &seed).map_err(|e| self.error(e))
@@ -242,7 +200,7 @@ mod tests {
     fn create_load_sign_verify_and_never_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let p = FileSigningKeyProvider::new(dir.path().join("etc/signing.key"));
-        assert!(matches!(p.load(), Err(SigningKeyError::Missing { .. })));
+        assert!(matches!(p.load(), Err(KeyError::Missing { .. })));
         assert!(p.create_if_absent().unwrap());
         let mode = fs::metadata(p.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -270,11 +228,11 @@ mod tests {
         fs::write(&path, "ringfence-kek-v1:00\n").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let p = FileSigningKeyProvider::new(&path);
-        assert!(matches!(p.load(), Err(SigningKeyError::Malformed { .. })));
+        assert!(matches!(p.load(), Err(KeyError::Malformed { .. })));
         fs::write(&path, format!("{FILE_PREFIX}{}\n", "ab".repeat(32))).unwrap();
         assert!(p.load().is_ok());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(matches!(p.load(), Err(SigningKeyError::TooOpen { .. })));
+        assert!(matches!(p.load(), Err(KeyError::TooOpen { .. })));
         assert!(!p.create_if_absent().unwrap());
         assert!(format!("{:?}", MemorySigner::from_seed([0xab; 32])).contains("redacted"));
     }

@@ -105,8 +105,7 @@ impl ConfiguredKeys {
 
     fn tpm_signing(
         &self,
-    ) -> std::result::Result<hardware::TpmSigningKeyProvider, hardware::signing::SigningKeyError>
-    {
+    ) -> std::result::Result<hardware::TpmSigningKeyProvider, hardware::KeyError> {
         hardware::TpmSigningKeyProvider::new(self.tcti(), self.0.signing_key_path(), self.pcrs())
     }
 }
@@ -143,10 +142,7 @@ impl KeyProvider for ConfiguredKeys {
 impl hardware::signing::SigningKeyProvider for ConfiguredSigningKey {
     fn load(
         &self,
-    ) -> std::result::Result<
-        Box<dyn hardware::signing::DeviceSigner>,
-        hardware::signing::SigningKeyError,
-    > {
+    ) -> std::result::Result<Box<dyn hardware::signing::DeviceSigner>, hardware::KeyError> {
         match self.0.0.provider {
             KeyStorage::File => {
                 hardware::signing::FileSigningKeyProvider::new(self.0.0.signing_key_path()).load()
@@ -158,7 +154,7 @@ impl hardware::signing::SigningKeyProvider for ConfiguredSigningKey {
         }
     }
 
-    fn create_if_absent(&self) -> std::result::Result<bool, hardware::signing::SigningKeyError> {
+    fn create_if_absent(&self) -> std::result::Result<bool, hardware::KeyError> {
         match self.0.0.provider {
             KeyStorage::File => {
                 hardware::signing::FileSigningKeyProvider::new(self.0.0.signing_key_path())

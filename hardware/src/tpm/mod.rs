@@ -69,8 +69,8 @@ use std::str::FromStr;
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use crate::keys::{Kek, KeyError, KeyProvider};
-use crate::signing::{DeviceSigner, MemorySigner, SigningKeyError, SigningKeyProvider};
+use crate::keys::{Kek, KeyError, KeyKind, KeyProvider};
+use crate::signing::{DeviceSigner, MemorySigner, SigningKeyProvider};
 use sealer::{SealError, Sealer};
 
 /// The TCTI for the appliance: the kernel's TPM resource manager.
@@ -190,7 +190,7 @@ impl TpmKeyProvider {
         let sealed_path = sealed_path.into();
         Sealer::new(tcti, sealed_path, pcrs, KEK_PREFIX)
             .map(|sealer| TpmKeyProvider { sealer })
-            .map_err(|e| kek_error(e, tcti, Path::new("")))
+            .map_err(|e| KeyError::of_sealed(KeyKind::Kek, e, tcti, Path::new("")))
     }
 
     pub fn path(&self) -> &Path {
@@ -203,24 +203,27 @@ impl TpmKeyProvider {
     }
 
     fn error(&self, e: SealError) -> KeyError {
-        kek_error(e, self.sealer.tcti(), self.sealer.path())
+        KeyError::of_sealed(KeyKind::Kek, e, self.sealer.tcti(), self.sealer.path())
     }
 }
 
-fn kek_error(e: SealError, tcti: &str, path: &Path) -> KeyError {
-    let path = path.to_path_buf();
-    match e {
-        SealError::Missing => KeyError::Missing { path },
-        SealError::TooOpen { mode } => KeyError::TooOpen { path, mode },
-        SealError::Io(source) => KeyError::Io { path, source },
-        SealError::Malformed { prefix } => KeyError::SealedMalformed { path, prefix },
-        SealError::PcrMismatch { pcrs } => KeyError::PcrMismatch { path, pcrs },
-        SealError::OtherTpm => KeyError::OtherTpm { path },
-        SealError::Tpm { what, detail } => KeyError::Tpm {
-            tcti: tcti.to_string(),
-            what,
-            detail,
-        },
+impl KeyError {
+    /// The error of a TPM-sealed key file of `kind` at `path`.
+    fn of_sealed(kind: KeyKind, e: SealError, tcti: &str, path: &Path) -> Self {
+        let path = path.to_path_buf();
+        match e {
+            SealError::Missing => KeyError::Missing { kind, path },
+            SealError::TooOpen { mode } => KeyError::TooOpen { kind, path, mode },
+            SealError::Io(source) => KeyError::Io { kind, path, source },
+            SealError::Malformed { prefix } => KeyError::SealedMalformed { kind, path, prefix },
+            SealError::PcrMismatch { pcrs } => KeyError::PcrMismatch { kind, path, pcrs },
+            SealError::OtherTpm => KeyError::OtherTpm { kind, path },
+            SealError::Tpm { what, detail } => KeyError::Tpm {
+                tcti: tcti.to_string(),
+                what,
+                detail,
+            },
+        }
     }
 }
 
@@ -254,11 +257,11 @@ impl TpmSigningKeyProvider {
         tcti: &str,
         sealed_path: impl Into<PathBuf>,
         pcrs: PcrSelection,
-    ) -> Result<Self, SigningKeyError> {
+    ) -> Result<Self, KeyError> {
         let sealed_path = sealed_path.into();
         Sealer::new(tcti, sealed_path, pcrs, SIGNING_PREFIX)
             .map(|sealer| TpmSigningKeyProvider { sealer })
-            .map_err(|e| signing_error(e, tcti, Path::new("")))
+            .map_err(|e| KeyError::of_sealed(KeyKind::Signing, e, tcti, Path::new("")))
     }
 
     pub fn path(&self) -> &Path {
@@ -270,35 +273,18 @@ impl TpmSigningKeyProvider {
         self.sealer.pcrs()
     }
 
-    fn error(&self, e: SealError) -> SigningKeyError {
-        signing_error(e, self.sealer.tcti(), self.sealer.path())
-    }
-}
-
-fn signing_error(e: SealError, tcti: &str, path: &Path) -> SigningKeyError {
-    let path = path.to_path_buf();
-    match e {
-        SealError::Missing => SigningKeyError::Missing { path },
-        SealError::TooOpen { mode } => SigningKeyError::TooOpen { path, mode },
-        SealError::Io(source) => SigningKeyError::Io { path, source },
-        SealError::Malformed { prefix } => SigningKeyError::SealedMalformed { path, prefix },
-        SealError::PcrMismatch { pcrs } => SigningKeyError::PcrMismatch { path, pcrs },
-        SealError::OtherTpm => SigningKeyError::OtherTpm { path },
-        SealError::Tpm { what, detail } => SigningKeyError::Tpm {
-            tcti: tcti.to_string(),
-            what,
-            detail,
-        },
+    fn error(&self, e: SealError) -> KeyError {
+        KeyError::of_sealed(KeyKind::Signing, e, self.sealer.tcti(), self.sealer.path())
     }
 }
 
 impl SigningKeyProvider for TpmSigningKeyProvider {
-    fn load(&self) -> Result<Box<dyn DeviceSigner>, SigningKeyError> {
+    fn load(&self) -> Result<Box<dyn DeviceSigner>, KeyError> {
         let seed = self.sealer.unseal().map_err(|e| self.error(e))?;
         Ok(Box::new(MemorySigner::from_seed(*seed)))
     }
 
-    fn create_if_absent(&self) -> Result<bool, SigningKeyError> {
+    fn create_if_absent(&self) -> Result<bool, KeyError> {
         self.sealer
             .seal_new(fresh_secret)
             .map_err(|e| self.error(e))

@@ -96,10 +96,7 @@ fn pcr_change_refuses_to_unseal() {
         "{msg}"
     );
     let err = signing.load().err().expect("refused");
-    assert!(
-        matches!(err, SigningKeyError::PcrMismatch { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, KeyError::PcrMismatch { .. }), "{err:?}");
     // Refusing never rewrites the file.
     assert!(!kek.create_if_absent().unwrap());
     assert!(matches!(kek.load(), Err(KeyError::PcrMismatch { .. })));
@@ -117,7 +114,7 @@ fn signing_key_seals_and_signs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signing.sealed");
     let p = TpmSigningKeyProvider::new(&tpm.tcti(), &path, PcrSelection::default()).unwrap();
-    assert!(matches!(p.load(), Err(SigningKeyError::Missing { .. })));
+    assert!(matches!(p.load(), Err(KeyError::Missing { .. })));
     assert!(p.create_if_absent().unwrap());
     assert_eq!(mode(&path), 0o600);
     assert!(
