@@ -50,11 +50,52 @@ pub fn thresholds(config: &Config) -> Thresholds {
     }
 }
 
+/// A watching thread that is told to stop, and joined, when its owner is dropped.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Runs `watch(stop)` on a thread named `name` (none if the thread cannot start:
+    /// the watch then reports nothing, which its report says).
+    fn spawn(name: &str, watch: impl FnOnce(&AtomicBool) + Send + 'static) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || watch(&stop))
+                .ok()
+        };
+        Watcher { stop, thread }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sleeps `total` in steps of `step`, so that a stop is quick; false once stopped.
+fn sleep_unless_stopped(stop: &AtomicBool, total: Duration, step: Duration) -> bool {
+    let mut left = total;
+    while !left.is_zero() && !stop.load(Ordering::SeqCst) {
+        let this = left.min(step);
+        std::thread::sleep(this);
+        left -= this;
+    }
+    !stop.load(Ordering::SeqCst)
+}
+
 /// The latest storage report, refreshed by a thread of its own.
 pub struct StorageWatch {
     latest: Arc<Mutex<StorageReport>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _watcher: Watcher,
 }
 
 impl StorageWatch {
@@ -79,31 +120,22 @@ impl StorageWatch {
         metrics: Option<Arc<Metrics>>,
     ) -> StorageWatch {
         let latest = Arc::new(Mutex::new(StorageReport::empty(store)));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (latest, stop) = (latest.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("storage-health".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        let report = probe.probe();
-                        publish(&report, metrics.as_deref());
-                        *latest.lock().unwrap_or_else(|p| p.into_inner()) = report;
-                        // Sleep in short steps so that a stop is quick.
-                        let mut left = interval;
-                        while !left.is_zero() && !stop.load(Ordering::SeqCst) {
-                            let step = left.min(Duration::from_millis(200));
-                            std::thread::sleep(step);
-                            left -= step;
-                        }
+        let watcher = {
+            let latest = latest.clone();
+            Watcher::spawn("storage-health", move |stop| {
+                loop {
+                    let report = probe.probe();
+                    publish(&report, metrics.as_deref());
+                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = report;
+                    if !sleep_unless_stopped(stop, interval, Duration::from_millis(200)) {
+                        break;
                     }
-                })
-                .ok()
+                }
+            })
         };
         StorageWatch {
             latest,
-            stop,
-            thread,
+            _watcher: watcher,
         }
     }
 
@@ -113,15 +145,6 @@ impl StorageWatch {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-}
-
-impl Drop for StorageWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -235,8 +258,7 @@ pub struct TamperWatch {
     monitor: Arc<TamperMonitor>,
     journal: Arc<Mutex<Journal>>,
     metrics: Option<Arc<Metrics>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _watcher: Watcher,
 }
 
 impl TamperWatch {
@@ -276,60 +298,41 @@ impl TamperWatch {
             store.join(TAMPER_LATCH_FILE),
         )?);
         let journal = Arc::new(Mutex::new(Journal::open(store.join(TAMPER_EVENTS_FILE))?));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (monitor, journal, stop, metrics) = (
-                monitor.clone(),
-                journal.clone(),
-                stop.clone(),
-                metrics.clone(),
-            );
-            std::thread::Builder::new()
-                .name("tamper".into())
-                .spawn(move || {
-                    let note = |n: TamperNotice| {
-                        match &n {
-                            TamperNotice::Opened { .. } | TamperNotice::FoundOpen { .. } => {
-                                tracing::error!(notice = ?n, "the case was opened")
-                            }
-                            _ => tracing::warn!(notice = ?n, "tamper input"),
+        let watcher = {
+            let (monitor, journal, metrics) = (monitor.clone(), journal.clone(), metrics.clone());
+            Watcher::spawn("tamper", move |stop| {
+                let note = |n: TamperNotice| {
+                    match &n {
+                        TamperNotice::Opened { .. } | TamperNotice::FoundOpen { .. } => {
+                            tracing::error!(notice = ?n, "the case was opened")
                         }
-                        journal.lock().unwrap_or_else(|p| p.into_inner()).append(n);
-                        publish_tamper(&monitor.status(), metrics.as_deref());
-                    };
-                    while !stop.load(Ordering::SeqCst) {
-                        let result = open().and_then(|input| {
-                            publish_tamper(&monitor.status(), metrics.as_deref());
-                            hardware::tamper::watch(
-                                &monitor,
-                                &*input,
-                                TAMPER_POLL,
-                                &stop,
-                                &mut |n| note(n),
-                            )
-                        });
-                        if let Err(e) = result {
-                            if let Some(n) = monitor.on_input_error(&e.to_string()) {
-                                note(n);
-                            }
-                            publish_tamper(&monitor.status(), metrics.as_deref());
-                        }
-                        let mut left = reopen;
-                        while !left.is_zero() && !stop.load(Ordering::SeqCst) {
-                            let step = left.min(Duration::from_millis(50));
-                            std::thread::sleep(step);
-                            left -= step;
-                        }
+                        _ => tracing::warn!(notice = ?n, "tamper input"),
                     }
-                })
-                .ok()
+                    journal.lock().unwrap_or_else(|p| p.into_inner()).append(n);
+                    publish_tamper(&monitor.status(), metrics.as_deref());
+                };
+                while !stop.load(Ordering::SeqCst) {
+                    let result = open().and_then(|input| {
+                        publish_tamper(&monitor.status(), metrics.as_deref());
+                        hardware::tamper::watch(&monitor, &*input, TAMPER_POLL, stop, &mut |n| {
+                            note(n)
+                        })
+                    });
+                    if let Err(e) = result {
+                        if let Some(n) = monitor.on_input_error(&e.to_string()) {
+                            note(n);
+                        }
+                        publish_tamper(&monitor.status(), metrics.as_deref());
+                    }
+                    sleep_unless_stopped(stop, reopen, Duration::from_millis(50));
+                }
+            })
         };
         Ok(TamperWatch {
             monitor,
             journal,
             metrics,
-            stop,
-            thread,
+            _watcher: watcher,
         })
     }
 
@@ -357,15 +360,6 @@ impl TamperWatch {
             .append(TamperNotice::Acknowledged(ack.clone()));
         publish_tamper(&self.monitor.status(), self.metrics.as_deref());
         Ok(ack)
-    }
-}
-
-impl Drop for TamperWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
