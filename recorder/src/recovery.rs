@@ -81,7 +81,8 @@ pub fn recover_store(
         .map(|r| (r.camera, r.id))
         .collect();
     let root = store.join(catalog::SEGMENTS_DIR);
-    let files = list_segment_files(store).map_err(|source| RecoveryError::Io { path: root, source })?;
+    let files =
+        list_segment_files(store).map_err(|source| RecoveryError::Io { path: root, source })?;
     for (camera, id, path) in files {
         let orphan = match id {
             Some(id) => !known.contains(&(camera.clone(), id)),

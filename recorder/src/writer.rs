@@ -16,10 +16,10 @@ use hardware::Kek;
 use tracing::{error, info, warn};
 
 use crate::catalog::{self, Catalog, ClosedSegment};
+use crate::clock::{media_time_broke, ms_from_90k};
 use crate::metrics::Metrics;
 use crate::recovery::RecoveryError;
 use crate::segment::{self, CodecParams, DataKey, Gop, SegmentId, SegmentWriter};
-use crate::clock::{media_time_broke, ms_from_90k};
 
 pub enum WriterMsg {
     /// Frames with the parameters in force: a GOP that starts with a key frame, or

@@ -157,8 +157,11 @@ impl Catalog {
                      ORDER BY end_unix_ms, rowid LIMIT ?4"
                 };
                 let mut stmt = self.connection().prepare_cached(sql)?;
-                stmt.query_map(params![camera, cursor.0, cursor.1, limit], candidate_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
+                stmt.query_map(
+                    params![camera, cursor.0, cursor.1, limit],
+                    candidate_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?
             }
         };
         Ok(rows.into_iter().flatten().collect())

@@ -176,4 +176,3 @@ fn camera_status(r: &rusqlite::Row<'_>) -> rusqlite::Result<CameraStatus> {
         state_since_unix_ms: r.get(4)?,
     })
 }
-

@@ -124,7 +124,12 @@ pub(crate) struct SessionMark {
 impl SessionMark {
     /// Starts with the mark off until the rate is known. `peers`: the addresses the
     /// camera's RTSP connection may have (the URL's host, resolved).
-    pub(crate) fn new(shared: Arc<LowWater>, camera: &str, peers: Vec<SocketAddr>, now: Instant) -> Self {
+    pub(crate) fn new(
+        shared: Arc<LowWater>,
+        camera: &str,
+        peers: Vec<SocketAddr>,
+        now: Instant,
+    ) -> Self {
         let mut m = SessionMark {
             shared,
             camera: camera.to_string(),
@@ -187,7 +192,11 @@ impl Drop for SessionMark {
 fn set_on_peer_sockets(peer: SocketAddr, bytes: u32) -> std::io::Result<usize> {
     let mut set = 0;
     for entry in std::fs::read_dir("/proc/self/fd")? {
-        let Some(fd) = entry?.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) else {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        else {
             continue;
         };
         if peer_of(fd) == Some(peer) && set_mark(fd, bytes).is_ok() {
@@ -205,9 +214,7 @@ fn peer_of(fd: RawFd) -> Option<SocketAddr> {
     // describe another descriptor, whose address is then compared like any other.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let r = unsafe {
-        libc::getpeername(fd, (&raw mut storage).cast::<libc::sockaddr>(), &mut len)
-    };
+    let r = unsafe { libc::getpeername(fd, (&raw mut storage).cast::<libc::sockaddr>(), &mut len) };
     if r != 0 {
         return None;
     }
@@ -275,9 +282,17 @@ mod tests {
     fn the_mark_is_a_tenth_of_a_second_of_the_stream() {
         assert_eq!(mark_for_rate(250_000.0), 25_000); // 2 Mbit/s
         assert_eq!(mark_for_rate(500_000.0), 50_000); // 4 Mbit/s
-        assert_eq!(mark_for_rate(1_250_000.0), MAX_MARK_BYTES, "10 Mbit/s: capped");
+        assert_eq!(
+            mark_for_rate(1_250_000.0),
+            MAX_MARK_BYTES,
+            "10 Mbit/s: capped"
+        );
         assert_eq!(mark_for_rate(10_000_000.0), MAX_MARK_BYTES);
-        assert_eq!(mark_for_rate(16_000.0), OFF, "128 kbit/s: not worth batching");
+        assert_eq!(
+            mark_for_rate(16_000.0),
+            OFF,
+            "128 kbit/s: not worth batching"
+        );
         assert_eq!(mark_for_rate(0.0), OFF);
         assert_eq!(mark_for_rate(f64::NAN), OFF);
     }
@@ -299,7 +314,11 @@ mod tests {
         let t0 = Instant::now();
         let mut main = SessionMark::new(shared.clone(), "main", vec![peer], t0);
         main.received(500_000); // 2 Mbit/s
-        assert_eq!(main.tick(t0 + Duration::from_secs(1), Duration::ZERO), OFF, "still measuring");
+        assert_eq!(
+            main.tick(t0 + Duration::from_secs(1), Duration::ZERO),
+            OFF,
+            "still measuring"
+        );
         assert_eq!(main.tick(t0 + MEASURE, Duration::from_millis(40)), 25_000);
         assert_eq!(mark_of(&main_stream), 25_000);
 
@@ -308,17 +327,31 @@ mod tests {
         main_stream.set_nonblocking(true).unwrap();
         let mut buf = [0u8; 64 * 1024];
         std::thread::sleep(Duration::from_millis(50));
-        let mut poll = libc::pollfd { fd: main_stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut poll = libc::pollfd {
+            fd: main_stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one pollfd, valid for the call.
-        assert_eq!(unsafe { libc::poll(&mut poll, 1, 0) }, 0, "1000 bytes do not wake the reader");
+        assert_eq!(
+            unsafe { libc::poll(&mut poll, 1, 0) },
+            0,
+            "1000 bytes do not wake the reader"
+        );
         camera_side.write_all(&[7u8; 25_000]).unwrap();
         // SAFETY: as above.
-        assert_eq!(unsafe { libc::poll(&mut poll, 1, 2000) }, 1, "the mark reached wakes it");
+        assert_eq!(
+            unsafe { libc::poll(&mut poll, 1, 2000) },
+            1,
+            "the mark reached wakes it"
+        );
         let mut got = 0;
         while got < 26_000 {
             match (&main_stream).read(&mut buf) {
                 Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 Err(e) => panic!("{e}"),
             }
         }
@@ -331,7 +364,11 @@ mod tests {
         sub.tick(t0 + MEASURE, Duration::ZERO);
         assert_eq!(mark_of(&main_stream), 3_000);
         drop(sub);
-        assert_eq!(mark_of(&main_stream), 25_000, "the sub-stream gone, the main mark again");
+        assert_eq!(
+            mark_of(&main_stream),
+            25_000,
+            "the sub-stream gone, the main mark again"
+        );
 
         // No frame for a while: the mark comes off at once, and stays off while measuring.
         let t1 = t0 + MEASURE * 2;

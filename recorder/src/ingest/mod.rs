@@ -285,8 +285,8 @@ impl CameraTask {
                 g.start_unix_ms = chunk_start_unix_ms(frame_unix_ms, last_frame_unix_ms);
                 in_hand_bytes = 0;
             }
-            last_frame_unix_ms =
-                Some(g.start_unix_ms + ms_from_90k(pts_90k - g.frames.first().map_or(pts_90k, |f| f.pts_90k)));
+            let chunk_first_90k = g.frames.first().map_or(pts_90k, |f| f.pts_90k);
+            last_frame_unix_ms = Some(g.start_unix_ms + ms_from_90k(pts_90k - chunk_first_90k));
             in_hand_bytes += frame.data().len();
             g.frames.push(Frame {
                 pts_90k,
@@ -347,7 +347,8 @@ async fn peer_addrs(url: &url::Url) -> Vec<std::net::SocketAddr> {
         Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
         Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
         Some(url::Host::Domain(name)) => {
-            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((name, port))).await {
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((name, port))).await
+            {
                 Ok(Ok(addrs)) => addrs.collect(),
                 _ => Vec::new(),
             }
@@ -470,7 +471,10 @@ mod tests {
         assert_eq!(chunk_start_unix_ms(4_970, Some(5_000)), 5_001);
         assert_eq!(chunk_start_unix_ms(5_000, Some(5_000)), 5_001);
         // The wall clock was set back an hour.
-        assert_eq!(chunk_start_unix_ms(5_000 - 3_600_000, Some(5_000)), 5_000 - 3_600_000);
+        assert_eq!(
+            chunk_start_unix_ms(5_000 - 3_600_000, Some(5_000)),
+            5_000 - 3_600_000
+        );
     }
 
     #[test]
