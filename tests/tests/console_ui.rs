@@ -740,6 +740,37 @@ async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
         "the French health page's sizes: {fr}"
     );
     b.screenshot("health-fr").await?;
+    // ... and the access log, its chain status in French.
+    b.goto("/audit").await?;
+    let chain = b
+        .wait_js(
+            "the access log's chain status in French",
+            "const e = document.querySelector('[data-testid=chain-status]'); \
+             const t = e ? e.textContent.trim() : ''; \
+             return /intacte|ROMPUE/.test(t) ? t : null;",
+            vec![],
+        )
+        .await?;
+    let chain = chain.as_str().unwrap_or_default();
+    ensure!(
+        chain.starts_with("Chaîne intacte : entrées n° 1 à "),
+        "the French chain status: {chain:?}"
+    );
+    // Roles in the entries too (the log stores `auditor`).
+    let roles = b
+        .js(
+            "return [...document.querySelectorAll('main tr[data-actor=aude] small[data-role]')] \
+               .map((e) => e.textContent);",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        roles
+            .as_array()
+            .is_some_and(|r| !r.is_empty() && r.iter().all(|x| x == "auditeur")),
+        "aude's role in the French access log: {roles}"
+    );
+    b.screenshot("audit-fr").await?;
     b.js(
         "localStorage.setItem('rf-lang', 'en'); return null;",
         vec![],

@@ -21,6 +21,14 @@ function outcomeText(o) {
   return o;
 }
 
+// A role in the reader's language; one the console does not know, as the log has it.
+function roleText(r) {
+  if (!r) return '';
+  const key = `role.${r}`;
+  const text = t(key);
+  return text === key ? r : text;
+}
+
 // Entries per page; older pages follow the server's X-Next-Before cursor.
 const PAGE = 200;
 
@@ -37,7 +45,7 @@ function entryRow(e) {
     { 'data-action': e.action, 'data-actor': e.actor, 'data-camera': e.camera || '', class: denied ? 'denied' : null },
     h('td', {}, e.seq),
     h('td', {}, timeEl(Date.parse(e.at))),
-    h('td', {}, e.actor, h('br'), h('small', {}, e.role)),
+    h('td', {}, e.actor, h('br'), h('small', { 'data-role': e.role || '' }, roleText(e.role))),
     h('td', {}, e.action),
     h('td', {}, e.camera || '—'),
     h('td', {}, rangeText(e)),
