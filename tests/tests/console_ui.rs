@@ -770,6 +770,18 @@ async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
             .is_some_and(|r| !r.is_empty() && r.iter().all(|x| x == "auditeur")),
         "aude's role in the French access log: {roles}"
     );
+    // Actions by their French name, with the log's own word beneath.
+    let read = b
+        .js(
+            "const c = document.querySelector('main tr[data-action=\"audit.read\"] td:nth-child(4)'); \
+             return c ? c.innerText : null;",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        read.as_str() == Some("Lecture du journal des accès\naudit.read"),
+        "the French name of audit.read: {read}"
+    );
     b.screenshot("audit-fr").await?;
     b.js(
         "localStorage.setItem('rf-lang', 'en'); return null;",

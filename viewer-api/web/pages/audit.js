@@ -21,12 +21,20 @@ function outcomeText(o) {
   return o;
 }
 
-// A role in the reader's language; one the console does not know, as the log has it.
-function roleText(r) {
-  if (!r) return '';
-  const key = `role.${r}`;
+// A role or an action in the reader's language; one the console does not know, as the
+// log has it.
+function named(prefix, id) {
+  if (!id) return '';
+  const key = `${prefix}.${id}`;
   const text = t(key);
-  return text === key ? r : text;
+  return text === key ? id : text;
+}
+
+// An action: its name, and the log's own word for it (what the collector and
+// `audit verify` show) beneath.
+function actionCell(a) {
+  const name = named('action', a);
+  return name === a ? a : [name, h('br'), h('small', { class: 'action-id' }, a)];
 }
 
 // Entries per page; older pages follow the server's X-Next-Before cursor.
@@ -45,8 +53,8 @@ function entryRow(e) {
     { 'data-action': e.action, 'data-actor': e.actor, 'data-camera': e.camera || '', class: denied ? 'denied' : null },
     h('td', {}, e.seq),
     h('td', {}, timeEl(Date.parse(e.at))),
-    h('td', {}, e.actor, h('br'), h('small', { 'data-role': e.role || '' }, roleText(e.role))),
-    h('td', {}, e.action),
+    h('td', {}, e.actor, h('br'), h('small', { 'data-role': e.role || '' }, named('role', e.role))),
+    h('td', {}, actionCell(e.action)),
     h('td', {}, e.camera || '—'),
     h('td', {}, rangeText(e)),
     h('td', {}, e.case ? [h('small', {}, t('audit.case')), ' ', e.case] : e.purpose || '—'),
@@ -101,7 +109,7 @@ export async function render(main, ctx) {
   const fromIn = timeInput(NaN);
   const toIn = timeInput(NaN);
   const actorIn = h('input', { maxlength: 64, autocomplete: 'off', value: me.role === 'police' ? me.name : '', disabled: me.role === 'police' });
-  const actionSel = h('select', {}, h('option', { value: '' }, t('audit.any')), ACTIONS.map((a) => h('option', { value: a }, a)));
+  const actionSel = h('select', {}, h('option', { value: '' }, t('audit.any')), ACTIONS.map((a) => h('option', { value: a }, named('action', a))));
   const results = h('div', { class: 'results' });
   const cams = await ctx.loadCameras().catch(() => []);
   const filters = h(
