@@ -135,7 +135,7 @@ impl MediaClock {
             self.lows.clear();
         }
         self.last_pts_90k = Some(pts_90k);
-        let media_ms = pts_90k.div_euclid(TICKS_90K_PER_MS);
+        let media_ms = ms_from_90k(pts_90k);
         let offset = arrival_unix_ms - media_ms;
         while self
             .lows
