@@ -198,7 +198,7 @@ impl CameraTask {
         let mut mark = SessionMark::new(
             self.low_water.clone(),
             &cam.id,
-            peer_addrs(&url).await,
+            or_stop!(peer_addrs(&url)),
             tokio::time::Instant::now(),
         );
         let batching = matches!(cam.transport, config::Transport::Tcp);
