@@ -607,6 +607,22 @@ async fn wait_row(b: &Browser, action: &str, actor: &str, camera: &str, fresh: b
     Ok(())
 }
 
+/// The access log's chain status once the check has ended: the line once it matches
+/// `verdict` (a regular expression of the language's words for intact and broken,
+/// case-insensitive).
+async fn chain_status(b: &Browser, verdict: &str) -> Result<String> {
+    let text = b
+        .wait_js(
+            &format!("the access log's chain status ({verdict})"),
+            "const e = document.querySelector('[data-testid=chain-status]'); \
+             const t = e ? e.textContent.trim() : ''; \
+             return new RegExp(arguments[0], 'i').test(t) ? t : null;",
+            vec![json!(verdict)],
+        )
+        .await?;
+    Ok(text.as_str().unwrap_or_default().to_string())
+}
+
 /// The auditor finds the officer's views and export in the log and in subject-access
 /// reports, and the chain verified.
 async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
@@ -624,16 +640,7 @@ async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
             .await
             .context("the access log")?;
     }
-    let chain = b
-        .wait_js(
-            "the chain's verification",
-            "const e = document.querySelector('[data-testid=chain-status]'); \
-             const t = e ? e.textContent.trim() : ''; \
-             return /intact|broken/i.test(t) ? t : null;",
-            vec![],
-        )
-        .await?;
-    let chain = chain.as_str().unwrap_or_default();
+    let chain = chain_status(b, "intact|broken").await?;
     ensure!(
         chain.contains("intact") && !chain.to_lowercase().contains("broken"),
         "chain status: {chain:?}"
@@ -742,16 +749,7 @@ async fn auditor(c: &Ctx, gate_at: i64, export: (i64, i64)) -> Result<()> {
     b.screenshot("health-fr").await?;
     // ... and the access log, its chain status in French.
     b.goto("/audit").await?;
-    let chain = b
-        .wait_js(
-            "the access log's chain status in French",
-            "const e = document.querySelector('[data-testid=chain-status]'); \
-             const t = e ? e.textContent.trim() : ''; \
-             return /intacte|ROMPUE/.test(t) ? t : null;",
-            vec![],
-        )
-        .await?;
-    let chain = chain.as_str().unwrap_or_default();
+    let chain = chain_status(b, "intacte|ROMPUE").await?;
     ensure!(
         chain.starts_with("Chaîne intacte : entrées n° 1 à "),
         "the French chain status: {chain:?}"
