@@ -61,5 +61,6 @@ internal! {
     check;
     ingest;
     recovery;
+    store_sync;
     writer;
 }

@@ -166,7 +166,7 @@ impl Metrics {
         );
         registry.register(
             "sync_seconds",
-            "Latency of one fdatasync",
+            "Latency of one sync of the store's file system (syncfs), for every camera at once",
             m.sync_seconds.clone(),
         );
         registry.register(

@@ -108,6 +108,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the camera-state thread")?;
     let state = states.state_fn(metrics.clone(), clock.clone());
 
+    // One sync of the store's file system for every camera (see `store_sync`).
+    let store_sync = crate::store_sync::StoreSync::start(
+        Duration::from_millis(config.storage.sync_interval_ms),
+        metrics.clone(),
+        Some(heartbeats.register("store-sync")),
+    )
+    .context("cannot start the store's sync thread")?;
     for cam in &config.cameras {
         let startup_gap = {
             let c = cat.lock().expect("catalog mutex");
@@ -128,11 +135,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 store: store_path.clone(),
                 camera: cam.id.clone(),
                 segment_secs: config.storage.segment_secs,
-                sync_interval: Duration::from_millis(config.storage.sync_interval_ms),
             },
             kek.clone(),
             metrics.clone(),
             startup_gap,
+            store_sync
+                .register(&store_path, &cam.id)
+                .with_context(|| format!("cannot open the folder of camera {}", cam.id))?,
         )?
         .with_space_hooks(retention.clone())
         .with_beat(heartbeats.register(&format!("writer-{}", cam.id)));
@@ -192,6 +201,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             error!("a writer thread panicked");
         }
     }
+    // What a writer wrote after its last sync and did not close is synced now.
+    store_sync.stop();
     // The last states (offline at shutdown) are written before the recorder stops.
     drop(states);
     retention.stop();

@@ -1,7 +1,8 @@
 //! One writer thread per camera: turns GOPs into sealed segments and keeps the
 //! catalog in step, in the order that survives a crash at any instant:
-//! row (open, wrapped key) → file → chunks, fdatasync'ed at least every
-//! `sync_interval_ms` → final chunk, fsync file and directory → row closed.
+//! row (open, wrapped key) → file → chunks, synced within `sync_interval_ms` (by
+//! [`crate::store_sync`], for every camera at once) → final chunk, fsync file and
+//! directory → row closed.
 //!
 //! Writes are blocking and may be slow (flash, a full disk); they live on their own
 //! thread so that a slow disk never stalls the RTSP sessions, and frames that cannot
@@ -20,6 +21,7 @@ use crate::clock::{media_time_broke, ms_from_90k};
 use crate::metrics::Metrics;
 use crate::recovery::RecoveryError;
 use crate::segment::{self, CodecParams, DataKey, Gop, SegmentId, SegmentWriter};
+use crate::store_sync::SyncHandle;
 
 pub enum WriterMsg {
     /// Frames with the parameters in force: a GOP that starts with a key frame, or
@@ -33,8 +35,10 @@ pub struct WriterConfig {
     pub store: PathBuf,
     pub camera: String,
     pub segment_secs: u32,
-    pub sync_interval: Duration,
 }
+
+/// With no GOP coming, the loop still shows life to the watchdog this often.
+const IDLE_BEAT: Duration = Duration::from_millis(500);
 
 struct OpenSegment {
     id: SegmentId,
@@ -44,7 +48,6 @@ struct OpenSegment {
     last_pts_90k: i64,
     last_frame_dur_90k: i64,
     last_frame_unix_ms: i64,
-    dirty_since: Option<Instant>,
 }
 
 pub struct CameraWriter {
@@ -62,6 +65,8 @@ pub struct CameraWriter {
     beat: Option<hardware::watchdog::Beat>,
     /// Where the last stored frame ends (wall time).
     last_end_unix_ms: Option<i64>,
+    /// Tells the store's sync what was written.
+    sync: SyncHandle,
 }
 
 /// Whether a write error means the file system is full.
@@ -120,6 +125,7 @@ impl CameraWriter {
         kek: Kek,
         metrics: Arc<Metrics>,
         startup_gap: Option<(i64, String)>,
+        sync: SyncHandle,
     ) -> Result<CameraWriter, catalog::CatalogError> {
         let cat = Catalog::open(&cfg.store)?;
         let mut gap = cat
@@ -144,6 +150,7 @@ impl CameraWriter {
             space: None,
             beat: None,
             last_end_unix_ms: None,
+            sync,
         })
     }
 
@@ -174,7 +181,7 @@ impl CameraWriter {
             if let Some(b) = &self.beat {
                 b.beat();
             }
-            match rx.recv_timeout(self.cfg.sync_interval / 2) {
+            match rx.recv_timeout(IDLE_BEAT) {
                 Ok(WriterMsg::Gop { params, gop }) => self.write_gop(params, gop),
                 Ok(WriterMsg::Offline { at_unix_ms, reason }) => {
                     self.close_segment();
@@ -188,7 +195,6 @@ impl CameraWriter {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.sync_if_due();
         }
         self.close_segment();
     }
@@ -303,7 +309,7 @@ impl CameraWriter {
                 open.last_pts_90k = last.pts_90k;
                 open.last_frame_unix_ms =
                     gop.start_unix_ms + ms_from_90k(last.pts_90k - gop.frames[0].pts_90k);
-                open.dirty_since.get_or_insert(Instant::now());
+                self.sync.wrote();
                 self.last_end_unix_ms =
                     Some(open.last_frame_unix_ms + ms_from_90k(open.last_frame_dur_90k));
                 self.end_gap(gop.start_unix_ms);
@@ -369,7 +375,6 @@ impl CameraWriter {
                     last_pts_90k: first_pts,
                     last_frame_dur_90k: 3000,
                     last_frame_unix_ms: gop.start_unix_ms,
-                    dirty_since: None,
                 });
                 Ok(())
             }
@@ -377,32 +382,6 @@ impl CameraWriter {
                 let _ = std::fs::remove_file(&path);
                 let _ = self.cat.delete_segment_row(id);
                 Err(e)
-            }
-        }
-    }
-
-    fn sync_if_due(&mut self) {
-        let Some(open) = &mut self.open else { return };
-        let Some(since) = open.dirty_since else {
-            return;
-        };
-        if since.elapsed() < self.cfg.sync_interval / 2 {
-            return;
-        }
-        let started = Instant::now();
-        match open.writer.sync_data() {
-            Ok(()) => {
-                self.metrics
-                    .sync_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                open.dirty_since = None;
-            }
-            Err(e) => {
-                self.metrics
-                    .write_errors
-                    .get_or_create(&Metrics::cam(&self.cfg.camera))
-                    .inc();
-                error!(camera = %self.cfg.camera, error = %e, "fdatasync failed");
             }
         }
     }
@@ -556,6 +535,7 @@ pub fn recover_one(
 mod tests {
     use super::*;
     use crate::segment::{Codec, Frame};
+    use crate::store_sync::StoreSync;
     use std::sync::mpsc::sync_channel;
 
     fn params(extra: u8) -> Arc<CodecParams> {
@@ -591,16 +571,18 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let kek = Kek::random();
+        let metrics = Arc::new(Metrics::new());
+        let sync = StoreSync::start(Duration::from_millis(100), metrics.clone(), None).unwrap();
         let w = CameraWriter::new(
             WriterConfig {
                 store: dir.path().to_path_buf(),
                 camera: "cam".into(),
                 segment_secs: 4,
-                sync_interval: Duration::from_millis(100),
             },
             kek.clone(),
-            Arc::new(Metrics::new()),
+            metrics,
             None,
+            sync.register(dir.path(), "cam").unwrap(),
         )
         .unwrap();
         let (tx, rx) = sync_channel(msgs.len() + 1);
@@ -627,6 +609,48 @@ mod tests {
         }
         let gaps = cat.gaps("cam").unwrap();
         (dir, rows, gaps)
+    }
+
+    #[test]
+    fn what_a_writer_writes_is_synced_while_its_segment_is_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (synced_tx, synced_rx) = std::sync::mpsc::channel();
+        let sync = StoreSync::start_with(
+            Duration::from_millis(20),
+            metrics.clone(),
+            None,
+            Box::new(move |_: &std::fs::File| {
+                let _ = synced_tx.send(());
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let w = CameraWriter::new(
+            WriterConfig {
+                store: dir.path().to_path_buf(),
+                camera: "cam".into(),
+                segment_secs: 60,
+            },
+            Kek::random(),
+            metrics,
+            None,
+            sync.register(dir.path(), "cam").unwrap(),
+        )
+        .unwrap();
+        let (tx, rx) = sync_channel(2);
+        let t = std::thread::spawn(move || w.run(rx));
+        tx.send(WriterMsg::Gop {
+            params: params(1),
+            gop: gop(0, 1_800_000_000_000),
+        })
+        .unwrap();
+        // The segment stays open (60 s): only the store's sync makes the GOP durable.
+        synced_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the written GOP is synced");
+        drop(tx);
+        t.join().unwrap();
     }
 
     #[test]

@@ -15,6 +15,7 @@ use recorder::journal;
 use recorder::metrics::Metrics;
 use recorder::retention::{Policy, Retention, RetentionService};
 use recorder::segment::{Codec, CodecParams, Frame, Gop};
+use recorder::store_sync::StoreSync;
 use recorder::writer::{CameraWriter, WriterConfig, WriterMsg};
 
 /// 2026-01-01T00:00:00Z
@@ -99,16 +100,17 @@ fn enospc_on_a_small_file_system_deletes_the_oldest_and_recording_goes_on() {
     };
     let engine = Retention::new(&store, policy, wall, mono, Some(metrics.clone())).unwrap();
     let service = RetentionService::new(engine);
+    let sync = StoreSync::start(Duration::from_millis(1000), metrics.clone(), None).unwrap();
     let writer = CameraWriter::new(
         WriterConfig {
             store: store.clone(),
             camera: "a".into(),
             segment_secs: 4,
-            sync_interval: Duration::from_millis(1000),
         },
         kek.clone(),
         metrics.clone(),
         None,
+        sync.register(&store, "a").unwrap(),
     )
     .unwrap()
     .with_space_hooks(service.clone());
@@ -175,16 +177,17 @@ fn enospc_on_a_small_file_system_deletes_the_oldest_and_recording_goes_on() {
         T0 + 3600 * 1000,
     )
     .unwrap();
+    let sync = StoreSync::start(Duration::from_millis(1000), metrics.clone(), None).unwrap();
     let writer = CameraWriter::new(
         WriterConfig {
             store: store.clone(),
             camera: "a".into(),
             segment_secs: 4,
-            sync_interval: Duration::from_millis(1000),
         },
         kek.clone(),
         metrics.clone(),
         None,
+        sync.register(&store, "a").unwrap(),
     )
     .unwrap()
     .with_space_hooks(service.clone());

@@ -98,7 +98,6 @@ impl DerefMut for ChunkBuf {
 pub struct SegmentWriter {
     file: File,
     dir: PathBuf,
-    dir_synced: bool,
     sealer: Sealer,
     start_unix_ms: i64,
     next_index: u64,
@@ -155,7 +154,6 @@ impl SegmentWriter {
         let mut w = SegmentWriter {
             file,
             dir: parent_dir(path),
-            dir_synced: false,
             sealer: Sealer::new(key, &header, nonce_prefix),
             start_unix_ms,
             next_index: 0,
@@ -262,20 +260,6 @@ impl SegmentWriter {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         self.file.set_len(self.bytes)
-    }
-
-    /// `fdatasync`s the file; the first call also fsyncs the directory so that the file
-    /// itself survives a power loss, not only its data.
-    pub fn sync_data(&mut self) -> Result<(), SegmentError> {
-        if self.poisoned {
-            return Err(SegmentError::Poisoned);
-        }
-        self.file.sync_data()?;
-        if !self.dir_synced {
-            fsync_dir(&self.dir)?;
-            self.dir_synced = true;
-        }
-        Ok(())
     }
 
     /// Bytes in the file (all complete chunks).

@@ -104,7 +104,6 @@ fn writer_counters() {
     let n = w.append_gop(&g[0]).unwrap();
     assert_eq!(w.bytes(), b0 + n);
     w.append_gop(&g[1]).unwrap();
-    w.sync_data().unwrap();
     assert_eq!((w.chunks(), w.gops()), (3, 2));
     assert_eq!(w.trailer_so_far().frames, 10);
     assert_eq!(std::fs::metadata(&p).unwrap().len(), w.bytes());
