@@ -8,7 +8,8 @@
 //! 16 commits a second, and the writer threads woke to wait for each. One `syncfs`
 //! writes every file's data and the metadata of all of them in one batch and one commit.
 //! At 16 cameras the recorder's CPU fell by about a tenth (`make bench`; see the README),
-//! and a flash card sees one cache flush per interval instead of one per camera.
+//! and the disk sees about two cache flushes a second (one per half interval while
+//! cameras write) instead of one per camera a second.
 //!
 //! The bound is the same: data written at `t` is on the disk once the sync that starts by
 //! `t + sync_interval_ms / 2` returns, as when each writer synced after half an interval
