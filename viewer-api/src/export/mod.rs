@@ -4,8 +4,8 @@
 //! reference and a reason ([`api`]). The request is logged, a legal hold
 //! (`recorder::holds`) is placed on the range so the ring buffer cannot delete what is
 //! being copied, and a background job ([`Exports::run_pending`]) copies the original
-//! frames, from the key frame at or before `from`, into one MP4 per camera with
-//! GStreamer ([`mux`]); no re-encoding. The result is a zip ([`bundle`]) with the MP4s,
+//! frames, from the key frame at or before `from`, into one MP4 per camera with the
+//! MP4 writer playback uses ([`crate::mp4`]), hashing as it writes; no re-encoding. The result is a zip ([`bundle`]) with the MP4s,
 //! a manifest (device, case, officer, range, gaps, file hashes, and the recorded
 //! SHA-256 of every source segment) signed with the device's Ed25519 key, its public
 //! key, and instructions; anyone can check it with `openssl` and `sha256sum`, or with
