@@ -11,8 +11,8 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use hardware::storage::{
     Alarm, LinuxStorage, StorageHealth, StorageReport, SystemCommands, Thresholds,
@@ -52,15 +52,57 @@ pub fn thresholds(config: &Config) -> Thresholds {
 
 /// A watching thread that is told to stop, and joined, when its owner is dropped.
 struct Watcher {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What a watching thread waits on between rounds: it wakes when its time is up or at
+/// once when told to stop, and not in between (a box with few cameras is mostly idle,
+/// and a thread that woke five times a second to look at a flag was its busiest).
+#[derive(Default)]
+struct Stop {
+    flag: AtomicBool,
+    lock: Mutex<()>,
+    told: Condvar,
+}
+
+impl Stop {
+    fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        // Under the lock, so that a thread between its look at the flag and its wait
+        // cannot miss the notification.
+        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.told.notify_all();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Waits `total`, or less if told to stop; false once stopped.
+    fn sleep(&self, total: Duration) -> bool {
+        let deadline = Instant::now() + total;
+        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !self.is_set() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            held = self
+                .told
+                .wait_timeout(held, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        !self.is_set()
+    }
 }
 
 impl Watcher {
     /// Runs `watch(stop)` on a thread named `name` (none if the thread cannot start:
     /// the watch then reports nothing, which its report says).
-    fn spawn(name: &str, watch: impl FnOnce(&AtomicBool) + Send + 'static) -> Watcher {
-        let stop = Arc::new(AtomicBool::new(false));
+    fn spawn(name: &str, watch: impl FnOnce(&Stop) + Send + 'static) -> Watcher {
+        let stop = Arc::new(Stop::default());
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -74,22 +116,11 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.set();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
-}
-
-/// Sleeps `total` in steps of `step`, so that a stop is quick; false once stopped.
-fn sleep_unless_stopped(stop: &AtomicBool, total: Duration, step: Duration) -> bool {
-    let mut left = total;
-    while !left.is_zero() && !stop.load(Ordering::SeqCst) {
-        let this = left.min(step);
-        std::thread::sleep(this);
-        left -= this;
-    }
-    !stop.load(Ordering::SeqCst)
 }
 
 /// The latest storage report, refreshed by a thread of its own.
@@ -127,7 +158,7 @@ impl StorageWatch {
                     let report = probe.probe();
                     publish(&report, metrics.as_deref());
                     *latest.lock().unwrap_or_else(|p| p.into_inner()) = report;
-                    if !sleep_unless_stopped(stop, interval, Duration::from_millis(200)) {
+                    if !stop.sleep(interval) {
                         break;
                     }
                 }
@@ -311,12 +342,16 @@ impl TamperWatch {
                     journal.lock().unwrap_or_else(|p| p.into_inner()).append(n);
                     publish_tamper(&monitor.status(), metrics.as_deref());
                 };
-                while !stop.load(Ordering::SeqCst) {
+                while !stop.is_set() {
                     let result = open().and_then(|input| {
                         publish_tamper(&monitor.status(), metrics.as_deref());
-                        hardware::tamper::watch(&monitor, &*input, TAMPER_POLL, stop, &mut |n| {
-                            note(n)
-                        })
+                        hardware::tamper::watch(
+                            &monitor,
+                            &*input,
+                            TAMPER_POLL,
+                            &stop.flag,
+                            &mut |n| note(n),
+                        )
                     });
                     if let Err(e) = result {
                         if let Some(n) = monitor.on_input_error(&e.to_string()) {
@@ -324,7 +359,7 @@ impl TamperWatch {
                         }
                         publish_tamper(&monitor.status(), metrics.as_deref());
                     }
-                    sleep_unless_stopped(stop, reopen, Duration::from_millis(50));
+                    stop.sleep(reopen);
                 }
             })
         };
@@ -387,6 +422,30 @@ mod tests {
         panic!(
             "the watch never reported what was expected: {:?}",
             w.report()
+        );
+    }
+
+    #[test]
+    fn a_watcher_waiting_an_hour_stops_as_soon_as_it_is_told() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let w = Watcher::spawn("test-wait", move |stop| {
+            started_tx.send(()).unwrap();
+            let went_on = stop.sleep(Duration::from_secs(3600));
+            done_tx.send(went_on).unwrap();
+        });
+        started_rx.recv().unwrap();
+        let stopping = std::thread::spawn(move || drop(w));
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)),
+            Ok(false),
+            "the hour's wait ended, told to stop"
+        );
+        stopping.join().unwrap();
+        let idle = Stop::default();
+        assert!(
+            idle.sleep(Duration::from_millis(1)),
+            "not told: the wait runs out"
         );
     }
 

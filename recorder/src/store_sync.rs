@@ -103,7 +103,12 @@ impl State {
     }
 
     /// Adds a camera whose folder is on device `dev` (`dir`: a descriptor of it).
-    fn add(&mut self, camera: &str, dev: u64, dir: impl FnOnce() -> io::Result<File>) -> io::Result<(usize, usize)> {
+    fn add(
+        &mut self,
+        camera: &str,
+        dev: u64,
+        dir: impl FnOnce() -> io::Result<File>,
+    ) -> io::Result<(usize, usize)> {
         let fs = match self.filesystems.iter().position(|f| f.dev == dev) {
             Some(i) => i,
             None => {
@@ -251,19 +256,17 @@ impl Drop for StoreSync {
 impl SyncHandle {
     /// The writer has just written data that must reach the disk.
     pub fn wrote(&self) {
-        let woken = self.shared.lock().wrote(self.fs, self.camera, Instant::now());
+        let woken = self
+            .shared
+            .lock()
+            .wrote(self.fs, self.camera, Instant::now());
         if woken {
             self.shared.wake.notify_one();
         }
     }
 }
 
-fn run(
-    shared: &Shared,
-    metrics: &Metrics,
-    beat: Option<&hardware::watchdog::Beat>,
-    sync: &SyncFn,
-) {
+fn run(shared: &Shared, metrics: &Metrics, beat: Option<&hardware::watchdog::Beat>, sync: &SyncFn) {
     let mut state = shared.lock();
     loop {
         if let Some(b) = beat {
@@ -289,8 +292,11 @@ fn run(
                         .sync_seconds
                         .observe(started.elapsed().as_secs_f64()),
                     Err(e) => {
-                        let cameras: Vec<&str> =
-                            job.cameras.iter().map(|&c| state.cameras[c].as_str()).collect();
+                        let cameras: Vec<&str> = job
+                            .cameras
+                            .iter()
+                            .map(|&c| state.cameras[c].as_str())
+                            .collect();
                         for c in &cameras {
                             metrics.write_errors.get_or_create(&Metrics::cam(c)).inc();
                         }
@@ -340,7 +346,10 @@ mod tests {
         assert!(s.wrote(0, 0, t0), "the first write wakes the thread");
         assert!(!s.wrote(0, 1, t0 + Duration::from_millis(300)));
         assert!(!s.wrote(0, 0, t0 + Duration::from_millis(400)));
-        assert_eq!(s.next(t0 + Duration::from_millis(200)), Next::Wait(Duration::from_millis(300)));
+        assert_eq!(
+            s.next(t0 + Duration::from_millis(200)),
+            Next::Wait(Duration::from_millis(300))
+        );
         assert_eq!(
             s.next(t0 + HALF),
             Next::Sync(Job {
@@ -352,7 +361,10 @@ mod tests {
         assert_eq!(s.next(t0 + HALF), Next::Wait(HALF), "taken: nothing left");
         // A write during the sync is due half an interval after it was made.
         assert!(s.wrote(0, 1, t0 + Duration::from_millis(600)));
-        assert_eq!(s.next(t0 + Duration::from_millis(700)), Next::Wait(Duration::from_millis(400)));
+        assert_eq!(
+            s.next(t0 + Duration::from_millis(700)),
+            Next::Wait(Duration::from_millis(400))
+        );
     }
 
     #[test]
@@ -370,7 +382,10 @@ mod tests {
                 cameras: vec![2]
             })
         );
-        assert!(matches!(s.next(t0 + Duration::from_millis(650)), Next::Sync(Job { fs: 0, .. })));
+        assert!(matches!(
+            s.next(t0 + Duration::from_millis(650)),
+            Next::Sync(Job { fs: 0, .. })
+        ));
     }
 
     #[test]
@@ -399,7 +414,10 @@ mod tests {
         let mut s = two_fs();
         s.wrote(0, 0, t0);
         s.stopping = true;
-        assert!(matches!(s.next(t0), Next::Sync(Job { fs: 0, .. })), "not due yet, but stopping");
+        assert!(
+            matches!(s.next(t0), Next::Sync(Job { fs: 0, .. })),
+            "not due yet, but stopping"
+        );
         assert_eq!(s.next(t0), Next::Stop);
     }
 
@@ -419,7 +437,11 @@ mod tests {
                 *n += 1;
                 tx.send(f.metadata().unwrap().dev()).unwrap();
                 // The first sync fails; the second carries the same writes.
-                if *n == 1 { Err(io::Error::from_raw_os_error(libc::EIO)) } else { Ok(()) }
+                if *n == 1 {
+                    Err(io::Error::from_raw_os_error(libc::EIO))
+                } else {
+                    Ok(())
+                }
             }),
         )
         .unwrap();
@@ -429,11 +451,25 @@ mod tests {
         a.wrote();
         let dev = std::fs::metadata(dir.path()).unwrap().dev();
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), dev);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), dev, "tried again");
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            dev,
+            "tried again"
+        );
         sync.stop();
-        assert_eq!(*calls.lock().unwrap(), 2, "nothing written since: no more syncs");
-        assert_eq!(metrics.write_errors.get_or_create(&Metrics::cam("a")).get(), 1);
-        assert_eq!(metrics.write_errors.get_or_create(&Metrics::cam("b")).get(), 0);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            2,
+            "nothing written since: no more syncs"
+        );
+        assert_eq!(
+            metrics.write_errors.get_or_create(&Metrics::cam("a")).get(),
+            1
+        );
+        assert_eq!(
+            metrics.write_errors.get_or_create(&Metrics::cam("b")).get(),
+            0
+        );
     }
 
     #[test]
