@@ -8,6 +8,30 @@ CAMERAS="${CAMERAS:-32}"
 SECS="${SECS:-60}"
 WIDTH="${WIDTH:-1920}"; HEIGHT="${HEIGHT:-1080}"; KBPS="${KBPS:-4000}"; FPS="${FPS:-25}"
 BIN="${BIN:-target/release}"
+# ROUNDS=N runs the whole benchmark N times and ends with each round's CPU figures and
+# the median ratio: this machine's speed (ffmpeg's figure most) moves between runs.
+ROUNDS="${ROUNDS:-1}"
+if [ "$ROUNDS" -gt 1 ]; then
+  summary=()
+  for r in $(seq 1 "$ROUNDS"); do
+    out="$(ROUNDS=1 bash "$0")"
+    echo "$out"
+    cpu=$(echo "$out" | awk -F'|' '/CPU seconds per camera-minute/{gsub(/ /,"",$3); gsub(/ /,"",$4); print $3" "$4}')
+    ratio=$(echo "$out" | awk -F'|' '/CPU ratio/{gsub(/ /,"",$3); print $3}')
+    summary+=("$r $cpu $ratio")
+  done
+  echo
+  echo "Rounds: $ROUNDS"
+  printf "| %5s | %14s | %14s | %6s |\n" "round" "ringfence" "ffmpeg -c copy" "ratio"
+  printf "|%s|%s|%s|%s|\n" "-------" "----------------" "----------------" "--------"
+  for line in "${summary[@]}"; do
+    read -r n a b q <<< "$line"
+    printf "| %5s | %14s | %14s | %6s |\n" "$n" "$a" "$b" "$q"
+  done
+  median=$(printf '%s\n' "${summary[@]}" | awk '{print $4}' | sort -n | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}')
+  echo "median ratio (target <= 0.25): $median"
+  exit 0
+fi
 # A store cap (bytes) for long runs (SECS=600 at 128 cameras writes about 40 GB): the
 # recorder's retention keeps its store under it, and ffmpeg's segments wrap around to
 # the same share of disk (-segment_wrap), as a ring buffer would.
