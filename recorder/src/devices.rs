@@ -10,9 +10,8 @@
 //! `image/monitoring/ringfence-alerts.yml`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hardware::storage::{
     Alarm, LinuxStorage, StorageHealth, StorageReport, SystemCommands, Thresholds,
@@ -25,6 +24,7 @@ use hardware::tamper::{
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::stop::Stop;
 
 /// How often the disk is looked at.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(60);
@@ -54,48 +54,6 @@ pub fn thresholds(config: &Config) -> Thresholds {
 struct Watcher {
     stop: Arc<Stop>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// What a watching thread waits on between rounds: it wakes when its time is up or at
-/// once when told to stop, and not in between (a box with few cameras is mostly idle,
-/// and a thread that woke five times a second to look at a flag was its busiest).
-#[derive(Default)]
-struct Stop {
-    flag: AtomicBool,
-    lock: Mutex<()>,
-    told: Condvar,
-}
-
-impl Stop {
-    fn set(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        // Under the lock, so that a thread between its look at the flag and its wait
-        // cannot miss the notification.
-        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.told.notify_all();
-    }
-
-    fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// Waits `total`, or less if told to stop; false once stopped.
-    fn sleep(&self, total: Duration) -> bool {
-        let deadline = Instant::now() + total;
-        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        while !self.is_set() {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            held = self
-                .told
-                .wait_timeout(held, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        !self.is_set()
-    }
 }
 
 impl Watcher {
@@ -349,7 +307,7 @@ impl TamperWatch {
                             &monitor,
                             &*input,
                             TAMPER_POLL,
-                            &stop.flag,
+                            stop.flag(),
                             &mut |n| note(n),
                         )
                     });

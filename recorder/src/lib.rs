@@ -34,6 +34,7 @@ pub mod run;
 pub mod segment;
 pub mod service;
 pub mod sqlite;
+mod stop;
 pub mod store;
 pub mod syslog;
 

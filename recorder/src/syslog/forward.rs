@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tracing::{info, warn};
 
 use super::{Message, Origin, SyslogConfig, format_5424, frame};
+use crate::stop::Stop;
 
 /// What a forwarder sends: records in order, each with the cursor value that stands
 /// for "everything up to and including this one was sent".
@@ -48,7 +49,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 pub struct Forwarder {
     status: Arc<Status>,
-    wake: Arc<(Mutex<bool>, Condvar)>,
+    stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -60,7 +61,7 @@ struct Worker {
     cursor_file: PathBuf,
     feed: Box<dyn Feed>,
     status: Arc<Status>,
-    wake: Arc<(Mutex<bool>, Condvar)>,
+    stop: Arc<Stop>,
 }
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
@@ -81,7 +82,7 @@ impl Forwarder {
         let cursor = read_cursor(&cursor_file)?;
         let status = Arc::new(Status::default());
         status.cursor.store(cursor, Ordering::SeqCst);
-        let wake = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop = Arc::new(Stop::default());
         let mut w = Worker {
             config: Arc::new(tls),
             address: config.address.clone(),
@@ -90,7 +91,7 @@ impl Forwarder {
             cursor_file,
             feed,
             status: status.clone(),
-            wake: wake.clone(),
+            stop: stop.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("syslog".into())
@@ -98,7 +99,7 @@ impl Forwarder {
         info!(collector = %config.address, "forwarding to the log collector");
         Ok(Forwarder {
             status,
-            wake,
+            stop,
             thread: Some(thread),
         })
     }
@@ -113,11 +114,7 @@ impl Forwarder {
     }
 
     fn finish(&mut self) {
-        {
-            let (lock, cv) = &*self.wake;
-            *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-            cv.notify_all();
-        }
+        self.stop.set();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -187,16 +184,12 @@ fn write_cursor(path: &Path, cursor: i64) -> std::io::Result<()> {
 
 impl Worker {
     fn stopping(&self) -> bool {
-        *self.wake.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.stop.is_set()
     }
 
     /// Waits `d`, or less if asked to stop.
     fn wait(&self, d: Duration) {
-        let (lock, cv) = &*self.wake;
-        let g = lock.lock().unwrap_or_else(|p| p.into_inner());
-        if !*g {
-            let _ = cv.wait_timeout(g, d);
-        }
+        self.stop.sleep(d);
     }
 
     fn run(&mut self) {
