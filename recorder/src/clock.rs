@@ -104,8 +104,8 @@ const MEDIA_CLOCK_WINDOW_MS: i64 = 10_000;
 /// clock rather than from when each frame happened to arrive.
 ///
 /// Why: a frame reaches the recorder late by whatever the network, the kernel's buffers
-/// and the runtime add, and that delay varies frame to frame (more so when the kernel is
-/// asked to wake the recorder once per batch of packets). Stamping each chunk with its
+/// and the runtime add, and that delay varies frame to frame (more so since the recorder
+/// reads its cameras in rounds, [`crate::ingest::rounds`]). Stamping each chunk with its
 /// arrival made footage time jitter by that much between chunks, and chunks could
 /// overlap. The camera's 90 kHz timestamps are exact between frames; what they lack is
 /// the wall-clock moment of one of them.

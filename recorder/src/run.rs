@@ -89,14 +89,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("cannot start the retention thread")?
     };
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("recorder-rt")
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut rt = tokio::runtime::Builder::new_current_thread();
+    rt.enable_all().thread_name("recorder-rt");
+    // The cameras are read in rounds (see `ingest::rounds`).
+    if let Some(round) = crate::ingest::rounds::round_for(&config.cameras) {
+        crate::ingest::rounds::Rounds::pace(&mut rt, round);
+    }
+    let rt = rt.build().context("cannot start the async runtime")?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let low_water = Arc::new(crate::ingest::LowWater::default());
     let session_group = Arc::new(SessionGroup::default());
     // What must show life for the watchdog to be pinged: every camera's writer (and
     // the runtime, which runs the pinger).
@@ -158,7 +159,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             clock: clock.clone(),
             session_group: session_group.clone(),
-            low_water: low_water.clone(),
             state: state.clone(),
         };
         tasks.push(rt.spawn(task.run(shutdown_rx.clone())));

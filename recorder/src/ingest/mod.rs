@@ -24,9 +24,7 @@ use crate::metrics::Metrics;
 use crate::segment::{Codec, CodecParams, Frame, Gop};
 use crate::writer::WriterMsg;
 
-mod low_water;
-pub use low_water::LowWater;
-use low_water::SessionMark;
+pub mod rounds;
 
 /// Frames in hand are handed to the writer at least this often (media time), even in
 /// the middle of a long GOP: it bounds what a crash loses and how late live view is.
@@ -79,8 +77,6 @@ pub struct CameraTask {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub session_group: Arc<SessionGroup>,
-    /// The receive low-water marks of every camera's connection ([`low_water`]).
-    pub low_water: Arc<LowWater>,
     pub state: StateFn,
 }
 
@@ -190,18 +186,6 @@ impl CameraTask {
             .map_err(|e| SessionError::Stream(e.to_string()))?;
         info!(camera = %cam.id, "camera connected");
 
-        // Over TCP, the kernel is asked to wake the recorder for ~100 ms of the stream at a
-        // time rather than for each packet. Over UDP the packets come one by one whatever
-        // the mark, and the RTSP connection carries only the answers to keepalives, which
-        // must never wait for a mark: the camera asks for none, which also keeps a TCP
-        // camera behind the same address from setting one on that connection.
-        let mut mark = SessionMark::new(
-            self.low_water.clone(),
-            &cam.id,
-            or_stop!(peer_addrs(&url)),
-            tokio::time::Instant::now(),
-        );
-        let batching = matches!(cam.transport, config::Transport::Tcp);
         let label = Metrics::cam(&cam.id);
         let frames_c = self.metrics.frames.get_or_create(&label).clone();
         let key_c = self.metrics.key_frames.get_or_create(&label).clone();
@@ -227,9 +211,6 @@ impl CameraTask {
                     if silent_for >= FRAME_TIMEOUT {
                         break Err(SessionError::Silent);
                     }
-                    if batching {
-                        mark.tick(tokio::time::Instant::now(), silent_for);
-                    }
                     continue;
                 }
                 _ = stop.wait_for(|s| *s) => break Ok(()),
@@ -249,7 +230,6 @@ impl CameraTask {
             let pts_90k = frame.timestamp().timestamp();
             let frame_unix_ms = media_clock.frame_unix_ms(pts_90k, self.clock.now_unix_ms());
             bytes_c.inc_by(frame.data().len() as u64);
-            mark.received(frame.data().len());
             let key = frame.is_random_access_point();
             if frame.has_new_parameters() || params.is_none() {
                 let new = stream_params(&demuxed.streams()[stream_i])?;
@@ -336,24 +316,6 @@ impl CameraTask {
                 dropped.inc_by(n);
             }
         }
-    }
-}
-
-/// The addresses the camera's RTSP connection may have: the URL's host (resolved when
-/// it is a name) and port. Empty when the name does not resolve now: no mark is set.
-async fn peer_addrs(url: &url::Url) -> Vec<std::net::SocketAddr> {
-    let port = url.port_or_known_default().unwrap_or(554);
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => vec![(ip, port).into()],
-        Some(url::Host::Ipv6(ip)) => vec![(ip, port).into()],
-        Some(url::Host::Domain(name)) => {
-            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((name, port))).await
-            {
-                Ok(Ok(addrs)) => addrs.collect(),
-                _ => Vec::new(),
-            }
-        }
-        None => Vec::new(),
     }
 }
 
