@@ -18,9 +18,6 @@ use crate::metrics::Metrics;
 use crate::writer::{CameraWriter, WriterConfig};
 use crate::{recovery, store};
 
-/// GOPs queued per camera between the RTSP task and its writer (a few seconds).
-const WRITER_QUEUE_GOPS: usize = 16;
-
 pub fn run(config: Config) -> anyhow::Result<()> {
     let keys = store::key_provider(&config);
     let kek = store::load_kek(&config, &keys)?;
@@ -116,7 +113,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Some(heartbeats.register("store-sync")),
     )
     .context("cannot start the store's sync thread")?;
-    for cam in &config.cameras {
+    // The writer threads: one per core, at most one per camera; camera i is written by
+    // thread i mod n (see `writer`).
+    let writer_threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, config.cameras.len().max(1));
+    let mut groups: Vec<Vec<CameraWriter>> = (0..writer_threads).map(|_| Vec::new()).collect();
+    for (i, cam) in config.cameras.iter().enumerate() {
         let startup_gap = {
             let c = cat.lock().expect("catalog mutex");
             let last = c.last_recorded_unix_ms(&cam.id)?;
@@ -144,18 +147,27 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .register(&store_path, &cam.id)
                 .with_context(|| format!("cannot open the folder of camera {}", cam.id))?,
         )?
-        .with_space_hooks(retention.clone())
-        .with_beat(heartbeats.register(&format!("writer-{}", cam.id)));
-        let (tx, rx) = std::sync::mpsc::sync_channel(WRITER_QUEUE_GOPS);
+        .with_space_hooks(retention.clone());
+        groups[i % writer_threads].push(writer);
+    }
+    let mut senders: Vec<std::vec::IntoIter<crate::writer::WriterTx>> = Vec::new();
+    for (n, group) in groups.into_iter().enumerate() {
+        let (tx, rx) = crate::writer::queue(group.len(), crate::writer::QUEUE_PER_CAMERA);
+        senders.push(tx.into_iter());
+        let beat = heartbeats.register(&format!("writer-{n}"));
         writers.push(
             std::thread::Builder::new()
-                .name(format!("writer-{}", cam.id))
-                .spawn(move || writer.run(rx))
-                .context("cannot start writer thread")?,
+                .name(format!("writer-{n}"))
+                .spawn(move || crate::writer::run_shared(group, rx, Some(beat)))
+                .context("cannot start a writer thread")?,
         );
+    }
+    for (i, cam) in config.cameras.iter().enumerate() {
         let task = CameraTask {
             camera: cam.clone(),
-            tx,
+            tx: senders[i % writer_threads]
+                .next()
+                .expect("a sender for every camera of the thread"),
             metrics: metrics.clone(),
             clock: clock.clone(),
             session_group: session_group.clone(),

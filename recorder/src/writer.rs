@@ -1,16 +1,25 @@
-//! One writer thread per camera: turns GOPs into sealed segments and keeps the
+//! The camera writers: each turns its camera's GOPs into sealed segments and keeps the
 //! catalog in step, in the order that survives a crash at any instant:
 //! row (open, wrapped key) → file → chunks, synced within `sync_interval_ms` (by
 //! [`crate::store_sync`], for every camera at once) → final chunk, fsync file and
 //! directory → row closed.
 //!
 //! Writes are blocking and may be slow (flash, a full disk); they live on their own
-//! thread so that a slow disk never stalls the RTSP sessions, and frames that cannot
+//! threads so that a slow disk never stalls the RTSP sessions, and frames that cannot
 //! be queued are counted as dropped, not silently lost.
+//!
+//! A few writer threads (one per core) share the cameras ([`run_shared`]), each
+//! draining one queue of its cameras' messages. Why not a thread per camera: the
+//! runtime reads the cameras in rounds ([`crate::ingest::rounds`]) and hands their
+//! chunks over together, and a thread per camera was woken for each of them: at 128
+//! cameras, about 500 of the recorder's 690 context switches a second. A shared thread
+//! woken once per round takes every chunk that came in it. The disk is shared anyway;
+//! what a camera waits behind now is the other cameras' sealing and page-cache writes
+//! on its thread (a few milliseconds a round), and a segment's closing fsync.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use hardware::Kek;
@@ -29,6 +38,82 @@ pub enum WriterMsg {
     Gop { params: Arc<CodecParams>, gop: Gop },
     /// The camera session ended: close the segment and open a gap.
     Offline { at_unix_ms: i64, reason: String },
+}
+
+/// How many messages a writer thread's queue holds per camera it writes: 8 s of video
+/// at a chunk every 500 ms before a camera's GOPs are dropped.
+pub const QUEUE_PER_CAMERA: usize = 16;
+
+/// One camera's way to its writer thread: messages go in the thread's one queue,
+/// tagged with the camera's place among the thread's writers.
+#[derive(Clone)]
+pub struct WriterTx {
+    camera: usize,
+    tx: SyncSender<(usize, WriterMsg)>,
+}
+
+impl WriterTx {
+    /// Queues `msg` for the camera's writer, or gives it back when the queue is full
+    /// (the thread is behind) or the thread is gone.
+    pub fn try_send(&self, msg: WriterMsg) -> Result<(), TrySendError<WriterMsg>> {
+        self.tx.try_send((self.camera, msg)).map_err(|e| match e {
+            TrySendError::Full((_, m)) => TrySendError::Full(m),
+            TrySendError::Disconnected((_, m)) => TrySendError::Disconnected(m),
+        })
+    }
+}
+
+/// The queue of a writer thread for `cameras` cameras, holding `per_camera` messages
+/// for each ([`QUEUE_PER_CAMERA`]): a sender for each camera, in the order of the
+/// writers given to [`run_shared`], and the thread's receiver.
+pub fn queue(cameras: usize, per_camera: usize) -> (Vec<WriterTx>, Receiver<(usize, WriterMsg)>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(per_camera * cameras);
+    let senders = (0..cameras)
+        .map(|camera| WriterTx {
+            camera,
+            tx: tx.clone(),
+        })
+        .collect();
+    (senders, rx)
+}
+
+/// Runs `writers` on this thread until every sender of `rx` is dropped; then closes
+/// their open segments. Shows life to the watchdog at every round of the loop, and at
+/// least every [`IDLE_BEAT`] (see `hardware::watchdog`).
+pub fn run_shared(
+    mut writers: Vec<CameraWriter>,
+    rx: Receiver<(usize, WriterMsg)>,
+    beat: Option<hardware::watchdog::Beat>,
+) {
+    serve(&mut writers, &rx, beat.as_ref(), |m| m);
+}
+
+/// The one loop of every writer thread: `route` names the writer a message is for.
+fn serve<M>(
+    writers: &mut [CameraWriter],
+    rx: &Receiver<M>,
+    beat: Option<&hardware::watchdog::Beat>,
+    route: impl Fn(M) -> (usize, WriterMsg),
+) {
+    loop {
+        if let Some(b) = beat {
+            b.beat();
+        }
+        match rx.recv_timeout(IDLE_BEAT) {
+            Ok(m) => {
+                let (i, msg) = route(m);
+                match writers.get_mut(i) {
+                    Some(w) => w.handle(msg),
+                    None => error!(writer = i, "a message for no writer of this thread"),
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for w in writers {
+        w.close_segment();
+    }
 }
 
 pub struct WriterConfig {
@@ -62,7 +147,6 @@ pub struct CameraWriter {
     unfinished: Vec<(SegmentId, PathBuf)>,
     /// Retention: told when a segment closes, asked to free space on ENOSPC.
     space: Option<Arc<dyn crate::retention::SpaceHooks>>,
-    beat: Option<hardware::watchdog::Beat>,
     /// Where the last stored frame ends (wall time).
     last_end_unix_ms: Option<i64>,
     /// Tells the store's sync what was written.
@@ -148,7 +232,6 @@ impl CameraWriter {
             gap,
             unfinished: Vec::new(),
             space: None,
-            beat: None,
             last_end_unix_ms: None,
             sync,
         })
@@ -156,12 +239,6 @@ impl CameraWriter {
 
     /// Connects the writer to retention: a pass after each closed segment, and an
     /// emergency deletion (then one retry of the GOP) when a write hits ENOSPC.
-    /// Shows life to the watchdog at every round of the loop (see `hardware::watchdog`).
-    pub fn with_beat(mut self, beat: hardware::watchdog::Beat) -> Self {
-        self.beat = Some(beat);
-        self
-    }
-
     pub fn with_space_hooks(mut self, hooks: Arc<dyn crate::retention::SpaceHooks>) -> Self {
         self.space = Some(hooks);
         self
@@ -175,28 +252,25 @@ impl CameraWriter {
         }
     }
 
-    /// Runs until the sender side is dropped; then closes the open segment.
-    pub fn run(mut self, rx: Receiver<WriterMsg>) {
-        loop {
-            if let Some(b) = &self.beat {
-                b.beat();
-            }
-            match rx.recv_timeout(IDLE_BEAT) {
-                Ok(WriterMsg::Gop { params, gop }) => self.write_gop(params, gop),
-                Ok(WriterMsg::Offline { at_unix_ms, reason }) => {
-                    self.close_segment();
-                    // The interruption began where the recording stopped.
-                    let from = self
-                        .last_end_unix_ms
-                        .filter(|&e| e <= at_unix_ms)
-                        .unwrap_or(at_unix_ms);
-                    self.begin_gap(from, &reason);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+    /// Runs this writer alone on the calling thread until the sender side is dropped;
+    /// then closes the open segment (the same loop as [`run_shared`]).
+    pub fn run(self, rx: Receiver<WriterMsg>) {
+        serve(&mut [self], &rx, None, |m| (0, m));
+    }
+
+    fn handle(&mut self, msg: WriterMsg) {
+        match msg {
+            WriterMsg::Gop { params, gop } => self.write_gop(params, gop),
+            WriterMsg::Offline { at_unix_ms, reason } => {
+                self.close_segment();
+                // The interruption began where the recording stopped.
+                let from = self
+                    .last_end_unix_ms
+                    .filter(|&e| e <= at_unix_ms)
+                    .unwrap_or(at_unix_ms);
+                self.begin_gap(from, &reason);
             }
         }
-        self.close_segment();
     }
 
     fn begin_gap(&mut self, from: i64, reason: &str) {
@@ -756,5 +830,85 @@ mod tests {
         assert_eq!(gaps[0].reason, "camera closed the session");
         assert_eq!(gaps[0].from_unix_ms, t0 + 1000);
         assert_eq!(gaps[0].to_unix_ms, Some(t0 + 7000));
+    }
+
+    /// Two cameras on one writer thread: each message reaches its own camera's writer,
+    /// and each camera's segments and interruptions stay its own.
+    #[test]
+    fn a_shared_writer_thread_keeps_each_camera_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::random();
+        let metrics = Arc::new(Metrics::new());
+        let sync = StoreSync::start(Duration::from_millis(100), metrics.clone(), None).unwrap();
+        let writer = |camera: &str| {
+            CameraWriter::new(
+                WriterConfig {
+                    store: dir.path().to_path_buf(),
+                    camera: camera.into(),
+                    segment_secs: 60,
+                },
+                kek.clone(),
+                metrics.clone(),
+                None,
+                sync.register(dir.path(), camera).unwrap(),
+            )
+            .unwrap()
+        };
+        let writers = vec![writer("gate"), writer("hall")];
+        let (senders, rx) = queue(2, QUEUE_PER_CAMERA);
+        let (gate, hall) = (&senders[0], &senders[1]);
+        let t0 = 1_800_000_000_000;
+        let p = params(1);
+        for s in 0..3i64 {
+            gate.try_send(WriterMsg::Gop {
+                params: p.clone(),
+                gop: gop(s * 90_000, t0 + s * 1000),
+            })
+            .unwrap();
+            if s < 2 {
+                hall.try_send(WriterMsg::Gop {
+                    params: p.clone(),
+                    gop: gop(s * 90_000, t0 + s * 1000),
+                })
+                .unwrap();
+            }
+        }
+        hall.try_send(WriterMsg::Offline {
+            at_unix_ms: t0 + 2500,
+            reason: "camera closed the session".into(),
+        })
+        .unwrap();
+        drop(senders);
+        run_shared(writers, rx, None);
+
+        let cat = Catalog::open(dir.path()).unwrap();
+        let frames = |camera: &str| -> u64 {
+            let rows = cat.segments(Some(camera)).unwrap();
+            assert!(rows.iter().all(|r| !r.open && r.camera == camera));
+            rows.iter().map(|r| r.frames).sum()
+        };
+        assert_eq!(frames("gate"), 75);
+        assert_eq!(frames("hall"), 50);
+        assert!(cat.gaps("gate").unwrap().is_empty());
+        let hall_gaps = cat.gaps("hall").unwrap();
+        assert_eq!(hall_gaps.len(), 1);
+        assert_eq!(hall_gaps[0].from_unix_ms, t0 + 2000);
+    }
+
+    /// A thread's queue holds `per_camera` messages for each of its cameras; beyond,
+    /// a message comes back to its sender (who counts the GOP as dropped).
+    #[test]
+    fn a_full_queue_gives_the_message_back() {
+        let (senders, _rx) = queue(2, 1);
+        let off = |at_unix_ms| WriterMsg::Offline {
+            at_unix_ms,
+            reason: "x".into(),
+        };
+        senders[0].try_send(off(1)).unwrap();
+        senders[1].try_send(off(2)).unwrap();
+        match senders[0].try_send(off(3)) {
+            Err(TrySendError::Full(WriterMsg::Offline { at_unix_ms: 3, .. })) => {}
+            _ => panic!("expected the message back, queue full"),
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! writer as a gap with its reason.
 
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -22,7 +22,7 @@ use crate::clock::{Clock, MediaClock, ms_from_90k};
 use crate::config::{self, CameraConfig};
 use crate::metrics::Metrics;
 use crate::segment::{Codec, CodecParams, Frame, Gop};
-use crate::writer::WriterMsg;
+use crate::writer::{WriterMsg, WriterTx};
 
 pub mod rounds;
 
@@ -73,7 +73,7 @@ pub type StateFn = Arc<dyn Fn(&str, &str, Option<&str>) + Send + Sync>;
 
 pub struct CameraTask {
     pub camera: CameraConfig,
-    pub tx: SyncSender<WriterMsg>,
+    pub tx: WriterTx,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub session_group: Arc<SessionGroup>,
@@ -327,7 +327,7 @@ const RETRY_FULL_QUEUE: Duration = Duration::from_millis(20);
 /// unrecorded, unlike a GOP, which is dropped and counted when the writer is behind.
 /// False when shutdown came first or the writer is gone.
 async fn send_waiting(
-    tx: &SyncSender<WriterMsg>,
+    tx: &WriterTx,
     mut msg: WriterMsg,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -458,7 +458,8 @@ mod tests {
     /// instead of being lost (issue 10): it arrives after the GOPs ahead of it.
     #[tokio::test(start_paused = true)]
     async fn an_offline_report_waits_for_a_full_queue() {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, rx) = crate::writer::queue(1, 1);
+        let tx = tx.into_iter().next().unwrap();
         let (_stop_tx, mut stop) = watch::channel(false);
         tx.try_send(WriterMsg::Offline {
             at_unix_ms: 1,
@@ -474,16 +475,17 @@ mod tests {
         });
         tokio::time::sleep(RETRY_FULL_QUEUE * 10).await;
         assert!(!sender.is_finished(), "the queue is still full");
-        let first = rx.try_recv().unwrap();
+        let (_, first) = rx.try_recv().unwrap();
         assert!(matches!(first, WriterMsg::Offline { at_unix_ms: 1, .. }));
         assert!(sender.await.unwrap());
-        let second = rx.try_recv().unwrap();
+        let (_, second) = rx.try_recv().unwrap();
         assert!(matches!(second, WriterMsg::Offline { at_unix_ms: 2, .. }));
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_the_wait() {
-        let (tx, _rx) = std::sync::mpsc::sync_channel(0);
+        let (tx, _rx) = crate::writer::queue(1, 0);
+        let tx = tx.into_iter().next().unwrap();
         let (stop_tx, mut stop) = watch::channel(false);
         let sender = tokio::spawn(async move {
             let msg = WriterMsg::Offline {
