@@ -1,7 +1,7 @@
 //! The service manager's watchdog. On the appliance systemd restarts a service that
 //! stops pinging within `WatchdogSec=` (and drives the hardware watchdog itself), so a
 //! process pings only while it is really working: every part it cannot live without
-//! (a camera's writer thread, the async runtime that runs the pinger) must have shown
+//! (a writer thread, the async runtime that runs the pinger) must have shown
 //! life recently. A hung writer then means a restart, not a box that looks up and
 //! records nothing.
 //!

@@ -96,7 +96,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let session_group = Arc::new(SessionGroup::default());
-    // What must show life for the watchdog to be pinged: every camera's writer (and
+    // What must show life for the watchdog to be pinged: every writer thread (and
     // the runtime, which runs the pinger).
     let heartbeats = hardware::watchdog::Heartbeats::new(hardware::watchdog::mono_ms());
     let mut writers = Vec::new();
